@@ -1,0 +1,38 @@
+# Common loops. `make setup` then `make demo`; `make test` runs what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo test test-all lint format bench validate
+
+setup:  ## install everything into .venv (tested pins in constraints.txt) and create DAGSTER_HOME
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/reckit init-home
+
+demo:  ## simulate 10 days (if the landing zone is empty) and start the Dagster UI on :3000
+	$(BIN)/reckit dev
+
+test:  ## lint, then the default (fast) test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-all:  ## every test, slow ones included
+	$(BIN)/python -m pytest -q -m ''
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+validate:  ## Dagster's own checks of the code location
+	$(BIN)/dagster definitions validate -w workspace.yaml
+	$(BIN)/dg check defs
+
+bench:  ## benchmarks (figures recorded in docs/benchmarks.md)
+	$(BIN)/python bench/data_layer.py

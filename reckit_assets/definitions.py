@@ -1,0 +1,27 @@
+"""The code location: assembles every domain's definitions. Environment is chosen once here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from reckit_assets.defs.features import assets as feature_assets
+from reckit_assets.defs.ingest import assets as ingest_assets
+from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
+from reckit_assets.defs.jobs import daily_pipeline, daily_schedule
+from reckit_assets.defs.resources import build_resources
+from reckit_assets.defs.samples import assets as sample_assets
+from reckit_assets.settings import Settings, load_settings
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([ingest_assets, feature_assets, sample_assets]),
+        jobs=[daily_pipeline],
+        schedules=[daily_schedule],
+        sensors=[landing_arrival_sensor],
+        resources=build_resources(settings),
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+    )
+
+
+defs = build_defs(load_settings())

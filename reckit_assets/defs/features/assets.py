@@ -1,0 +1,53 @@
+"""Validated events -> daily activity -> point-in-time features (7 days strictly before dt)."""
+
+import dagster as dg
+
+from reckit_assets.core import data_steps as steps
+from reckit_assets.core.feature_spec import WINDOW_DAYS
+from reckit_assets.defs.partitions import DAILY, FIRST_DAY, SINGLE_RUN
+from reckit_assets.defs.resources import ReckitStorage
+from reckit_assets.defs.results import publish_days
+
+# Day d's features read days d-7 .. d-1 only: a day never sees its own labels.
+PREVIOUS_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-WINDOW_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
+)
+
+
+@dg.asset(
+    name=steps.ACTIVITY,
+    group_name="features",
+    deps=[steps.EVENTS],
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    code_version="1",
+    kinds={"parquet"},
+    description="Per-item and per-user impressions, clicks and conversions of the day.",
+)
+def daily_activity(
+    context: dg.AssetExecutionContext, storage: ReckitStorage
+) -> dg.MaterializeResult:
+    store = storage.warehouse()
+    return publish_days(context, steps.ACTIVITY, store, lambda dt: (steps.activity(store, dt), []))
+
+
+@dg.asset(
+    name=steps.FEATURES,
+    group_name="features",
+    deps=[dg.AssetDep(steps.ACTIVITY, partition_mapping=PREVIOUS_WINDOW)],
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    code_version="1",
+    kinds={"parquet"},
+    description=(
+        f"Item and user statistics of the {WINDOW_DAYS} days before dt (smoothed CTR/CVR, "
+        "counts) and the window's priors. The online snapshot for serving is the same table."
+    ),
+)
+def point_in_time_features(
+    context: dg.AssetExecutionContext, storage: ReckitStorage
+) -> dg.MaterializeResult:
+    store = storage.warehouse()
+    return publish_days(
+        context, steps.FEATURES, store, lambda dt: (steps.features(store, dt, FIRST_DAY), [])
+    )

@@ -1,0 +1,24 @@
+"""The daily job (everything partitioned by day) and its fallback schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+DAILY_GROUPS = ("ingest", "features", "samples")
+
+daily_pipeline = dg.define_asset_job(
+    "daily_pipeline",
+    selection=dg.AssetSelection.groups(*DAILY_GROUPS),
+    description="Everything for one day, from the landed logs on. The arrival sensor, the "
+    "schedule and manual launches all run this job for a partition.",
+    tags={"reckit/lane": "daily"},
+)
+
+# Fallback for a missed sensor tick: 02:00 UTC, the previous day. Off until switched on.
+daily_schedule = dg.build_schedule_from_partitioned_job(
+    daily_pipeline,
+    name="daily_pipeline_schedule",
+    hour_of_day=2,
+    minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)

@@ -1,0 +1,53 @@
+"""Resources: where data lives and the data-quality limits. Defaults come from settings."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from reckit_assets.core.quality import Thresholds
+from reckit_assets.core.storage import Storage, storage_from_uri
+from reckit_assets.settings import Settings
+
+
+class ReckitStorage(dg.ConfigurableResource):
+    """The landing zone (read only), the warehouse of pipeline artifacts, and the registry."""
+
+    landing_uri: str
+    warehouse_uri: str
+    registry_uri: str
+
+    def landing(self) -> Storage:
+        return storage_from_uri(self.landing_uri)
+
+    def warehouse(self) -> Storage:
+        return storage_from_uri(self.warehouse_uri)
+
+    def registry(self) -> Storage:
+        return storage_from_uri(self.registry_uri)
+
+
+class DataQuality(dg.ConfigurableResource):
+    """Limits of the blocking data checks (see core.quality.Thresholds for the meaning)."""
+
+    max_duplicate_rate: float = Thresholds.max_duplicate_rate
+    max_out_of_day_rate: float = Thresholds.max_out_of_day_rate
+    max_orphan_click_rate: float = Thresholds.max_orphan_click_rate
+    min_click_rate: float = Thresholds.min_click_rate
+    max_click_rate: float = Thresholds.max_click_rate
+    max_row_count_change: float = Thresholds.max_row_count_change
+    max_feature_psi: float = Thresholds.max_feature_psi
+    max_feature_js: float = Thresholds.max_feature_js
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**self.model_dump())
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    return {
+        "storage": ReckitStorage(
+            landing_uri=settings.landing_uri,
+            warehouse_uri=settings.warehouse_uri,
+            registry_uri=settings.registry_uri,
+        ),
+        "data_quality": DataQuality(),
+    }

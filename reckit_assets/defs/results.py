@@ -1,0 +1,138 @@
+"""Turn published partitions and their check outcomes into Dagster results.
+
+One code path for a single partition and for a range run (single-run backfill): each day is
+published by itself; a range run reports the combined data version, each day's version in the
+metadata, and a check fails when it failed for any day (naming the days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+
+import dagster as dg
+import pandas as pd
+
+from reckit_assets.core import warehouse
+from reckit_assets.core.quality import Outcome
+from reckit_assets.core.storage import Storage
+
+
+def _schema(frame: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
+    )
+
+
+def _flat(info: dict) -> dict:
+    return {
+        k: v
+        for k, v in info.items()
+        if isinstance(v, int | float | str) and not isinstance(v, bool)
+    }
+
+
+def publish_days(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    store: Storage,
+    produce: Callable[[str], tuple[warehouse.Artifact, list[Outcome]]],
+    quarantine_on_failure: bool = False,
+) -> dg.MaterializeResult:
+    """Produce and publish every partition of the run, then report them as one result."""
+    days: dict[str, tuple[dict, list[Outcome], warehouse.Artifact]] = {}
+    for dt in context.partition_keys:
+        artifact, outcomes = produce(dt)
+        failed = [o for o in outcomes if not o.passed]
+        manifest = warehouse.publish(
+            store, asset, dt, artifact, quarantined=quarantine_on_failure and bool(failed)
+        )
+        state = "quarantined" if manifest["quarantined"] else "published"
+        context.log.info(
+            f"{asset} dt={dt}: {state} {manifest['rows']} rows, data version "
+            f"{manifest['data_version']}"
+            + (f"; failed: {[o.name for o in failed]}" if failed else "")
+        )
+        days[dt] = (manifest, outcomes, artifact)
+    return to_result(asset, days)
+
+
+def to_result(
+    asset: str,
+    days: dict[str, tuple[dict, list[Outcome], warehouse.Artifact]],
+    asset_key: str | None = None,
+) -> dg.MaterializeResult:
+    versions = {dt: m["data_version"] for dt, (m, _, _) in days.items()}
+    if len(days) == 1:
+        ((dt, (manifest, _, artifact)),) = days.items()
+        version = manifest["data_version"]
+        metadata: dict = {
+            "dagster/row_count": manifest["rows"],
+            "data_version": version,
+            "location": f"{warehouse.prefix(asset, dt, manifest['quarantined'])}/",
+            "quarantined": manifest["quarantined"],
+            **_flat(artifact.info),
+        }
+        if artifact.frames:
+            first = next(iter(artifact.frames.values()))
+            metadata["dagster/column_schema"] = _schema(first)
+    else:
+        version = hashlib.sha256(
+            "".join(f"{dt}={v}\n" for dt, v in sorted(versions.items())).encode()
+        ).hexdigest()[:16]
+        metadata = {
+            "dagster/row_count": sum(m["rows"] for m, _, _ in days.values()),
+            "partitions": len(days),
+            "data_versions": dg.MetadataValue.json(versions),
+            "quarantined_days": ", ".join(dt for dt, (m, _, _) in days.items() if m["quarantined"])
+            or "none",
+        }
+    return dg.MaterializeResult(
+        asset_key=asset_key,
+        data_version=dg.DataVersion(version),
+        metadata=metadata,
+        check_results=merged_checks(asset_key or asset, {dt: o for dt, (_, o, _) in days.items()}),
+    )
+
+
+def merged_checks(
+    asset: str, outcomes_by_day: dict[str, list[Outcome]]
+) -> list[dg.AssetCheckResult]:
+    by_name: dict[str, list[tuple[str, Outcome]]] = {}
+    for dt, outcomes in outcomes_by_day.items():
+        for o in outcomes:
+            by_name.setdefault(o.name, []).append((dt, o))
+    results = []
+    for name, items in by_name.items():
+        failed = [(dt, o) for dt, o in items if not o.passed]
+        if len(items) == 1:
+            _, o = items[0]
+            description, metadata = o.description, dict(o.metadata)
+        else:
+            description = (
+                "; ".join(f"dt={dt}: {o.description}" for dt, o in failed)
+                if failed
+                else f"passed for all {len(items)} days"
+            )
+            metadata = {"failed_days": ", ".join(dt for dt, _ in failed) or "none"}
+        metadata["detail"] = description
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=asset,
+                check_name=name,
+                passed=not failed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=description[:2000],
+                metadata=_flat(metadata),
+            )
+        )
+    return results
+
+
+def blocking_checks(
+    asset: str, names_and_descriptions: Iterable[tuple[str, str]]
+) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description)
+        for name, description in names_and_descriptions
+    ]

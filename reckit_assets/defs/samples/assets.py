@@ -1,0 +1,62 @@
+"""Training samples (gated by drift and volume checks) and behaviour sequences."""
+
+import dagster as dg
+
+from reckit_assets.core import data_steps as steps
+from reckit_assets.defs.partitions import DAILY, SINGLE_RUN
+from reckit_assets.defs.resources import DataQuality, ReckitStorage
+from reckit_assets.defs.results import blocking_checks, publish_days
+
+SAMPLE_CHECKS = (
+    ("row_count_change", "Rows within the allowed change from the previous partition; never empty"),
+    (
+        "feature_drift",
+        "PSI (dense) / Jensen-Shannon (categorical) per feature vs the previous partition",
+    ),
+)
+
+
+@dg.asset(
+    name=steps.SAMPLES,
+    group_name="samples",
+    deps=[steps.EVENTS, steps.USERS, steps.ITEMS, steps.FEATURES],
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    code_version="1",
+    kinds={"parquet"},
+    check_specs=blocking_checks(steps.SAMPLES, SAMPLE_CHECKS),
+    description=(
+        "The day's labelled impressions with every feature of the spec. A day failing its "
+        "checks is quarantined: published under quarantine/, where training never reads."
+    ),
+)
+def training_samples(
+    context: dg.AssetExecutionContext, storage: ReckitStorage, data_quality: DataQuality
+) -> dg.MaterializeResult:
+    store, limits = storage.warehouse(), data_quality.thresholds()
+
+    def produce(dt: str):
+        result = steps.samples(store, dt, limits)
+        return result.artifact, result.outcomes
+
+    return publish_days(context, steps.SAMPLES, store, produce, quarantine_on_failure=True)
+
+
+@dg.asset(
+    name=steps.SEQUENCES,
+    group_name="samples",
+    deps=[steps.EVENTS],
+    partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
+    code_version="1",
+    kinds={"parquet"},
+    description="Each user's clicked items in time order, split into 30-minute sessions; "
+    "sessions of two or more items form the item2vec corpus.",
+)
+def behaviour_sequences(
+    context: dg.AssetExecutionContext, storage: ReckitStorage
+) -> dg.MaterializeResult:
+    store = storage.warehouse()
+    return publish_days(
+        context, steps.SEQUENCES, store, lambda dt: (steps.sequences(store, dt), [])
+    )

@@ -1,0 +1,73 @@
+"""Shared fixtures: a private data directory per test and small deterministic simulated days."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from reckit_assets.core.simulate import SimulationConfig, write_simulation
+from reckit_assets.core.storage import LocalStorage
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+FIRST_DAY = "2026-10-01"
+SMALL = SimulationConfig(
+    start=FIRST_DAY, days=4, n_users=400, n_items=120, impressions_per_day=4000, seed=11
+)
+
+
+@dataclass
+class Lake:
+    root: Path
+    landing: LocalStorage
+    warehouse: LocalStorage
+    oracle: LocalStorage
+
+    def resources(self, **quality) -> dict:
+        from reckit_assets.defs.resources import DataQuality, ReckitStorage
+
+        return {
+            "storage": ReckitStorage(
+                landing_uri=self.landing.uri,
+                warehouse_uri=self.warehouse.uri,
+                registry_uri=str(self.root / "registry"),
+            ),
+            "data_quality": DataQuality(**quality),
+        }
+
+    def landing_digest(self) -> dict[str, str]:
+        """sha256 of every landed file: landed data must never change."""
+        return {
+            p.relative_to(self.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((self.root / "landing").rglob("*"))
+            if p.is_file()
+        }
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(
+        root=tmp_path,
+        landing=LocalStorage(tmp_path / "landing"),
+        warehouse=LocalStorage(tmp_path / "warehouse"),
+        oracle=LocalStorage(tmp_path / "oracle"),
+    )
+
+
+@pytest.fixture
+def simulated(lake: Lake) -> Lake:
+    write_simulation(SMALL, lake.landing, lake.oracle)
+    return lake
+
+
+def days(n: int, start: str = FIRST_DAY) -> list[str]:
+    from datetime import date, timedelta
+
+    first = date.fromisoformat(start)
+    return [(first + timedelta(days=k)).isoformat() for k in range(n)]

@@ -1,0 +1,1 @@
+"""The inference service (issue: serving). Reuses reckit_assets.core for features and models."""
