@@ -60,7 +60,9 @@ def _dev(args: argparse.Namespace) -> int:
     os.environ["DAGSTER_HOME"] = str(home)
     # A shell may start us with SIGINT ignored; dagster dev must stop on Ctrl-C / SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    cmd = ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)]
+    # The dagster next to this interpreter: the venv need not be activated.
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    cmd = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)]
     if args.host:
         cmd += ["-h", args.host]
     print(f"DAGSTER_HOME={home}; starting: {' '.join(cmd)}", flush=True)
@@ -69,6 +71,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
+    """One run per day, oldest first: what the arrival sensor does, recorded in the instance."""
+    from datetime import date, timedelta
+
     import dagster as dg
 
     from reckit_assets.dagster_home import init_home
@@ -76,23 +81,62 @@ def _materialize(args: argparse.Namespace) -> int:
 
     os.environ["DAGSTER_HOME"] = str(init_home())
     job = build_defs(load_settings()).resolve_job_def(args.job)
-    end = args.to or args.start
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
-        tags={
-            "dagster/asset_partition_range_start": args.start,
-            "dagster/asset_partition_range_end": end,
-        },
-        raise_on_error=False,
-    )
-    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    for evaluation in failed:
-        print(
-            f"check failed: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: "
-            f"{evaluation.description}"
-        )
-    print(f"{args.job} {args.start}..{end}: {'succeeded' if result.success else 'FAILED'}")
-    return 0 if result.success else 1
+    first, last = date.fromisoformat(args.start), date.fromisoformat(args.to or args.start)
+    ok = True
+    with dg.DagsterInstance.get() as instance:
+        for k in range((last - first).days + 1):
+            day = (first + timedelta(days=k)).isoformat()
+            result = job.execute_in_process(
+                instance=instance, partition_key=day, raise_on_error=False,
+                tags={"reckit/trigger": "cli"},
+            )
+            for evaluation in result.get_asset_check_evaluations():
+                if not evaluation.passed:
+                    print(f"{day} check failed: {evaluation.asset_key.to_user_string()}."
+                          f"{evaluation.check_name}: {evaluation.description}")
+            print(f"{args.job} {day}: {'succeeded' if result.success else 'FAILED'}", flush=True)
+            ok = ok and result.success
+            if not result.success and not args.keep_going:
+                break
+    return 0 if ok else 1
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from reckit_assets.core.registry import PRODUCTION, Registry, RegistryError
+    from reckit_assets.core.smoke import SmokeTestError, smoke_test
+    from reckit_assets.core.storage import storage_from_uri
+
+    registry = Registry(storage_from_uri(args.registry or load_settings().registry_uri))
+    who = args.by or os.environ.get("USER") or "cli"
+    try:
+        if args.action == "list":
+            for model in [args.model] if args.model else registry.models():
+                aliases = registry.aliases(model)
+                print(f"{model}: " + ", ".join(f"{a}={v}" for a, v in sorted(aliases.items())))
+                for m in registry.versions(model):
+                    tags = [a for a, v in aliases.items() if v == m["version"]]
+                    auc = (m.get("metrics") or {}).get("candidate", {}).get("auc")
+                    print(f"  {m['version']}  dt={m.get('partition')}  created={m['created_at']}"
+                          + (f"  auc={auc:.4f}" if isinstance(auc, float) else "")
+                          + (f"  [{', '.join(sorted(tags))}]" if tags else "")
+                          + ("  OVERRIDE" if m.get("override") else ""))
+        elif args.action == "show":
+            print(json.dumps(registry.manifest(args.model, args.version), indent=2, sort_keys=True))
+        elif args.action == "history":
+            for move in registry.history(args.model):
+                print(json.dumps(move.as_dict(), sort_keys=True))
+        elif args.action == "promote":
+            files = registry.load_files(args.model, args.version)
+            smoke_test(registry.manifest(args.model, args.version)["kind"], files)
+            move = registry.set_alias(args.model, args.alias or PRODUCTION, args.version, who, args.reason)
+            print(f"{args.model} {move.alias}: {move.from_version} -> {move.to_version}")
+        elif args.action == "rollback":
+            move = registry.rollback(args.model, who, args.reason, smoke=lambda k, f: smoke_test(k, f))
+            print(f"{args.model} production rolled back: {move.from_version} -> {move.to_version}")
+    except (RegistryError, SmokeTestError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 _SIM_DEFAULTS = argparse.Namespace(
@@ -140,7 +184,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     mat.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     mat.add_argument("--to", default=None, help="last day (default: the first)")
     mat.add_argument("--job", default="daily_pipeline")
+    mat.add_argument("--keep-going", action="store_true", help="continue after a failed day")
     mat.set_defaults(func=_materialize)
+
+    reg = sub.add_parser("registry", help="list, show, promote, roll back model versions")
+    reg.add_argument("--registry", default=None, help="registry URI (default from settings)")
+    reg.add_argument("--by", default=None, help="who acts (default $USER)")
+    actions = reg.add_subparsers(dest="action", required=True)
+    lst = actions.add_parser("list")
+    lst.add_argument("model", nargs="?")
+    show = actions.add_parser("show")
+    show.add_argument("model")
+    show.add_argument("version")
+    hist = actions.add_parser("history", help="every alias move, oldest first")
+    hist.add_argument("model")
+    promote = actions.add_parser("promote", help="point an alias (production) at a version")
+    promote.add_argument("model")
+    promote.add_argument("version")
+    promote.add_argument("--alias", default=None, help="default: production")
+    promote.add_argument("--reason", required=True)
+    rollback = actions.add_parser("rollback", help="production back to its previous version")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason", required=True)
+    reg.set_defaults(func=_registry)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

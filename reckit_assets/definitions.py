@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reckit_assets.defs.evaluation.assets import EVALUATIONS
 from reckit_assets.defs.features import assets as feature_assets
 from reckit_assets.defs.ingest import assets as ingest_assets
 from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
 from reckit_assets.defs.jobs import daily_pipeline, daily_schedule
+from reckit_assets.defs.models.assets import CANDIDATES
+from reckit_assets.defs.registry.assets import REGISTRATIONS
 from reckit_assets.defs.resources import build_resources
 from reckit_assets.defs.samples import assets as sample_assets
 from reckit_assets.settings import Settings, load_settings
@@ -15,7 +18,12 @@ from reckit_assets.settings import Settings, load_settings
 
 def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingest_assets, feature_assets, sample_assets]),
+        assets=[
+            *dg.load_assets_from_modules([ingest_assets, feature_assets, sample_assets]),
+            *CANDIDATES,
+            *EVALUATIONS,
+            *REGISTRATIONS,
+        ],
         jobs=[daily_pipeline],
         schedules=[daily_schedule],
         sensors=[landing_arrival_sensor],

@@ -102,10 +102,20 @@ def validate(landing: Storage, store: Storage, dt: str) -> dict[str, warehouse.A
 
 
 def activity(store: Storage, dt: str) -> warehouse.Artifact:
-    items, users = daily_activity(warehouse.read(store, EVENTS, dt))
+    items, users, user_categories = daily_activity(
+        warehouse.read(store, EVENTS, dt), warehouse.read(store, ITEMS, dt)
+    )
     return warehouse.Artifact(
-        frames={"items": items, "users": users},
-        info={"items": len(items), "users": len(users)},
+        frames={"items": items, "users": users, "user_categories": user_categories},
+        info={"items": len(items), "users": len(users), "user_categories": len(user_categories)},
+    )
+
+
+def _window_tables(store: Storage, days: list[str]) -> FeatureTables:
+    return point_in_time_features(
+        [warehouse.read(store, ACTIVITY, d, "items") for d in days],
+        [warehouse.read(store, ACTIVITY, d, "users") for d in days],
+        [warehouse.read(store, ACTIVITY, d, "user_categories") for d in days],
     )
 
 
@@ -122,12 +132,10 @@ def features(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
             f"{FEATURES} dt={dt} needs {ACTIVITY} for {len(missing)} window day(s) not "
             f"materialized: {', '.join(missing)}"
         )
-    tables = point_in_time_features(
-        [warehouse.read(store, ACTIVITY, d, "items") for d in days],
-        [warehouse.read(store, ACTIVITY, d, "users") for d in days],
-    )
+    tables = _window_tables(store, days)
     return warehouse.Artifact(
-        frames={"items": tables.items, "users": tables.users},
+        frames={"items": tables.items, "users": tables.users,
+                "user_categories": tables.user_categories},
         blobs={"priors.json": json.dumps(tables.priors.as_dict(), sort_keys=True).encode()},
         info={
             "window": days,
@@ -138,12 +146,27 @@ def features(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
     )
 
 
+def online_snapshot(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
+    """Features for serving on dt+1: the window ending on dt (inclusive), same code as training."""
+    from reckit_assets.core import online
+
+    days = [*warehouse.window(dt, WINDOW_DAYS - 1, first_day), dt]
+    missing = [d for d in days if warehouse.manifest(store, ACTIVITY, d) is None]
+    if missing:
+        raise warehouse.MissingPartitionError(
+            f"online features dt={dt} need {ACTIVITY} for: {', '.join(missing)}"
+        )
+    tables = _window_tables(store, days)
+    return online.build(tables, warehouse.read(store, USERS, dt), warehouse.read(store, ITEMS, dt), days)
+
+
 def load_features(store: Storage, dt: str) -> FeatureTables:
     priors = warehouse.read_json(store, FEATURES, dt, "priors.json")
     return FeatureTables(
         items=warehouse.read(store, FEATURES, dt, "items"),
         users=warehouse.read(store, FEATURES, dt, "users"),
         priors=Priors(ctr=priors["ctr"], cvr=priors["cvr"], impressions=int(priors["impressions"])),
+        user_categories=warehouse.read(store, FEATURES, dt, "user_categories"),
     )
 
 

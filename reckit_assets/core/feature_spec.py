@@ -40,6 +40,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("user_ctr", "dense", 0.0, "smoothed user click-through rate over the 7 days before dt"),
     Feature("item_impressions_7d", "dense", 0.0, "log1p of the item's impressions in the window"),
     Feature("user_impressions_7d", "dense", 0.0, "log1p of the user's impressions in the window"),
+    Feature("user_category_ctr", "dense", 0.0,
+            "the user's smoothed CTR on the item's category over the 7 days before dt"),
+    Feature("user_category_impressions_7d", "dense", 0.0,
+            "log1p of the user's impressions of the item's category in the window"),
     Feature("position", "dense", 0.0, "slot the item was shown in (0 at serving: ranking decides)"),
     # sparse fields (DeepFM embeddings)
     Feature("user_id", "id", "", "user identifier", min_count=2),

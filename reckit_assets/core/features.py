@@ -21,8 +21,10 @@ from reckit_assets.core.feature_spec import (
     sample_columns,
 )
 
-ITEM_STAT_COLUMNS = ("item_id", "impressions", "clicks", "conversions")
-USER_STAT_COLUMNS = ("user_id", "impressions", "clicks", "conversions")
+# A user's taste for a category is learnt from few impressions: shrink towards the user's own
+# CTR with a weaker prior than the global one.
+USER_CATEGORY_PRIOR_STRENGTH = 5.0
+UNKNOWN_CATEGORY = ""
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,25 @@ class FeatureTables:
     items: pd.DataFrame  # item_id, item_impressions_7d, item_ctr, item_cvr
     users: pd.DataFrame  # user_id, user_impressions_7d, user_ctr
     priors: Priors
+    # user_id, item_category, user_category_impressions_7d, user_category_ctr
+    user_categories: pd.DataFrame | None = None
 
 
 # Used when a window has no impressions at all (the first days): a neutral, documented prior.
 DEFAULT_PRIORS = Priors(ctr=0.05, cvr=0.1, impressions=0)
 
 
-def daily_activity(validated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-item and per-user impressions, clicks and conversions of one day."""
+def daily_activity(
+    validated: pd.DataFrame, items: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-item, per-user and per-(user, category) impressions, clicks and conversions of a day.
 
-    def agg(by: str) -> pd.DataFrame:
-        g = validated.groupby(by, observed=True, sort=True)
+    The category comes from the same day's catalog snapshot; items missing from it count under
+    the unknown category.
+    """
+
+    def agg(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        g = frame.groupby(by, observed=True, sort=True)
         out = pd.DataFrame(
             {
                 "impressions": g.size(),
@@ -60,29 +70,44 @@ def daily_activity(validated: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
                 "conversions": g["converted"].sum(),
             }
         ).astype("int64")
-        out.index = out.index.astype("string")
-        return out.reset_index()
+        out = out.reset_index()
+        for col in by:
+            out[col] = out[col].astype("string")
+        return out
 
-    return agg("item_id"), agg("user_id")
+    categories = items.set_index("item_id")["category"].astype("string")
+    with_category = validated.assign(
+        item_category=validated["item_id"].map(categories).fillna(UNKNOWN_CATEGORY).astype("string")
+    )
+    return (
+        agg(validated, ["item_id"]),
+        agg(validated, ["user_id"]),
+        agg(with_category, ["user_id", "item_category"]),
+    )
 
 
-def _sum_window(frames: list[pd.DataFrame], key: str) -> pd.DataFrame:
+def _sum_window(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame(
-            {key: pd.Series(dtype="string"), "impressions": [], "clicks": [], "conversions": []}
-        ).astype({"impressions": "int64", "clicks": "int64", "conversions": "int64"})
-    total = pd.concat(frames, ignore_index=True).groupby(key, sort=True).sum(numeric_only=True)
-    total.index = total.index.astype("string")
-    return total.reset_index()
+        empty = {k: pd.Series(dtype="string") for k in keys}
+        empty.update({c: pd.Series(dtype="int64") for c in ("impressions", "clicks", "conversions")})
+        return pd.DataFrame(empty)
+    total = pd.concat(frames, ignore_index=True).groupby(keys, sort=True).sum(numeric_only=True)
+    total = total.reset_index()
+    for key in keys:
+        total[key] = total[key].astype("string")
+    return total
 
 
 def point_in_time_features(
-    item_days: list[pd.DataFrame], user_days: list[pd.DataFrame]
+    item_days: list[pd.DataFrame],
+    user_days: list[pd.DataFrame],
+    user_category_days: list[pd.DataFrame] | None = None,
 ) -> FeatureTables:
     """Window statistics -> smoothed rates. ``*_days`` are daily_activity outputs of the window."""
-    items = _sum_window(item_days, "item_id")
-    users = _sum_window(user_days, "user_id")
+    items = _sum_window(item_days, ["item_id"])
+    users = _sum_window(user_days, ["user_id"])
+    user_cats = _sum_window(user_category_days or [], ["user_id", "item_category"])
     imps = int(items["impressions"].sum())
     if imps:
         clicks = int(items["clicks"].sum())
@@ -107,7 +132,23 @@ def point_in_time_features(
             "user_ctr": (users["clicks"] + a * priors.ctr) / (users["impressions"] + a),
         }
     )
-    return FeatureTables(items=item_feats, users=user_feats, priors=priors)
+    # Shrink each (user, category) rate towards the user's own smoothed CTR.
+    user_cats = user_cats.merge(user_feats[["user_id", "user_ctr"]], on="user_id", how="left")
+    b = USER_CATEGORY_PRIOR_STRENGTH
+    user_cat_feats = pd.DataFrame(
+        {
+            "user_id": user_cats["user_id"],
+            "item_category": user_cats["item_category"],
+            "user_category_impressions_7d": np.log1p(
+                user_cats["impressions"].to_numpy(dtype="float64")
+            ),
+            "user_category_ctr": (user_cats["clicks"] + b * user_cats["user_ctr"].fillna(priors.ctr))
+            / (user_cats["impressions"] + b),
+        }
+    )
+    return FeatureTables(
+        items=item_feats, users=user_feats, priors=priors, user_categories=user_cat_feats
+    )
 
 
 def assemble_features(
@@ -141,6 +182,18 @@ def assemble_features(
     )
     out = out.merge(user_attrs, on="user_id", how="left", validate="many_to_one")
     out = out.merge(item_attrs, on="item_id", how="left", validate="many_to_one")
+    out["item_category"] = out["item_category"].astype("string").fillna(UNKNOWN_CATEGORY)
+    if features.user_categories is not None:
+        out = out.merge(
+            features.user_categories, on=["user_id", "item_category"], how="left",
+            validate="many_to_one",
+        )
+    else:
+        out["user_category_ctr"] = np.nan
+        out["user_category_impressions_7d"] = np.nan
+    # A category the user has not seen in the window: the user's own CTR is the best guess.
+    out["user_category_ctr"] = out["user_category_ctr"].fillna(out["user_ctr"])
+    out["user_category_impressions_7d"] = out["user_category_impressions_7d"].fillna(0.0)
     out["user_age"] = out["user_age"].astype("float64").fillna(BY_NAME["user_age"].default)
     out["user_gender"] = out["_gender"].map(GENDER_CODES).astype("float64").fillna(GENDER_UNKNOWN)
     out["item_price"] = out["item_price"].astype("float64").fillna(BY_NAME["item_price"].default)

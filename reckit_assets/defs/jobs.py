@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-DAILY_GROUPS = ("ingest", "features", "samples")
+DAILY_GROUPS = ("ingest", "features", "samples", "models", "evaluation", "registry")
 
 daily_pipeline = dg.define_asset_job(
     "daily_pipeline",
     selection=dg.AssetSelection.groups(*DAILY_GROUPS),
-    description="Everything for one day, from the landed logs on. The arrival sensor, the "
-    "schedule and manual launches all run this job for a partition.",
+    description="Everything for one day: landed logs -> samples -> candidates -> gate -> "
+    "registry. The arrival sensor, the schedule and manual launches run it for a partition.",
     tags={"reckit/lane": "daily"},
 )
 

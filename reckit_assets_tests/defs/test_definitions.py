@@ -11,7 +11,7 @@ EXPECTED_DEPS = {
     "validated_events": {"landed_logs"},
     "user_profiles": {"landed_logs"},
     "item_catalog": {"landed_logs"},
-    "daily_activity": {"validated_events"},
+    "daily_activity": {"validated_events", "item_catalog"},
     "point_in_time_features": {"daily_activity"},
     "training_samples": {
         "validated_events",

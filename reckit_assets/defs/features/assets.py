@@ -17,12 +17,13 @@ PREVIOUS_WINDOW = dg.TimeWindowPartitionMapping(
 @dg.asset(
     name=steps.ACTIVITY,
     group_name="features",
-    deps=[steps.EVENTS],
+    deps=[steps.EVENTS, steps.ITEMS],
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
-    code_version="1",
+    code_version="2",
     kinds={"parquet"},
-    description="Per-item and per-user impressions, clicks and conversions of the day.",
+    description="Per-item, per-user and per-(user, category) impressions, clicks and "
+    "conversions of the day.",
 )
 def daily_activity(
     context: dg.AssetExecutionContext, storage: ReckitStorage
@@ -37,7 +38,7 @@ def daily_activity(
     deps=[dg.AssetDep(steps.ACTIVITY, partition_mapping=PREVIOUS_WINDOW)],
     partitions_def=DAILY,
     backfill_policy=SINGLE_RUN,
-    code_version="1",
+    code_version="2",
     kinds={"parquet"},
     description=(
         f"Item and user statistics of the {WINDOW_DAYS} days before dt (smoothed CTR/CVR, "
@@ -50,4 +51,38 @@ def point_in_time_features(
     store = storage.warehouse()
     return publish_days(
         context, steps.FEATURES, store, lambda dt: (steps.features(store, dt, FIRST_DAY), [])
+    )
+
+
+@dg.asset(
+    name="online_features",
+    group_name="features",
+    deps=[
+        dg.AssetDep(
+            steps.ACTIVITY,
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-(WINDOW_DAYS - 1), end_offset=0,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+        ),
+        steps.USERS,
+        steps.ITEMS,
+    ],
+    partitions_def=DAILY,
+    code_version="1",
+    kinds={"parquet"},
+    description="The feature snapshot the inference service serves on dt+1: statistics of the "
+    "7 days ending on dt, by the same code as training, published beside the registry; the "
+    "`current` pointer moves to it.",
+)
+def online_features(context: dg.AssetExecutionContext, storage: ReckitStorage) -> dg.MaterializeResult:
+    from reckit_assets.core import online
+
+    store, published = storage.warehouse(), storage.registry()
+    for dt in context.partition_keys:
+        artifact = steps.online_snapshot(store, dt, FIRST_DAY)
+        manifest = online.publish(published, dt, artifact)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(manifest["data_version"]),
+        metadata={"dt": dt, **{k: v for k, v in artifact.info.items() if isinstance(v, int)}},
     )

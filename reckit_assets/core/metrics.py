@@ -1,0 +1,221 @@
+"""Offline metrics for click models: AUC, logloss, GAUC, calibration, slices, bootstrap CIs.
+
+Plain numpy/pandas so evaluation, the release gate and monitoring compute metrics the same way.
+Everything is vectorized: a 100k-row holdout with a 200-replicate bootstrap takes about a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+LOGLOSS_EPS = 1e-7
+METRICS = ("auc", "logloss")
+
+
+def _as_arrays(
+    labels: Sequence | np.ndarray, scores: Sequence | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"labels has {y.size} rows but scores has {s.size}")
+    if y.size and not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("labels must be 0/1")
+    if not np.isfinite(s).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(s)).sum())} non-finite values")
+    return y, s
+
+
+def _tie_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort order of ``scores`` and the start index of each run of equal scores in that order."""
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    return order, starts
+
+
+def _weighted_auc(y_sorted: np.ndarray, w: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """AUC for each row of weights ``w`` (replicates, rows) over rows pre-sorted by score.
+
+    Mann-Whitney with ties counted half: sum over positives of the negative weight below them
+    plus half the negative weight tied with them, over W+ x W-.
+    """
+    pos = np.add.reduceat(w * y_sorted, starts, axis=1)
+    neg = np.add.reduceat(w * (1.0 - y_sorted), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    num = (pos * (neg_below + 0.5 * neg)).sum(axis=1)
+    den = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def auc(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> float:
+    """Area under the ROC curve (ties count half). Raises if only one class is present."""
+    y, s = _as_arrays(labels, scores)
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        raise ValueError(f"AUC needs both classes; got {n_pos} positives in {y.size} rows")
+    order, starts = _tie_groups(s)
+    return float(_weighted_auc(y[order], np.ones((1, y.size)), starts)[0])
+
+
+def logloss(
+    labels: Sequence | np.ndarray, scores: Sequence | np.ndarray, eps: float = LOGLOSS_EPS
+) -> float:
+    """Mean binary cross-entropy; probabilities clipped to [eps, 1-eps] so a 0/1 score is finite."""
+    y, s = _as_arrays(labels, scores)
+    if y.size == 0:
+        raise ValueError("logloss of zero rows")
+    return float(_row_logloss(y, s, eps).mean())
+
+
+def _row_logloss(y: np.ndarray, s: np.ndarray, eps: float = LOGLOSS_EPS) -> np.ndarray:
+    p = np.clip(s, eps, 1.0 - eps)
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+
+
+def gauc(
+    labels: Sequence | np.ndarray, scores: Sequence | np.ndarray, users: Sequence | np.ndarray
+) -> float:
+    """Group AUC: sum_u n_u * AUC_u / sum_u n_u over users whose rows hold both classes.
+
+    Users with only clicks or only non-clicks carry no ranking information and are skipped;
+    NaN when no user qualifies.
+    """
+    stats = gauc_stats(labels, scores, users)
+    return stats["gauc"]
+
+
+def gauc_stats(
+    labels: Sequence | np.ndarray, scores: Sequence | np.ndarray, users: Sequence | np.ndarray
+) -> dict:
+    """GAUC plus how many users (and their rows) it was computed over."""
+    y, s = _as_arrays(labels, scores)
+    users = np.asarray(users)
+    if users.shape[0] != y.size:
+        raise ValueError(f"users has {users.shape[0]} rows but labels has {y.size}")
+    frame = pd.DataFrame({"u": users, "y": y, "s": s})
+    # Average rank within the user handles ties exactly like the global AUC.
+    frame["r"] = frame.groupby("u", sort=False)["s"].rank(method="average")
+    frame["ry"] = frame["r"] * frame["y"]
+    g = frame.groupby("u", sort=False).agg(
+        n=("y", "size"), pos=("y", "sum"), rank_pos=("ry", "sum")
+    )
+    g = g[(g["pos"] > 0) & (g["pos"] < g["n"])]
+    if g.empty:
+        return {"gauc": float("nan"), "users": 0, "rows": 0}
+    neg = g["n"] - g["pos"]
+    auc_u = (g["rank_pos"] - g["pos"] * (g["pos"] + 1) / 2) / (g["pos"] * neg)
+    value = float((g["n"] * auc_u).sum() / g["n"].sum())
+    return {"gauc": value, "users": len(g), "rows": int(g["n"].sum())}
+
+
+def calibration(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> dict:
+    """Mean predicted probability, observed rate and their ratio (1.0 = calibrated on average)."""
+    y, s = _as_arrays(labels, scores)
+    if y.size == 0:
+        raise ValueError("calibration of zero rows")
+    predicted, observed = float(s.mean()), float(y.mean())
+    ratio = predicted / observed if observed > 0 else float("nan")
+    return {"mean_predicted": predicted, "observed": observed, "ratio": ratio}
+
+
+def _summary(y: np.ndarray, s: np.ndarray, users: np.ndarray) -> dict:
+    both = 0 < y.sum() < y.size
+    g = gauc_stats(y, s, users)
+    return {
+        "rows": int(y.size),
+        "positives": int(y.sum()),
+        "auc": auc(y, s) if both else None,
+        "logloss": logloss(y, s),
+        "gauc": g["gauc"] if g["users"] else None,
+        "gauc_users": g["users"],
+        "calibration": calibration(y, s),
+    }
+
+
+def ranking_report(
+    frame: pd.DataFrame,
+    scores: Sequence | np.ndarray,
+    label_column: str = "label",
+    user_column: str = "user_id",
+) -> dict:
+    """Overall metrics plus slices by new/returning user and by device.
+
+    ``frame`` holds the label, ``user_id``, ``device`` and ``is_new_user`` of each scored row.
+    A slice with one class only reports ``auc: None`` instead of failing the whole report.
+    """
+    missing = [c for c in (label_column, user_column, "device", "is_new_user") if c not in frame]
+    if missing:
+        raise ValueError(f"ranking_report: frame lacks columns {missing}")
+    y, s = _as_arrays(frame[label_column].to_numpy(), scores)
+    users = frame[user_column].to_numpy()
+    report = _summary(y, s, users)
+    slices: dict[str, dict] = {}
+    new = frame["is_new_user"].to_numpy().astype(bool)
+    for name, mask in (("new_users", new), ("returning_users", ~new)):
+        if mask.any():
+            slices[name] = _summary(y[mask], s[mask], users[mask])
+    device = frame["device"].astype("string").fillna("").to_numpy()
+    for value in sorted(set(device.tolist())):
+        mask = device == value
+        slices[f"device={value}"] = _summary(y[mask], s[mask], users[mask])
+    report["slices"] = slices
+    return report
+
+
+def bootstrap_diff(
+    labels: Sequence | np.ndarray,
+    cand: Sequence | np.ndarray,
+    base: Sequence | np.ndarray,
+    groups: Sequence | np.ndarray,
+    metric: str = "auc",
+    n: int = 200,
+    seed: int = 7,
+    level: float = 0.95,
+) -> dict:
+    """``metric(cand) - metric(base)`` with a percentile CI from resampling groups (users).
+
+    Rows of one user are correlated, so whole users are drawn with replacement; a replicate is
+    the per-row weight "how many times was this row's user drawn", which lets all replicates be
+    computed with a few array operations instead of re-slicing frames ``n`` times.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"bootstrap_diff: metric must be one of {METRICS}, got {metric!r}")
+    y, c = _as_arrays(labels, cand)
+    _, b = _as_arrays(labels, base)
+    codes, uniques = pd.factorize(pd.Series(np.asarray(groups)), sort=True)
+    if codes.shape[0] != y.size:
+        raise ValueError(f"groups has {codes.shape[0]} rows but labels has {y.size}")
+    n_groups = len(uniques)
+    rng = np.random.default_rng(seed)
+    # counts[r, g]: times group g was drawn in replicate r (a multinomial draw of n_groups).
+    draws = rng.integers(0, n_groups, size=(n, n_groups))
+    counts = np.zeros((n, n_groups), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(n), n_groups), draws.ravel()), 1.0)
+
+    if metric == "logloss":
+        loss_c = np.bincount(codes, weights=_row_logloss(y, c), minlength=n_groups)
+        loss_b = np.bincount(codes, weights=_row_logloss(y, b), minlength=n_groups)
+        rows = np.bincount(codes, minlength=n_groups).astype(np.float64)
+        point = (loss_c.sum() - loss_b.sum()) / rows.sum()
+        diffs = (counts @ loss_c - counts @ loss_b) / (counts @ rows)
+    else:
+        point = auc(y, c) - auc(y, b)
+        oc, sc = _tie_groups(c)
+        ob, sb = _tie_groups(b)
+        diffs = np.empty(n)
+        chunk = max(1, 4_000_000 // max(y.size, 1))  # bound memory: chunk x rows floats
+        codes_c, codes_b, y_c, y_b = codes[oc], codes[ob], y[oc], y[ob]
+        for lo in range(0, n, chunk):
+            part = counts[lo : lo + chunk]
+            diffs[lo : lo + chunk] = _weighted_auc(y_c, part[:, codes_c], sc) - _weighted_auc(
+                y_b, part[:, codes_b], sb
+            )
+    diffs = diffs[np.isfinite(diffs)]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha]) if diffs.size else (np.nan, np.nan)
+    return {"diff": float(point), "ci_low": float(low), "ci_high": float(high)}

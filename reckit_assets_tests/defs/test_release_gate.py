@@ -1,0 +1,192 @@
+"""Candidates reach the registry only through the gate; overrides are audited; reruns idempotent."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from reckit_assets.core import warehouse
+from reckit_assets.core.registry import CANARY, PRODUCTION, Registry
+from reckit_assets.core.storage import LocalStorage
+from reckit_assets.defs.evaluation.assets import EVALUATIONS
+from reckit_assets.defs.models.assets import CANDIDATES
+from reckit_assets.defs.registry.assets import REGISTRATIONS
+from reckit_assets_tests.conftest import days
+from reckit_assets_tests.defs.pipeline import failed_checks, run_days, step_errors
+
+XGB = [a for a in [*CANDIDATES, *EVALUATIONS, *REGISTRATIONS] if a.key.path[0].startswith("xgboost")]
+FAST = {"ops": {"xgboost_candidate": {"config": {"n_estimators": 60, "min_days": 2}}}}
+
+
+def _registry(lake) -> Registry:
+    return Registry(LocalStorage(lake.root / "registry"))
+
+
+def _release(lake, instance, dt: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        XGB, partition_key=dt, resources=lake.resources(), instance=instance,
+        run_config=run_config or FAST, raise_on_error=False,
+    )
+
+
+@pytest.fixture
+def prepared(simulated):
+    instance = dg.DagsterInstance.ephemeral()
+    for dt in days(4):
+        assert run_days(simulated.resources(), instance, dt).success
+    return simulated, instance
+
+
+def _shuffle_window_labels(lake, dt_days: list[str]) -> None:
+    """Replace the window's samples by the same rows with shuffled labels (a broken upstream)."""
+    rng = np.random.default_rng(0)
+    for dt in dt_days:
+        frame = warehouse.read(lake.warehouse, "training_samples", dt)
+        frame["label"] = rng.permutation(frame["label"].to_numpy())
+        warehouse.publish(lake.warehouse, "training_samples", dt, warehouse.Artifact(frames={"data": frame}))
+
+
+def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
+    lake, instance = prepared
+    _shuffle_window_labels(lake, days(3))
+    blocked = _release(lake, instance, "2026-10-04")
+    assert not blocked.success
+    failed = failed_checks(blocked)
+    assert "auc_vs_baseline" in failed and "first model" in failed["auc_vs_baseline"]
+    assert _registry(lake).versions("xgboost") == []
+
+    # A later run of the registration alone refuses too, naming the failed rule.
+    alone = dg.materialize([XGB[2]], partition_key="2026-10-04", resources=lake.resources(),
+                           instance=instance, raise_on_error=False)
+    assert not alone.success
+    assert any("failed the gate" in e and "auc_vs_baseline" in e for e in step_errors(alone))
+
+    # Sound data again: the candidate passes and becomes the first production version.
+    for dt in days(3):
+        assert run_days(lake.resources(), instance, dt).success
+    sound = _release(lake, instance, "2026-10-04")
+    assert sound.success, failed_checks(sound)
+    registry = _registry(lake)
+    [version] = registry.versions("xgboost")
+    assert registry.alias("xgboost", PRODUCTION) == version["version"]
+    assert version["gate"] == {"passed": True, "failed": []} and version["override"] is None
+    assert set(version["files"]) >= {"xgb_model.json", "feature_meta.json"}
+    meta = __import__("json").loads(registry.load_files("xgboost", version["version"])["feature_meta.json"])
+    assert set(meta) == {"feature_columns", "feature_count", "label_column", "model_version", "normalized", "created_at"}
+    assert meta["model_version"] == version["version"]
+
+
+def test_rerun_is_idempotent_and_self_comparison_fails_loudly(prepared):
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-04").success
+    registry = _registry(lake)
+    first = registry.versions("xgboost")
+    log = registry.history("xgboost")
+    # Rerun the same day: same inputs -> same version id; it is production now, so the gate
+    # compares the model with itself and must say so.
+    again = _release(lake, instance, "2026-10-04")
+    assert "distinct_versions" in failed_checks(again)
+    assert "IS the production version" in failed_checks(again)["distinct_versions"]
+    assert registry.versions("xgboost") == first and registry.history("xgboost") == log
+
+
+def test_forced_registration_records_the_reason(prepared):
+    lake, instance = prepared
+    _shuffle_window_labels(lake, days(3))
+    assert not _release(lake, instance, "2026-10-04").success
+    no_reason = dg.materialize(
+        [XGB[2]], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
+        run_config={"ops": {"xgboost_registered": {"config": {"force": True}}}}, raise_on_error=False,
+    )
+    assert any("needs a reason" in e for e in step_errors(no_reason))
+    forced = dg.materialize(
+        [XGB[2]], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
+        run_config={"ops": {"xgboost_registered": {"config": {"force": True, "reason": "INC-42 hotfix"}}}},
+        raise_on_error=False,
+    )
+    assert forced.success
+    registry = _registry(lake)
+    [version] = registry.versions("xgboost")
+    assert version["override"]["reason"] == "INC-42 hotfix"
+    assert "auc_vs_baseline" in version["gate"]["failed"]
+    assert "override: INC-42 hotfix" in registry.history("xgboost")[-1].reason
+
+
+def test_second_passing_version_goes_to_canary_and_production_is_the_baseline(prepared):
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    prod = registry.alias("xgboost", PRODUCTION)
+    result = _release(lake, instance, "2026-10-04")
+    evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert f"production {prod}" in evaluation["auc_vs_baseline"].description
+    assert result.success, failed_checks(result)  # deterministic data: a sound model passes
+    assert registry.alias("xgboost", PRODUCTION) == prod  # the gate never moves production
+    canary = registry.alias("xgboost", CANARY)
+    assert canary not in (None, prod)
+    assert registry.manifest("xgboost", canary)["metrics"]["production_version"] == prod
+
+
+TINY = {
+    "ops": {
+        "xgboost_candidate": {"config": {"n_estimators": 40}},
+        "deepfm_candidate": {"config": {"max_epochs": 5, "hidden": [32], "embedding_dim": 4, "batch_size": 256}},
+        "item2vec_candidate": {"config": {"epochs": 20, "vector_size": 16}},
+    }
+}
+
+
+def test_daily_job_trains_gates_and_registers_all_three_models(prepared):
+    from reckit_assets.definitions import build_defs
+    from reckit_assets.settings import load_settings
+
+    lake, instance = prepared
+    defs = build_defs(load_settings({"RECKIT_DATA_DIR": str(lake.root)}))
+    job = defs.resolve_job_def("daily_pipeline")
+    result = job.execute_in_process(
+        partition_key="2026-10-04", instance=instance, run_config=TINY, raise_on_error=False
+    )
+    registry = _registry(lake)
+    for kind in ("xgboost", "deepfm", "item2vec"):
+        evaluations = {
+            e.check_name: e.passed for e in result.get_asset_check_evaluations()
+            if e.asset_key.to_user_string() == f"{kind}_evaluation"
+        }
+        assert evaluations and all(evaluations.values()), (kind, failed_checks(result))
+        [version] = registry.versions(kind)
+        assert registry.alias(kind, PRODUCTION) == version["version"]
+        assert version["training_window"] == ["2026-10-01", "2026-10-02", "2026-10-03"]
+    assert result.success
+    markdown = lake.warehouse.read_bytes("deepfm_evaluation/dt=2026-10-04/report.md").decode()
+    assert "| AUC |" in markdown and "bootstrap CI" in markdown
+
+
+def test_cli_promote_and_rollback_verify_the_version(prepared, capsys):
+    from reckit_assets import cli
+
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    assert _release(lake, instance, "2026-10-04").success
+    registry = _registry(lake)
+    first, second = registry.alias("xgboost", PRODUCTION), registry.alias("xgboost", CANARY)
+    reg = ["registry", "--registry", str(lake.root / "registry"), "--by", "alice"]
+    assert cli.main([*reg, "promote", "xgboost", second, "--reason", "canary is better"]) == 0
+    assert registry.alias("xgboost", PRODUCTION) == second
+    assert cli.main([*reg, "list"]) == 0
+    assert "[canary, production]" in capsys.readouterr().out
+
+    # Corrupt the previous version: rollback is refused and production stays.
+    model_file = lake.root / f"registry/xgboost/versions/{first}/files/xgb_model.json"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original.replace(b"1", b"2", 5))
+    assert cli.main([*reg, "rollback", "xgboost", "--reason", "try"]) == 2
+    assert "xgb_model.json sha256 mismatch" in capsys.readouterr().err
+    assert registry.alias("xgboost", PRODUCTION) == second
+
+    model_file.write_bytes(original)
+    assert cli.main([*reg, "rollback", "xgboost", "--reason", "CTR dropped"]) == 0
+    assert registry.alias("xgboost", PRODUCTION) == first
+    last = registry.history("xgboost")[-1]
+    assert (last.from_version, last.to_version, last.by) == (second, first, "alice")
+    assert last.reason == "rollback: CTR dropped"
