@@ -31,8 +31,9 @@ format:
 	$(BIN)/ruff check --fix .
 
 validate:  ## Dagster's own checks of the code location
+	$(BIN)/reckit init-home >/dev/null
 	$(BIN)/dagster definitions validate -w workspace.yaml
-	$(BIN)/dg check defs
+	PATH=$(CURDIR)/$(BIN):$$PATH VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 bench:  ## benchmarks (figures recorded in docs/benchmarks.md)
 	$(BIN)/python bench/data_layer.py

@@ -208,6 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument("--reason", required=True)
     reg.set_defaults(func=_registry)
 
+    sub.add_parser("serve", help="run the inference service (reckit serve --help)")
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        # The service owns its options (serving/cli.py); it never imports dagster.
+        from serving.cli import main as serve
+
+        return int(serve(argv[1:]))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -40,7 +40,7 @@ def smoke_test(kind: str, files: dict[str, bytes]) -> Model:
         if (scores < 0).any() or (scores > 1).any():
             raise SmokeTestError(f"{kind}: smoke batch scores outside [0, 1]")
     elif hasattr(model, "similar"):
-        items = getattr(model, "item_ids", None) or []
+        items = list(getattr(model, "items", None) or [])
         if not items:
             raise SmokeTestError(f"{kind}: no item vectors")
         similar = model.similar(items[0], 5)

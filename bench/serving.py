@@ -1,0 +1,398 @@
+"""Benchmark: ``POST /v1/rank`` with 100 candidates on ONE uvicorn worker, next to the floor.
+
+Builds a registry with the pipeline's own steps (simulated week, xgboost + item2vec, online
+snapshot), starts ``python -m serving`` in a subprocess on a loopback port, and from this process
+(httpx clients in threads, a few concurrent keep-alive connections, bounded in time and count) measures:
+
+* sequential latency (one connection): p50 / p99,
+* maximum throughput (closed loop, ``--concurrency`` connections) with its p50 / p99,
+* p50 / p99 at a fixed offered load (open loop, ``--rps`` for ``--seconds``; latency counted from
+  each request's scheduled send time, so a stalled server cannot hide its queue),
+* the floor: the same ``Service.rank`` function called in-process, no HTTP,
+* the server's RSS with all models loaded (``/proc/<pid>/status``).
+
+The client shares the machine's cores with the server: on 2 cores, its CPU is part of the cost.
+
+    python bench/serving.py                 # ~2 min, most of it building the registry
+    python bench/serving.py --keep /tmp/b   # reuse (or keep) the registry under /tmp/b
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# ``serving`` package: put the repository root there instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+CANDIDATES = 100
+TOKEN = "bench"
+JSON = {"content-type": "application/json"}
+
+
+def _build(root: Path) -> str:
+    from reckit_assets.core.simulate import SimulationConfig
+    from serving.testing import build_demo_registry
+
+    registry = root / "registry"
+    if (registry / "online_features" / "current.json").exists():
+        return str(registry)
+    started = time.perf_counter()
+    sim = SimulationConfig(
+        start="2026-10-01",
+        days=7,
+        n_users=20_000,
+        n_items=2_000,
+        impressions_per_day=40_000,
+        seed=7,
+    )
+    # One production-sized ranker (300 trees of depth 6) and item2vec: the default models.
+    build_demo_registry(root, sim=sim, xgb_trees=(300,), xgb_depth=6, item2vec=True)
+    print(f"built the registry in {time.perf_counter() - started:.0f}s under {root}", flush=True)
+    return str(registry)
+
+
+def _payloads(registry_uri: str, n: int, seed: int = 1) -> list[dict]:
+    """Requests like production's: mostly known users (some new), 100 catalog items (a few new)."""
+    from reckit_assets.core import online
+    from reckit_assets.core.storage import LocalStorage
+
+    snap = online.load(LocalStorage(registry_uri))
+    users = snap.users["user_id"].tolist()
+    items = snap.items["item_id"].tolist()
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        user = rng.choice(users) if k % 10 else f"new-user-{k}"
+        candidates = [*rng.sample(items, CANDIDATES - 2), f"new-item-{k}-a", f"new-item-{k}-b"]
+        out.append({"user_id": user, "item_ids": candidates, "context": {"device": "ios"}})
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) * 1000.0  # ms
+
+
+def _summary(latencies: list[float], seconds: float, errors: int) -> dict:
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / seconds if seconds else 0.0,
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+        "max_ms": max(latencies) * 1000.0,
+    }
+
+
+# -- in-process floor ---------------------------------------------------------------------------
+
+
+def floor(registry_uri: str, payloads: list[dict], seconds: float) -> dict:
+    from serving.app import Service
+    from serving.config import ServingConfig
+    from serving.schemas import RankRequest
+
+    service = Service(
+        ServingConfig(registry_uri=registry_uri, feedback_uri=None, poll_seconds=3600)
+    )
+    service.manager.refresh("bench")
+    if service.manager.state.get("xgboost") is None:
+        raise SystemExit(f"the ranker did not load: {service.manager.failing}")
+    requests = [RankRequest.model_validate(p) for p in payloads]
+    for req in requests[:200]:
+        service.rank(req)
+    latencies, full = [], []
+    deadline = time.perf_counter() + seconds
+    k = 0
+    while time.perf_counter() < deadline and k < 50_000:
+        req = requests[k % len(requests)]
+        t = time.perf_counter()
+        service.rank(req)
+        latencies.append(time.perf_counter() - t)
+        if k % 2 == 0:  # plus what the endpoint adds around it: validation and JSON
+            body = json.dumps(payloads[k % len(payloads)]).encode()
+            t = time.perf_counter()
+            json.dumps(service.rank(RankRequest.model_validate_json(body)))
+            full.append(time.perf_counter() - t)
+        k += 1
+    total = sum(latencies)
+    out = _summary(latencies, total, 0)
+    out["with_parse_and_json"] = _summary(full, sum(full), 0)
+    model = service.manager.state.get("xgboost")
+    out["trees"] = int(model.model.booster.num_boosted_rounds())
+    return out
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+
+
+def _closed_loop(url: str, bodies: list[bytes], concurrency: int, seconds: float, cap: int) -> dict:
+    """``concurrency`` connections, each sending its next request as soon as the last returns."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    slots = itertools.count()  # next() on a count is atomic under the GIL
+    deadline = time.perf_counter() + seconds
+
+    def connection() -> None:
+        with httpx.Client(base_url=url, timeout=30, headers=JSON) as client:
+            for k in slots:
+                if k >= cap or time.perf_counter() > deadline:
+                    return
+                t = time.perf_counter()
+                r = client.post("/v1/rank", content=bodies[k % len(bodies)])
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+                else:
+                    errors.append(r.status_code)
+
+    started = time.perf_counter()
+    _run_threads(connection, concurrency)
+    return _summary(latencies, time.perf_counter() - started, len(errors))
+
+
+def _open_loop(url: str, bodies: list[bytes], rps: float, seconds: float, connections: int) -> dict:
+    """Request k is due at start + k/rps whatever happened before (open loop). Each connection
+    takes the next due request; latency counts from the due time, so time spent waiting for a
+    free connection (a server falling behind) is in the figures, not hidden."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    n = int(rps * seconds)
+    slots = itertools.count()
+    start = time.perf_counter() + 0.2
+
+    def connection() -> None:
+        with httpx.Client(base_url=url, timeout=30, headers=JSON) as client:
+            client.get("/health")  # connect before the clock starts
+            for k in slots:
+                if k >= n:
+                    return
+                due = start + k / rps
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                r = client.post("/v1/rank", content=bodies[k % len(bodies)])
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - due)
+                else:
+                    errors.append(r.status_code)
+
+    _run_threads(connection, connections)
+    out = _summary(latencies, time.perf_counter() - start, len(errors))
+    out["offered_rps"] = rps
+    return out
+
+
+def _run_threads(target, n: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _server_p99(before: str, after: str) -> float | None:
+    """Upper bound of the bucket holding the server-side p99 of /v1/rank between two scrapes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def buckets(text: str) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "reckit_serving_request_latency_seconds":
+                continue
+            for s in family.samples:
+                if s.name.endswith("_bucket") and s.labels.get("endpoint") == "/v1/rank":
+                    le = float(s.labels["le"])
+                    out[le] = out.get(le, 0.0) + s.value
+        return out
+
+    b0, b1 = buckets(before), buckets(after)
+    diff = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
+    if not diff or diff[-1][1] == 0:
+        return None
+    total = diff[-1][1]
+    for le, cumulative in diff:
+        if cumulative >= 0.99 * total:
+            return le * 1000.0
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time all processes of the machine have used (``/proc/stat``), in seconds."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, run) -> dict:
+    """``run()``'s summary plus the CPU milliseconds per request of the server and this client,
+    and how many cores OTHER processes used meanwhile (this machine may be shared)."""
+    server0, client0, busy0 = _cpu_seconds(pid), time.process_time(), _machine_busy_seconds()
+    started = time.perf_counter()
+    out = run()
+    elapsed = time.perf_counter() - started
+    server, client = _cpu_seconds(pid) - server0, time.process_time() - client0
+    n = max(out["requests"] + out["errors"], 1)
+    out["server_cpu_ms_per_request"] = server * 1000.0 / n
+    out["client_cpu_ms_per_request"] = client * 1000.0 / n
+    out["other_processes_cores"] = (
+        max(0.0, _machine_busy_seconds() - busy0 - server - client) / elapsed
+    )
+    return out
+
+
+def _rss_mib(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024.0
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keep", help="registry folder to reuse or keep (default: a temp dir)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument("--rps", type=float, default=300.0, help="offered load of the open loop")
+    parser.add_argument("--concurrency", type=int, default=4, help="connections for max throughput")
+    parser.add_argument("--connections", type=int, default=8, help="connections of the open loop")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="cap per phase")
+    args = parser.parse_args()
+
+    root = Path(args.keep or tempfile.mkdtemp(prefix="reckit-serving-bench-"))
+    registry_uri = _build(root)
+    payloads = _payloads(registry_uri, 500)
+    bodies = [json.dumps(p).encode() for p in payloads]
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RECKIT_REGISTRY_URI": registry_uri,
+        "RECKIT_FEEDBACK_URI": "none",
+        "RECKIT_ADMIN_TOKEN": TOKEN,
+        "RECKIT_POLL_SECONDS": "3600",
+        "RECKIT_SERVING_MODELS": "xgboost,item2vec",
+    }
+    cmd = [sys.executable, "-m", "serving", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    results: dict = {"load_average_before": os.getloadavg()}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not become healthy within 120 s")
+            time.sleep(0.2)
+        health = httpx.get(f"{url}/health").json()
+        results["models"] = health["models"]
+        results["not_loaded"] = health["failing"]
+        results["features_fast_path"] = (health["online_features"] or {}).get("fast_path")
+        results["rss_mib"] = _rss_mib(server.pid)
+
+        _closed_loop(url, bodies, 2, 3.0, 1000)  # warm-up
+        pid = server.pid
+        results["sequential"] = _measured(
+            pid, lambda: _closed_loop(url, bodies, 1, args.seconds, args.max_requests)
+        )
+        results["max_throughput"] = _measured(
+            pid,
+            lambda: _closed_loop(url, bodies, args.concurrency, args.seconds, args.max_requests),
+        )
+        before = httpx.get(f"{url}/metrics").text
+        results["open_loop"] = _measured(
+            pid, lambda: _open_loop(url, bodies, args.rps, args.seconds, args.connections)
+        )
+        after = httpx.get(f"{url}/metrics").text
+        results["open_loop"]["server_side_p99_bucket_ms"] = _server_p99(before, after)
+        results["rss_mib_after"] = _rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    results["in_process_floor"] = floor(registry_uri, payloads, min(args.seconds, 5.0))
+    results["load_average_after"] = os.getloadavg()
+    _print(results, args)
+    out = Path(__file__).resolve().parent / "out" / "serving.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+def _print(r: dict, args: argparse.Namespace) -> None:
+    def row(name: str, s: dict) -> str:
+        cpu = (
+            f"{s['server_cpu_ms_per_request']:>7.2f} {s['client_cpu_ms_per_request']:>7.2f} "
+            f"{s['other_processes_cores']:>7.2f}"
+            if "server_cpu_ms_per_request" in s
+            else ""
+        )
+        return (
+            f"{name:<38} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} {s['max_ms']:>8.1f} "
+            f"{s['rps']:>8.0f} {s['requests']:>7} {s['errors']:>6} {cpu}"
+        )
+
+    print()
+    print(f"POST /v1/rank, {CANDIDATES} candidates, one uvicorn worker; models {r['models']}")
+    print(f"online features gathered from precomputed rows: {r['features_fast_path']}")
+    for slot, why in r["not_loaded"].items():
+        print(f"  NOT loaded: {slot}: {why}")
+    print(
+        f"xgboost trees: {r['in_process_floor']['trees']}; cores: {os.cpu_count()}; "
+        f"load average before/after: {r['load_average_before'][0]:.2f} / {r['load_average_after'][0]:.2f}"
+    )
+    print()
+    print(
+        f"{'':<38} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>8} {'req/s':>8} {'n':>7} {'errors':>6} "
+        f"{'CPU ms/req: server':>18} {'client':>7} {'other processes (cores)':>7}"
+    )
+    print(row("in-process Service.rank (the floor)", r["in_process_floor"]))
+    print(row("in-process + validation + JSON", r["in_process_floor"]["with_parse_and_json"]))
+    print(row("HTTP, 1 connection", r["sequential"]))
+    print(row(f"HTTP, {args.concurrency} connections (max throughput)", r["max_throughput"]))
+    print(row(f"HTTP, open loop at {args.rps:.0f} req/s", r["open_loop"]))
+    bucket = r["open_loop"]["server_side_p99_bucket_ms"]
+    print(f"  server-side p99 at {args.rps:.0f} req/s (from /metrics buckets): <= {bucket} ms")
+    print(
+        f"server RSS with all models loaded: {r['rss_mib']['VmRSS']:.0f} MiB "
+        f"(after the run {r['rss_mib_after']['VmRSS']:.0f} MiB, peak {r['rss_mib_after']['VmHWM']:.0f} MiB)"
+    )
+    target = r["open_loop"]["p99_ms"] <= 20.0 and r["open_loop"]["errors"] == 0
+    print(f"target p99 <= 20 ms at {args.rps:.0f} req/s: {'met' if target else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""``python -m serving`` / ``reckit serve``: one uvicorn worker serving :func:`serving.app.create_app`.
+
+Configuration is the environment's (:mod:`serving.config`); ``--host``/``--port``/``--workers``
+override it. Several workers are several processes, each loading its own copy of the models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the service; returns when it is stopped (SIGINT/SIGTERM)."""
+    import uvicorn
+
+    from serving.config import ConfigError, ServingConfig
+
+    parser = argparse.ArgumentParser(prog="reckit serve", description=__doc__)
+    parser.add_argument("--host", help="bind address (default $RECKIT_SERVING_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default $RECKIT_SERVING_PORT or 8000)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    try:
+        config = ServingConfig.from_env()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    options = {
+        "host": args.host or config.host,
+        "port": args.port if args.port is not None else config.port,
+        "access_log": config.access_log,
+        "log_level": args.log_level,
+    }
+    if args.workers > 1:
+        # Workers are separate processes: each builds its app from the environment.
+        uvicorn.run("serving.app:create_app", factory=True, workers=args.workers, **options)
+    else:
+        from serving.app import create_app
+
+        uvicorn.run(create_app(config), **options)
+    return 0

@@ -1,0 +1,148 @@
+"""The inference service's configuration, read once from the environment.
+
+``RECKIT_REGISTRY_URI``        model registry (and the online feature snapshot published beside it);
+                               default: the pipeline's (``reckit_assets.settings``)
+``RECKIT_FEATURES_URI``        online feature snapshot root, if not the registry's (default: same)
+``RECKIT_SERVING_MODELS``      registry models to serve, comma-separated (default
+                               ``xgboost,item2vec``); ``/v1/rank`` uses the first ranker listed
+``RECKIT_POLL_SECONDS``        how often the registry's aliases are polled (default 30)
+``RECKIT_CANARY_SHARE``        share of users served by a ``canary`` alias (default 0.1)
+``RECKIT_ADMIN_TOKEN``         bearer token for ``POST /reload`` (unset: reload is disabled)
+``RECKIT_MAX_CANDIDATES``      candidates per ranking / rows per prediction request (default 500)
+``RECKIT_MAX_BODY_BYTES``      request body limit (default 1 MiB)
+``RECKIT_MAX_FEEDBACK_EVENTS`` events per feedback request (default 5000)
+``RECKIT_FEEDBACK_URI``        root of the served-traffic event log, landing-zone layout
+                               (default ``$RECKIT_DATA_DIR/feedback``; ``none`` disables writing)
+``RECKIT_FEEDBACK_FLUSH_ROWS`` / ``RECKIT_FEEDBACK_FLUSH_SECONDS``  batch size / age of a flush
+                               (default 5000 rows / 10 s)
+``RECKIT_SERVED_REQUESTS``     request ids remembered for feedback attribution (default 100000)
+``RECKIT_SCORING_THREADS``     threads one request's scoring may use (default 1)
+``RECKIT_SERVING_HOST`` / ``RECKIT_SERVING_PORT``  bind address (default 127.0.0.1:8000)
+``RECKIT_ACCESS_LOG``          uvicorn access log, 1/0 (default 0: /metrics counts requests)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_MODELS = ("xgboost", "item2vec")
+# Registry models that answer similarity queries rather than scoring feature rows.
+EMBEDDING_MODELS = frozenset({"item2vec", "popularity"})
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    registry_uri: str
+    features_uri: str | None = None  # None: the registry's root
+    models: tuple[str, ...] = DEFAULT_MODELS
+    poll_seconds: float = 30.0
+    canary_share: float = 0.1
+    admin_token: str | None = None
+    max_candidates: int = 500
+    max_body_bytes: int = 1 << 20
+    max_feedback_events: int = 5000
+    feedback_uri: str | None = None  # None: feedback is counted, not written
+    feedback_flush_rows: int = 5000
+    feedback_flush_seconds: float = 10.0
+    served_requests: int = 100_000
+    scoring_threads: int = 1
+    host: str = "127.0.0.1"
+    port: int = 8000
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("RECKIT_SERVING_MODELS: at least one model must be served")
+        if len(set(self.models)) != len(self.models):
+            raise ConfigError(f"RECKIT_SERVING_MODELS: {','.join(self.models)} lists a model twice")
+        if not 0.0 <= self.canary_share <= 1.0:
+            raise ConfigError(f"RECKIT_CANARY_SHARE must be in [0, 1], got {self.canary_share}")
+        checks = {
+            "RECKIT_POLL_SECONDS": self.poll_seconds,
+            "RECKIT_MAX_CANDIDATES": self.max_candidates,
+            "RECKIT_MAX_BODY_BYTES": self.max_body_bytes,
+            "RECKIT_MAX_FEEDBACK_EVENTS": self.max_feedback_events,
+            "RECKIT_FEEDBACK_FLUSH_ROWS": self.feedback_flush_rows,
+            "RECKIT_FEEDBACK_FLUSH_SECONDS": self.feedback_flush_seconds,
+            "RECKIT_SERVED_REQUESTS": self.served_requests,
+            "RECKIT_SCORING_THREADS": self.scoring_threads,
+        }
+        for name, value in checks.items():
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+
+    @property
+    def rankers(self) -> tuple[str, ...]:
+        return tuple(m for m in self.models if m not in EMBEDDING_MODELS)
+
+    @property
+    def ranker(self) -> str | None:
+        """The model ``/v1/rank`` and ``/predict`` use: the first ranker listed."""
+        return self.rankers[0] if self.rankers else None
+
+    @property
+    def embedding(self) -> str | None:
+        """The model ``/v1/similar`` uses: the first embedding model listed."""
+        return next((m for m in self.models if m in EMBEDDING_MODELS), None)
+
+    @property
+    def primary(self) -> str:
+        """The model whose production version must be loaded for /health to say ready."""
+        return self.ranker or self.models[0]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, kind: type, default: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+
+        registry_uri = text("RECKIT_REGISTRY_URI")
+        feedback_uri = text("RECKIT_FEEDBACK_URI")
+        if registry_uri is None or feedback_uri is None:
+            from reckit_assets.settings import load_settings
+
+            settings = load_settings(dict(env))
+            registry_uri = registry_uri or settings.registry_uri
+            feedback_uri = feedback_uri or f"{settings.data_dir}/feedback"
+        models = tuple(
+            m.strip() for m in (text("RECKIT_SERVING_MODELS") or "").split(",") if m.strip()
+        )
+        access_log = (text("RECKIT_ACCESS_LOG") or "0").lower()
+        if access_log not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(f"RECKIT_ACCESS_LOG={access_log!r}: use 1 or 0")
+        return cls(
+            registry_uri=registry_uri,
+            features_uri=text("RECKIT_FEATURES_URI"),
+            models=models or DEFAULT_MODELS,
+            poll_seconds=number("RECKIT_POLL_SECONDS", float, 30.0),
+            canary_share=number("RECKIT_CANARY_SHARE", float, 0.1),
+            admin_token=text("RECKIT_ADMIN_TOKEN"),
+            max_candidates=int(number("RECKIT_MAX_CANDIDATES", int, 500)),
+            max_body_bytes=int(number("RECKIT_MAX_BODY_BYTES", int, 1 << 20)),
+            max_feedback_events=int(number("RECKIT_MAX_FEEDBACK_EVENTS", int, 5000)),
+            feedback_uri=None if feedback_uri.lower() == "none" else feedback_uri,
+            feedback_flush_rows=int(number("RECKIT_FEEDBACK_FLUSH_ROWS", int, 5000)),
+            feedback_flush_seconds=number("RECKIT_FEEDBACK_FLUSH_SECONDS", float, 10.0),
+            served_requests=int(number("RECKIT_SERVED_REQUESTS", int, 100_000)),
+            scoring_threads=int(number("RECKIT_SCORING_THREADS", int, 1)),
+            host=text("RECKIT_SERVING_HOST") or "127.0.0.1",
+            port=int(number("RECKIT_SERVING_PORT", int, 8000)),
+            access_log=access_log in ("1", "true", "yes"),
+        )

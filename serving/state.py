@@ -1,0 +1,298 @@
+"""What the service serves, and how it changes: immutable state, swapped in one assignment.
+
+A request reads ``manager.state`` once and uses only that object, so it sees one consistent set
+of models and features even while a reload happens. A reload builds a complete new
+:class:`ServingState` beside the old one (in a worker thread) and publishes it with a single
+reference assignment; a version that fails to load never replaces the one being served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from reckit_assets.core import online
+from reckit_assets.core.registry import CANARY, PRODUCTION, Registry
+from reckit_assets.core.storage import Storage, storage_from_uri
+from serving.config import ServingConfig
+from serving.features import OnlineFeatures
+from serving.models import LoadedModel, ModelLoadError, load_version
+
+log = logging.getLogger("serving")
+
+ALIASES = (PRODUCTION, CANARY)
+FEATURES_SLOT = "online_features"
+
+
+def user_bucket(user_id: str) -> float:
+    """A user's stable position in [0, 1): the same user always lands in the same bucket, in
+    every process and release (sha256, unlike Python's salted ``hash``)."""
+    digest = hashlib.sha256(user_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+@dataclass(frozen=True)
+class ServingState:
+    models: Mapping[str, Mapping[str, LoadedModel]]  # model name -> alias -> loaded version
+    features: OnlineFeatures | None
+    generation: int = 0
+
+    def get(self, name: str | None, alias: str = PRODUCTION) -> LoadedModel | None:
+        if name is None:
+            return None
+        return self.models.get(name, {}).get(alias)
+
+    def route(
+        self, name: str | None, user_id: str | None, canary_share: float
+    ) -> tuple[LoadedModel | None, str]:
+        """(model, alias): the canary for the ``canary_share`` of users whose bucket is below
+        it, when one is loaded; production otherwise."""
+        canary = self.get(name, CANARY)
+        if canary is not None and user_id is not None and user_bucket(user_id) < canary_share:
+            return canary, CANARY
+        return self.get(name, PRODUCTION), PRODUCTION
+
+    def versions(self) -> dict[str, dict[str, str]]:
+        return {
+            name: {alias: m.version for alias, m in by_alias.items()}
+            for name, by_alias in self.models.items()
+        }
+
+
+EMPTY_STATE = ServingState(models=MappingProxyType({}), features=None)
+
+
+@dataclass
+class ReloadReport:
+    trigger: str
+    started_at: float
+    seconds: float = 0.0
+    changed: list[str] = field(default_factory=list)  # "xgboost/production: a -> b"
+    errors: dict[str, str] = field(default_factory=dict)  # slot -> message
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {
+            "trigger": self.trigger,
+            "seconds": round(self.seconds, 4),
+            "changed": self.changed,
+            "errors": self.errors,
+        }
+
+
+ReloadHook = Callable[[str, str, str, bool], None]  # model, alias, version, success
+
+
+class ModelManager:
+    """Polls the registry's aliases and the online snapshot pointer; loads and swaps."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        registry: Registry | None = None,
+        features_storage: Storage | None = None,
+        on_reload: ReloadHook | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or Registry(storage_from_uri(config.registry_uri))
+        self.features_storage = features_storage or (
+            storage_from_uri(config.features_uri) if config.features_uri else self.registry.storage
+        )
+        self.state: ServingState = EMPTY_STATE
+        self._on_reload = on_reload or (lambda *_: None)
+        self._lock = threading.Lock()  # one reload at a time; requests never take it
+        # Versions are immutable: one that failed verification or its smoke test fails again,
+        # so the poll skips it (a forced reload retries). Other errors (I/O) are retried.
+        self._refused: dict[tuple[str, str], str] = {}
+        self.failing: dict[str, str] = {}  # slot -> why it is not serving what the registry says
+        self.last_error: dict | None = None  # {"at", "slot", "error"}: the latest failure
+        self.last_report: ReloadReport | None = None
+        self.reloads = 0
+
+    # -- the reload ---------------------------------------------------------------------------
+    def refresh(self, trigger: str = "poll", force: bool = False) -> ReloadReport:
+        """Bring the served state in line with the registry; blocking, run it in a thread."""
+        with self._lock:
+            report = ReloadReport(trigger=trigger, started_at=time.time())
+            current = self.state
+            models: dict[str, Mapping[str, LoadedModel]] = {}
+            for name in self.config.models:
+                models[name] = MappingProxyType(self._refresh_model(name, current, report, force))
+            features = self._refresh_features(current, report)
+            changed = features is not current.features or any(
+                not _same(models[n], current.models.get(n, {})) for n in models
+            )
+            if changed:
+                # The swap: one reference assignment; in-flight requests keep the old object.
+                self.state = ServingState(
+                    models=MappingProxyType(models),
+                    features=features,
+                    generation=current.generation + 1,
+                )
+            report.seconds = time.time() - report.started_at
+            self.last_report = report
+            self.reloads += 1
+            for slot, message in report.errors.items():
+                self.last_error = {"at": report.started_at, "slot": slot, "error": message}
+            return report
+
+    def _refresh_model(
+        self, name: str, current: ServingState, report: ReloadReport, force: bool
+    ) -> dict[str, LoadedModel]:
+        served = dict(current.models.get(name, {}))
+        try:
+            aliases = self.registry.aliases(name)
+        except Exception as exc:
+            self._fail(report, f"{name}", f"{name}: cannot read aliases: {exc}")
+            return served
+        wanted = {alias: aliases.get(alias) for alias in ALIASES}
+        if wanted[CANARY] == wanted[PRODUCTION]:
+            wanted[CANARY] = None  # a canary of the production version is no canary
+        out: dict[str, LoadedModel] = {}
+        for alias in ALIASES:
+            slot = f"{name}/{alias}"
+            version, have = wanted[alias], served.get(alias)
+            if version is None:
+                if alias == PRODUCTION and have is not None:
+                    # Serving nothing would be worse than serving the last good version.
+                    out[alias] = have
+                    self._fail(
+                        report,
+                        slot,
+                        f"{slot}: alias cleared in the registry; still serving {have.version}",
+                    )
+                elif alias == PRODUCTION:
+                    self._fail(report, slot, f"{slot}: no {alias} version in the registry")
+                else:  # the canary ended (or never was)
+                    self.failing.pop(slot, None)
+                    if have is not None:
+                        report.changed.append(f"{slot}: {have.version} -> none")
+                continue
+            if have is not None and have.version == version:
+                out[alias] = have
+                self.failing.pop(slot, None)
+                continue
+            loaded = next((m for m in served.values() if m.version == version), None)
+            if loaded is None:
+                loaded = self._load(name, version, slot, have, report, force)
+            if loaded is None:
+                if have is not None:
+                    out[alias] = have  # keep serving the old version
+                continue
+            out[alias] = loaded
+            self.failing.pop(slot, None)
+            report.changed.append(f"{slot}: {have.version if have else 'none'} -> {version}")
+            self._on_reload(name, alias, version, True)
+        return out
+
+    def _load(
+        self,
+        name: str,
+        version: str,
+        slot: str,
+        have: LoadedModel | None,
+        report: ReloadReport,
+        force: bool,
+    ) -> LoadedModel | None:
+        """The loaded version, or None with the failure recorded (and the old one kept)."""
+        key = (name, version)
+        keeping = f"; still serving {have.version}" if have else "; nothing served in its place"
+        if key in self._refused and not force:
+            self._fail(report, slot, self._refused[key] + keeping, quiet=True)
+            return None
+        try:
+            loaded = load_version(self.registry, name, version, self.config.scoring_threads)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, ModelLoadError) else f"{name} {version}: {exc!r}"
+            if isinstance(exc, ModelLoadError) and exc.permanent:
+                self._refused[key] = message
+            self._fail(report, slot, message + keeping)
+            self._on_reload(name, slot.split("/")[1], version, False)
+            return None
+        self._refused.pop(key, None)
+        log.info("loaded %s %s in %.2fs", name, version, loaded.load_seconds)
+        return loaded
+
+    def _refresh_features(
+        self, current: ServingState, report: ReloadReport
+    ) -> OnlineFeatures | None:
+        try:
+            pointer = online.current(self.features_storage)
+            if pointer is None:
+                self._fail(
+                    report, FEATURES_SLOT, "no online feature snapshot has been published yet"
+                )
+                return current.features
+            have = current.features
+            if have is not None and (have.dt, have.data_version) == (
+                pointer["dt"],
+                pointer["data_version"],
+            ):
+                self.failing.pop(FEATURES_SLOT, None)
+                return current.features
+            features = OnlineFeatures(online.load(self.features_storage, pointer["dt"]))
+            if not features.fast:
+                log.warning(
+                    "online features dt=%s: columns %s are not covered by serving.features; "
+                    "every request now calls assemble_features (correct, but ~50x slower)",
+                    features.dt,
+                    features.uncovered,
+                )
+        except Exception as exc:
+            self._fail(report, FEATURES_SLOT, f"online features: {type(exc).__name__}: {exc}")
+            self._on_reload(FEATURES_SLOT, "current", "", False)
+            return current.features
+        old = current.features.data_version if current.features else "none"
+        report.changed.append(
+            f"{FEATURES_SLOT}: {old} -> {features.data_version} (dt={features.dt})"
+        )
+        self.failing.pop(FEATURES_SLOT, None)
+        self._on_reload(FEATURES_SLOT, "current", features.data_version, True)
+        return features
+
+    def _fail(self, report: ReloadReport, slot: str, message: str, quiet: bool = False) -> None:
+        if not quiet and self.failing.get(slot) != message:  # once, not at every poll
+            log.warning("reload: %s", message)
+        report.errors[slot] = message
+        self.failing[slot] = message
+
+    # -- what /health says ---------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict]:
+        state = self.state
+        primary = state.get(self.config.primary)
+        missing = [n for n in self.config.models if state.get(n) is None]
+        status = "ok" if not missing and state.features is not None else "degraded"
+        body = {
+            "status": status if primary is not None else "unavailable",
+            "model_loaded": primary is not None,
+            "model_version": primary.version if primary else None,
+            "models": state.versions(),
+            "online_features": (
+                {
+                    "dt": state.features.dt,
+                    "data_version": state.features.data_version,
+                    "fast_path": state.features.fast,
+                }
+                if state.features
+                else None
+            ),
+            "reloads": self.reloads,
+            "last_reload_at": self.last_report.started_at if self.last_report else None,
+            "last_reload_error": self.last_error,
+            "failing": dict(self.failing),
+        }
+        return primary is not None, body
+
+
+def _same(a: Mapping[str, LoadedModel], b: Mapping[str, LoadedModel]) -> bool:
+    """The same loaded objects under the same aliases (identity: a reload that loads nothing
+    new publishes no new state)."""
+    return a.keys() == b.keys() and all(a[k] is b[k] for k in a)

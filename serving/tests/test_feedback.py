@@ -1,0 +1,131 @@
+"""Feedback: counted per serving version, logged as landing-format events the pipeline reads."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from reckit_assets.core import online
+from reckit_assets.core.events import validate_events
+from reckit_assets.core.landing import read_landed
+from reckit_assets.core.registry import CANARY
+from reckit_assets.core.storage import LocalStorage
+from serving.app import create_app
+from serving.feedback import utc_now
+from serving.tests.support import TestClient, ready, reload, wait_until, with_config
+
+FILE_NAME = re.compile(r"^serving-[A-Za-z0-9.-]+-\d+-[0-9a-f]+-\d{6}\.parquet$")
+
+
+def _feedback_counts(client) -> dict[tuple[str, str], float]:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name == "reckit_serving_feedback_events":
+            return {
+                (s.labels["model_version"], s.labels["event_type"]): s.value
+                for s in family.samples
+                if s.name.endswith("_total")
+            }
+    return {}
+
+
+def _serve_and_report(client, users, items):
+    """Rank for each user, then report impressions of all items and a click on the top one."""
+    served, events = {}, []
+    for k, user in enumerate(users):
+        rid = f"req-{k}"
+        out = client.post(
+            "/v1/rank",
+            json={
+                "user_id": user,
+                "item_ids": items,
+                "context": {"device": "web"},
+                "request_id": rid,
+            },
+        ).json()
+        served[rid] = out["model_version"]
+        for pos, item in enumerate(out["ranked_item_ids"]):
+            events.append(
+                {"request_id": rid, "item_id": item, "event_type": "impression", "position": pos}
+            )
+        if k % 3 == 0:
+            events.append(
+                {"request_id": rid, "item_id": out["ranked_item_ids"][0], "event_type": "click"}
+            )
+    return served, events
+
+
+def test_feedback_is_counted_per_version_and_lands_in_the_pipelines_format(
+    config, registry, registry_dir, demo, tmp_path
+):
+    v1, v2 = demo.versions["xgboost"]
+    registry.set_alias("xgboost", CANARY, v2, "test", "canary")
+    snap = online.load(LocalStorage(registry_dir))
+    users, items = list(snap.users["user_id"][:30]), list(snap.items["item_id"][:5])
+    with TestClient(create_app(with_config(config, canary_share=0.5))) as client:
+        wait_until(lambda: ready(client))
+        reload(client)
+        served, events = _serve_and_report(client, users, items)
+        assert set(served.values()) == {v1, v2}
+        # One more event for a request this server never served: logged, counted as unknown.
+        stranger = {
+            "request_id": "elsewhere",
+            "item_id": items[0],
+            "user_id": "u-x",
+            "event_type": "click",
+        }
+        response = client.post("/v1/feedback", json={"events": [*events, stranger]})
+        assert response.status_code == 200, response.text
+        body = response.json()
+
+        expected = Counter((served[e["request_id"]], e["event_type"]) for e in events)
+        expected[("unknown", "click")] += 1
+        assert _feedback_counts(client) == dict(expected)
+        assert body["accepted"] == len(events) + 1 and body["unattributed"] == 1
+        assert body["by_model_version"][v1]["impression"] == expected[(v1, "impression")]
+    # Leaving the client shut the server down: the buffered events were flushed.
+
+    dt = utc_now().date().isoformat()
+    storage = LocalStorage(tmp_path / "feedback")
+    landed = read_landed(storage, "events", dt)
+    assert landed.issues == [] and landed.missing_optional == []
+    assert all(FILE_NAME.match(Path(f["key"]).name) for f in landed.files), landed.files
+    frame = landed.frame
+    assert len(frame) == len(events) + 1
+    by_request = frame.groupby("request_id")["model_version"].first().to_dict()
+    assert {rid: by_request[rid] for rid in served} == served
+    assert frame.loc[frame["request_id"] == "elsewhere", "model_version"].isna().all()
+    assert set(frame["device"].dropna()) == {"web"}  # filled in from the ranking request
+    assert (frame.loc[frame["event_type"] == "impression", "position"] >= 0).all()
+
+    # The pipeline's own validation turns them into labelled impressions.
+    validated, counts = validate_events(landed, dt)
+    assert counts.impressions == sum(e["event_type"] == "impression" for e in events)
+    assert counts.clicks == sum(e["event_type"] == "click" for e in events)
+    assert counts.orphan_clicks == 1  # the stranger's click had no impression
+    assert set(validated["model_version"]) == {v1, v2}
+
+
+def test_feedback_is_flushed_in_batches_and_retries_do_not_double_count(
+    config, registry_dir, tmp_path
+):
+    snap = online.load(LocalStorage(registry_dir))
+    users, items = list(snap.users["user_id"][:4]), list(snap.items["item_id"][:5])
+    storage = LocalStorage(tmp_path / "feedback")
+    dt = utc_now().date().isoformat()
+    with TestClient(create_app(with_config(config, feedback_flush_rows=10))) as client:
+        wait_until(lambda: ready(client))
+        _, events = _serve_and_report(client, users, items)
+        ts = utc_now().isoformat()
+        events = [{**e, "ts": ts} for e in events]  # a client that sends its own timestamps
+        assert client.post("/v1/feedback", json={"events": events}).status_code == 200
+        # 20+ rows >= the batch of 10: written while the server runs, not only at shutdown.
+        wait_until(lambda: bool(read_landed(storage, "events", dt).files), timeout=10)
+        client.post("/v1/feedback", json={"events": events})  # the client retries the batch
+    landed = read_landed(storage, "events", dt)
+    assert len(landed.frame) == 2 * len(events)
+    _, counts = validate_events(landed, dt)
+    assert counts.duplicate_events == len(events)  # same event ids: the pipeline drops copies
+    assert counts.impressions == sum(e["event_type"] == "impression" for e in events)

@@ -1,0 +1,77 @@
+"""The real entry point: ``python -m serving`` configured from the environment, stopped by
+SIGTERM as an orchestrator would, loses no feedback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+import serving
+from reckit_assets.core import online
+from reckit_assets.core.landing import read_landed
+from reckit_assets.core.storage import LocalStorage
+from serving.feedback import utc_now
+from serving.tests.support import wait_until
+
+REPO = Path(serving.__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_python_m_serving_serves_and_flushes_feedback_on_sigterm(registry_dir, tmp_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "RECKIT_REGISTRY_URI": str(registry_dir),
+        "RECKIT_FEEDBACK_URI": str(tmp_path / "feedback"),
+        "RECKIT_SERVING_PORT": str(port),
+        "RECKIT_SERVING_MODELS": "xgboost",
+        "RECKIT_FEEDBACK_FLUSH_SECONDS": "3600",  # only the shutdown flush can write it
+    }
+    items = list(online.load(LocalStorage(registry_dir)).items["item_id"][:10])
+    proc = subprocess.Popen([sys.executable, "-m", "serving"], env=env, cwd=REPO)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            def healthy() -> bool:
+                try:
+                    return client.get("/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(healthy, timeout=60, every=0.2)
+            out = client.post("/v1/rank", json={"user_id": "u1", "item_ids": items}).json()
+            events = [
+                {
+                    "request_id": out["request_id"],
+                    "item_id": i,
+                    "event_type": "impression",
+                    "position": p,
+                }
+                for p, i in enumerate(out["ranked_item_ids"])
+            ]
+            assert client.post("/v1/feedback", json={"events": events}).status_code == 200
+            assert not (tmp_path / "feedback").exists()  # still buffered
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught (exit -15).
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    landed = read_landed(
+        LocalStorage(tmp_path / "feedback"), "events", utc_now().date().isoformat()
+    )
+    assert landed.issues == [] and len(landed.frame) == len(items)
+    assert set(landed.frame["model_version"]) == {out["model_version"]}
