@@ -73,3 +73,12 @@ def test_window_mapping_reads_the_seven_days_before():
         partitions.subset_with_partition_keys(["2026-10-10"]), partitions, partitions
     ).partitions_subset.get_partition_keys()
     assert list(upstream) == [f"2026-10-0{d}" for d in range(3, 10)]
+
+
+def test_data_assets_backfill_a_range_in_one_run():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.group_name in ("ingest", "features", "samples"):
+            policy = node.backfill_policy
+            assert policy is not None and policy.max_partitions_per_run is None, key

@@ -69,6 +69,7 @@ def point_in_time_features(
         steps.ITEMS,
     ],
     partitions_def=DAILY,
+    backfill_policy=SINGLE_RUN,
     code_version="1",
     kinds={"parquet"},
     description="The feature snapshot the inference service serves on dt+1: statistics of the "
