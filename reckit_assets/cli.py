@@ -121,7 +121,10 @@ def _registry(args: argparse.Namespace) -> int:
                           + (f"  [{', '.join(sorted(tags))}]" if tags else "")
                           + ("  OVERRIDE" if m.get("override") else ""))
         elif args.action == "show":
-            print(json.dumps(registry.manifest(args.model, args.version), indent=2, sort_keys=True))
+            manifest = registry.manifest(args.model, args.version)
+            if manifest is None:
+                raise RegistryError(f"{args.model} has no version {args.version!r}")
+            print(json.dumps(manifest, indent=2, sort_keys=True))
         elif args.action == "history":
             for move in registry.history(args.model):
                 print(json.dumps(move.as_dict(), sort_keys=True))

@@ -207,7 +207,11 @@ class Service:
                 )
                 continue
             ts = ev.ts if ev.ts is not None else now
-            ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+            try:
+                ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+            except (OverflowError, ValueError):
+                problems.append(f"events[{i}]: ts {ev.ts!s} is out of range")
+                continue
             if ts > now + FUTURE_SLACK or ts < now - PAST_LIMIT:
                 problems.append(
                     f"events[{i}]: ts {ts.isoformat()} is more than 1 hour ahead of or 30 days "
@@ -350,6 +354,12 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return _json({"detail": exc.detail}, exc.status, exc.version)
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unencodable(_: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        # Only a request can bring such text (e.g. a lone surrogate "\\ud800" in JSON): the
+        # client's error, not the server's.
+        return _json({"detail": f"request text is not valid Unicode: {exc.reason}"}, 400)
 
     # -- reckit-compatible ------------------------------------------------------------------------
     @app.get("/health")

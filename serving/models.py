@@ -7,6 +7,7 @@ a version the rollback path would refuse. Artifacts are native formats; nothing 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -190,11 +191,11 @@ def check_feature_rows(rows: Sequence[dict], model: LoadedModel) -> tuple[pd.Dat
                 continue
             value = row[col]
             if col in dense:
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                if not ok or not np.isfinite(value):
-                    problems.append(f"row {i}: {col} must be a finite number, got {value!r}")
+                number = _finite(value)
+                if number is None:
+                    problems.append(f"row {i}: {col} must be a finite number, got {value!r:.40}")
                     continue
-                data[col].append(float(value))
+                data[col].append(number)
             else:
                 if not isinstance(value, str):
                     problems.append(f"row {i}: {col} must be a string, got {value!r}")
@@ -215,3 +216,14 @@ def check_feature_rows(rows: Sequence[dict], model: LoadedModel) -> tuple[pd.Dat
         }
     )
     return frame, []
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (bools, strings, NaN, inf, ints beyond float range)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -17,11 +17,13 @@ RANKER_CHECKS = (
     ("auc_vs_baseline", "Candidate AUC >= ratio x production AUC (or floor and trivial baseline)"),
     ("logloss_vs_baseline", "Candidate logloss <= ratio x production logloss (or trivial baseline)"),
     ("slices_vs_baseline", "No slice's AUC regresses beyond its tolerance"),
+    ("baseline_out_of_time", "Day dt is not in production's training window (a fair comparison)"),
 )
 EMBEDDING_CHECKS = (
     ("distinct_versions", "Candidate and production are different versions"),
     ("hit_rate_vs_baseline", "Candidate hit rate@K >= ratio x production (or floor and popularity)"),
     ("recall_vs_baseline", "Candidate recall@K >= ratio x production (or popularity)"),
+    ("baseline_out_of_time", "Day dt is not in production's training window (a fair comparison)"),
 )
 
 
@@ -121,3 +123,19 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
             text = f"first model: candidate {metric} {c:.4f} needs > {who} {b:.4f}"
         out.append(Outcome(check, ok, text, {"candidate": c, "baseline": b}))
     return out
+
+
+def out_of_time(dt: str, production: str | None, production_window: list[str]) -> Outcome:
+    """Production scored on a day it was trained on looks better than it is (a backfill of an
+    old day): such a comparison is refused rather than silently biased against the candidate."""
+    if production is None:
+        return Outcome("baseline_out_of_time", True, "no production version yet")
+    inside = dt in production_window
+    return Outcome(
+        "baseline_out_of_time",
+        not inside,
+        (f"production {production} was trained on dt={dt}: scoring it there is in-sample; "
+         "gate this day against a version trained before it" if inside
+         else f"dt={dt} is out of time for production {production}"),
+        {"production_window": ", ".join(production_window)},
+    )

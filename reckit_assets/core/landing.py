@@ -113,13 +113,21 @@ def write_partition(
     return key
 
 
+def _partition_files(storage: Storage, table: str, dt: str) -> tuple[list[ObjectInfo], list[str]]:
+    """(data files, other files) of a partition. Anything under a name starting with ``_`` or
+    ``.`` (markers, Spark's ``_temporary/``, in-flight uploads) is neither."""
+    base = partition_prefix(table, dt)
+    data, other = [], []
+    for info in storage.list(base):
+        relative = info.key[len(base) + 1 :].split("/")
+        if any(part.startswith(("_", ".")) for part in relative):
+            continue
+        (data if info.key.endswith((".parquet", ".csv")) else other).append(info)
+    return data, [o.key for o in other]
+
+
 def data_files(storage: Storage, table: str, dt: str) -> list[ObjectInfo]:
-    return [
-        info
-        for info in storage.list(partition_prefix(table, dt))
-        if info.key.endswith((".parquet", ".csv"))
-        and not info.key.rsplit("/", 1)[-1].startswith(("_", "."))
-    ]
+    return _partition_files(storage, table, dt)[0]
 
 
 def ready_days(storage: Storage) -> dict[str, str]:
@@ -156,8 +164,12 @@ def _coerce(df: pd.DataFrame, col: Column, file: str, table: str) -> tuple[pd.Se
         out = raw.astype("string").str.strip()
         out = out.mask(out == "")
     elif col.kind == "timestamp":
-        if pd.api.types.is_numeric_dtype(raw):
-            out = pd.to_datetime(raw, unit="ms", utc=True, errors="coerce")
+        as_text = raw.astype("string").str.strip()
+        if pd.api.types.is_numeric_dtype(raw) or (
+            raw.notna().any() and as_text.dropna().str.fullmatch(r"-?\d+").all()
+        ):
+            # Epoch milliseconds, as numbers or (from CSV) as digit strings.
+            out = pd.to_datetime(pd.to_numeric(raw, errors="coerce"), unit="ms", utc=True, errors="coerce")
         else:
             out = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
         bad = int((out.isna() & ~was_null).sum())
@@ -192,7 +204,13 @@ def read_landed(storage: Storage, table: str, dt: str) -> LandedTable:
     result = LandedTable(table=table, dt=dt, frame=_empty(table))
     frames = []
     missing_optional: set[str] = set()
-    for info in data_files(storage, table, dt):
+    files, unknown = _partition_files(storage, table, dt)
+    for key in unknown:
+        # Silently skipping e.g. Hive's 000000_0 or .csv.gz would look like a day of no traffic.
+        result.issues.append(ContractIssue(
+            table, key, "*", "is not .parquet or .csv: not read (convert or remove it)", 0
+        ))
+    for info in files:
         data = storage.read_bytes(info.key)
         file = f"{table}/dt={dt}/{info.key.rsplit('/', 1)[-1]}"
         try:

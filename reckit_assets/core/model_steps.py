@@ -19,7 +19,7 @@ from reckit_assets.core.models.base import load_model, no_log
 from reckit_assets.core.quality import Outcome
 from reckit_assets.core.registry import CANARY, PRODUCTION, Registry, RegistryError, version_id
 from reckit_assets.core.sequences import corpus
-from reckit_assets.core.storage import Storage, sha256_bytes
+from reckit_assets.core.storage import Storage
 
 CODE_VERSION = "1"
 RANKERS = ("xgboost", "deepfm")
@@ -127,6 +127,8 @@ def train_candidate(
         "kind": kind,
         "code_version": CODE_VERSION,
         "params": model.params(),
+        # CPU and CUDA training give different bytes: the device is an input of the version.
+        "trained_on": report.extra.get("device", "cpu"),
         "input_asset": input_asset(kind),
         "inputs": window.versions,
     }
@@ -151,13 +153,7 @@ def train_candidate(
 def load_candidate(store: Storage, kind: str, dt: str) -> tuple[dict, dict[str, bytes]]:
     """(manifest info, files) of the candidate trained for dt, verified against its manifest."""
     found = warehouse.require(store, candidate_asset(kind), dt)
-    prefix = warehouse.prefix(candidate_asset(kind), dt)
-    files = {}
-    for name, meta in found["files"].items():
-        data = store.read_bytes(f"{prefix}/{name}")
-        if sha256_bytes(data) != meta["sha256"]:
-            raise RegistryError(f"{kind} candidate dt={dt}: {name} does not match its manifest")
-        files[name] = data
+    files = {name: warehouse.read_file(store, candidate_asset(kind), dt, name) for name in found["files"]}
     return found["info"], files
 
 
@@ -171,8 +167,10 @@ def evaluate(
 ) -> tuple[warehouse.Artifact, list[Outcome]]:
     """Candidate vs production (the ``production`` alias) vs a trivial baseline on day dt."""
     info, files = load_candidate(store, kind, dt)
+    artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
     candidate = (info["version"], load_model(kind, files))
     prod_version = registry.alias(kind, PRODUCTION)
+    prod_window = (registry.manifest(kind, prod_version) or {}).get("training_window", []) if prod_version else []
     production = (
         (prod_version, load_model(kind, registry.load_files(kind, prod_version)))
         if prod_version else None
@@ -196,6 +194,8 @@ def evaluate(
         )
         outcomes = gate.ranker_gate(report, rules)
         markdown = evaluation.ranker_markdown(report)
+    outcomes.append(gate.out_of_time(dt, prod_version, prod_window))
+    report["candidate"]["artifact_data_version"] = artifact_version
     report["gate"] = [dataclasses.asdict(o) for o in outcomes]
     report["passed"] = all(o.passed for o in outcomes)
     report["kind"], report["dt"] = kind, dt
@@ -224,10 +224,19 @@ def register(
     """
     report = warehouse.read_json(store, evaluation_asset(kind), dt, "report.json")
     info, files = load_candidate(store, kind, dt)
-    if report["candidate"]["version"] != info["version"]:
+    artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
+    evaluated = report["candidate"].get("artifact_data_version")
+    if report["candidate"]["version"] != info["version"] or evaluated != artifact_version:
         raise RegistryError(
-            f"{kind} dt={dt}: the evaluation is of {report['candidate']['version']} but the "
-            f"candidate is now {info['version']}; rematerialize {evaluation_asset(kind)} first"
+            f"{kind} dt={dt}: the evaluation is of {report['candidate']['version']} "
+            f"(files {evaluated}) but the candidate is now {info['version']} (files "
+            f"{artifact_version}); rematerialize {evaluation_asset(kind)} first"
+        )
+    compared_with = (report.get("production") or {}).get("version")
+    if compared_with != registry.alias(kind, PRODUCTION):
+        raise RegistryError(
+            f"{kind} dt={dt}: evaluated against production {compared_with} but production is "
+            f"now {registry.alias(kind, PRODUCTION)}; rematerialize {evaluation_asset(kind)} first"
         )
     failed = [g for g in report["gate"] if not g["passed"]]
     if failed and not force:
@@ -260,7 +269,13 @@ def register(
     aliases = registry.aliases(kind)
     target = PRODUCTION if PRODUCTION not in aliases else CANARY
     moved = None
-    if aliases.get(target) != info["version"] and aliases.get(PRODUCTION) != info["version"]:
+    # Only a new version moves an alias, and never back in time: re-running or backfilling an
+    # older day registers its version (idempotently) but leaves canary on the newer model.
+    newest = max(
+        ((registry.manifest(kind, v) or {}).get("partition", "") for v in aliases.values()),
+        default="",
+    )
+    if created and dt >= newest:
         why = f"registered from dt={dt}" + (f" (override: {reason})" if failed else "")
         moved = registry.set_alias(kind, target, info["version"], by, why).as_dict()
     return {"manifest": stored, "created": created, "alias_move": moved}

@@ -26,6 +26,7 @@ from reckit_assets.core.storage import Storage, sha256_bytes
 PRODUCTION = "production"
 CANARY = "canary"
 ALIASES = (PRODUCTION, CANARY)
+ROLLBACK_PREFIX = "rollback: "
 
 
 class RegistryError(RuntimeError):
@@ -160,6 +161,8 @@ class Registry:
         self, model: str, alias: str, version: str | None, by: str, reason: str
     ) -> AliasMove:
         """Point ``alias`` at ``version`` (None clears it): one atomic write, then the log entry."""
+        if alias not in ALIASES:
+            raise RegistryError(f"unknown alias {alias!r}; aliases are {', '.join(ALIASES)}")
         if version is not None and self.manifest(model, version) is None:
             raise RegistryError(f"cannot point {model} {alias} at {version!r}: no such version")
         move = AliasMove(model, alias, self.alias(model, alias), version, by, reason, _now())
@@ -186,11 +189,17 @@ class Registry:
         return [m for m in moves if alias is None or m.alias == alias]
 
     def previous_production(self, model: str) -> str | None:
-        """The version production pointed at before its current one."""
+        """The version production pointed at before the current one was put there.
+
+        Rollbacks are not promotions: after v1 -> v2 -> v3, rollback goes to v2 and a second
+        rollback to v1 (never back to v3), so the walk skips moves made by rollbacks.
+        """
         current = self.alias(model, PRODUCTION)
         for move in reversed(self.history(model, PRODUCTION)):
-            if move.to_version == current and move.from_version and move.from_version != current:
-                return move.from_version
+            if move.reason.startswith(ROLLBACK_PREFIX):
+                continue
+            if move.to_version == current:
+                return move.from_version if move.from_version != current else None
         return None
 
     def rollback(
@@ -206,4 +215,4 @@ class Registry:
             raise RegistryError(f"{model}: no previous production version to roll back to")
         files = self.load_files(model, target)  # raises CorruptVersionError
         smoke(self.manifest(model, target)["kind"], files)
-        return self.set_alias(model, PRODUCTION, target, by, f"rollback: {reason}")
+        return self.set_alias(model, PRODUCTION, target, by, f"{ROLLBACK_PREFIX}{reason}")

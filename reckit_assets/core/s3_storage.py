@@ -72,7 +72,10 @@ class S3Storage:
             for obj in page.get("Contents", []):
                 key = self._strip(obj["Key"])
                 if not key.rsplit("/", 1)[-1].startswith("."):
-                    out.append(ObjectInfo(key=key, size=obj["Size"], version=obj["ETag"].strip('"')))
+                    # ETag alone is a content hash: an empty marker rewritten keeps it, so the
+                    # write time is part of the version (a re-landed day must look new).
+                    version = f"{obj['ETag'].strip(chr(34))}@{obj['LastModified'].isoformat()}"
+                    out.append(ObjectInfo(key=key, size=obj["Size"], version=version))
         return sorted(out, key=lambda info: info.key)
 
     def delete_prefix(self, prefix: str) -> int:

@@ -109,17 +109,34 @@ def require(storage: Storage, asset: str, dt: str) -> dict:
     )
 
 
+class ChangedPartitionError(RuntimeError):
+    """A file no longer matches its manifest: the partition is being rewritten right now."""
+
+
+def read_file(storage: Storage, asset: str, dt: str, name: str) -> bytes:
+    """One file of a published partition, verified against the manifest's sha256, so a reader
+    racing a rerun gets an error instead of a mix of old and new files."""
+    found = require(storage, asset, dt)
+    expected = found["files"].get(name)
+    if expected is None:
+        raise MissingPartitionError(f"{asset} dt={dt} has no file {name!r}")
+    data = storage.read_bytes(f"{prefix(asset, dt)}/{name}")
+    if sha256_bytes(data) != expected["sha256"]:
+        raise ChangedPartitionError(
+            f"{asset} dt={dt}/{name} does not match its manifest (the partition is being "
+            "rewritten); retry once the run that rewrites it has finished"
+        )
+    return data
+
+
 def read(
     storage: Storage, asset: str, dt: str, name: str = "data", columns: list[str] | None = None
 ) -> pd.DataFrame:
-    require(storage, asset, dt)
-    data = storage.read_bytes(f"{prefix(asset, dt)}/{name}.parquet")
-    return parquet_bytes_to_frame(data, columns=columns)
+    return parquet_bytes_to_frame(read_file(storage, asset, dt, f"{name}.parquet"), columns=columns)
 
 
 def read_json(storage: Storage, asset: str, dt: str, name: str) -> dict:
-    require(storage, asset, dt)
-    return json.loads(storage.read_bytes(f"{prefix(asset, dt)}/{name}"))
+    return json.loads(read_file(storage, asset, dt, name))
 
 
 def window(dt: str, days: int, first_day: str | None = None) -> list[str]:

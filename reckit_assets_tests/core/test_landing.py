@@ -69,3 +69,24 @@ def test_ready_days_need_all_three_markers_and_change_on_relanding(simulated):
     before = ready[DT]
     simulated.landing.write_bytes(landing.marker_key("items", DT), b"again")
     assert landing.ready_days(simulated.landing)[DT] != before
+
+
+def test_epoch_millisecond_timestamps_in_csv_are_read(lake):
+    ms = int(pd.Timestamp(f"{DT}T10:00:00Z").timestamp() * 1000)
+    csv = (
+        "event_id,ts,user_id,item_id,event_type,request_id,position,device\n"
+        f"e1,{ms},u1,i1,impression,r1,0,ios\n"
+    )
+    lake.landing.write_bytes(f"events/dt={DT}/export.csv", csv.encode())
+    landed = landing.read_landed(lake.landing, "events", DT)
+    assert landed.issues == []
+    assert landed.frame["ts"].iloc[0] == pd.Timestamp(f"{DT}T10:00:00Z")
+
+
+def test_unknown_files_are_reported_and_in_flight_folders_ignored(simulated):
+    simulated.landing.write_bytes(f"events/dt={DT}/000000_0", b"hive output")
+    simulated.landing.write_bytes(f"events/dt={DT}/_temporary/0/task_1/part-1.parquet", b"torn")
+    landed = landing.read_landed(simulated.landing, "events", DT)
+    assert [f["key"] for f in landed.files] == [f"events/dt={DT}/part-00000.parquet"]
+    [issue] = landed.issues
+    assert issue.file == f"events/dt={DT}/000000_0" and "not .parquet or .csv" in issue.problem

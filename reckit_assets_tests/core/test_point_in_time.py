@@ -70,3 +70,11 @@ def test_first_day_has_cold_start_features_only(simulated):
     out = steps.samples(simulated.warehouse, FIRST_DAY, Thresholds()).artifact.frames["data"]
     assert out["is_new_item"].all() and out["is_new_user"].all()
     assert out["item_ctr"].nunique() == 1  # everyone gets the prior
+
+
+def test_reading_a_partition_being_rewritten_fails_instead_of_mixing(simulated):
+    _build(simulated, 1)
+    key = warehouse.prefix(steps.ACTIVITY, FIRST_DAY) + "/items.parquet"
+    simulated.warehouse.write_bytes(key, b"half-written new bytes")
+    with pytest.raises(warehouse.ChangedPartitionError, match="does not match its manifest"):
+        warehouse.read(simulated.warehouse, steps.ACTIVITY, FIRST_DAY, "items")

@@ -124,3 +124,20 @@ def test_rollback_is_refused_when_the_version_does_not_load(registry):
     with pytest.raises(RuntimeError, match="does not load"):
         registry.rollback("toy", "oncall", "try", smoke=broken)
     assert registry.alias("toy", PRODUCTION) == "v2"
+
+
+def test_repeated_rollbacks_walk_back_and_never_return_to_the_rolled_back_version(registry):
+    for v, files in (("v1", FILES_A), ("v2", FILES_B), ("v3", {"model.bin": b"c"})):
+        registry.register("toy", v, files, {"kind": "toy"})
+        registry.set_alias("toy", PRODUCTION, v, "ci", f"promote {v}")
+    assert registry.rollback("toy", "oncall", "bad", smoke=_ok).to_version == "v2"
+    assert registry.rollback("toy", "oncall", "worse", smoke=_ok).to_version == "v1"
+    with pytest.raises(RegistryError, match="no previous production"):
+        registry.rollback("toy", "oncall", "again", smoke=_ok)
+    assert registry.alias("toy", PRODUCTION) == "v1"
+
+
+def test_unknown_alias_is_refused(registry):
+    registry.register("toy", "v1", FILES_A, {"kind": "toy"})
+    with pytest.raises(RegistryError, match="unknown alias"):
+        registry.set_alias("toy", "../x", "v1", "a", "b")

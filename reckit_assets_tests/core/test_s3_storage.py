@@ -59,7 +59,13 @@ def test_landing_warehouse_and_registry_on_s3(s3_env, tmp_path):
     frame = pd.DataFrame({"user_id": ["u1"], "age": [30], "gender": ["F"], "region": ["north"]})
     for table in landing.TABLES:
         landing.write_partition(landing_store, table, "2026-10-01", frame)
-    assert list(landing.ready_days(landing_store)) == ["2026-10-01"]
+    first = landing.ready_days(landing_store)
+    assert list(first) == ["2026-10-01"]
+    import time
+
+    time.sleep(1.1)  # S3 timestamps have one-second resolution
+    landing_store.write_bytes(landing.marker_key("events", "2026-10-01"), b"")
+    assert landing.ready_days(landing_store) != first  # a re-landed day looks new on S3 too
     assert landing.read_landed(landing_store, "users", "2026-10-01").issues == []
 
     wh = storage_from_uri(f"s3://{s3_env}/warehouse")

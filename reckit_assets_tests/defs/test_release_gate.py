@@ -190,3 +190,39 @@ def test_cli_promote_and_rollback_verify_the_version(prepared, capsys):
     last = registry.history("xgboost")[-1]
     assert (last.from_version, last.to_version, last.by) == (second, first, "alice")
     assert last.reason == "rollback: CTR dropped"
+
+
+def test_backfilled_day_is_not_gated_in_sample_and_never_moves_aliases_back(prepared):
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-04").success  # production: trained on days 1-3
+    registry = _registry(lake)
+    prod = registry.alias("xgboost", PRODUCTION)
+    # Backfilling day 3: production was trained on day 3, so comparing there is refused.
+    backfill = _release(lake, instance, "2026-10-03")
+    failed = failed_checks(backfill)
+    assert "baseline_out_of_time" in failed and "in-sample" in failed["baseline_out_of_time"]
+    # Forced anyway: the older day's version is registered, but no alias moves back in time.
+    forced = dg.materialize(
+        [XGB[2]], partition_key="2026-10-03", resources=lake.resources(), instance=instance,
+        run_config={"ops": {"xgboost_registered": {"config": {"force": True, "reason": "audit copy"}}}},
+        raise_on_error=False,
+    )
+    assert forced.success
+    assert len(registry.versions("xgboost")) == 2
+    assert registry.aliases("xgboost") == {PRODUCTION: prod}
+
+
+def test_registration_refuses_when_production_moved_after_the_evaluation(prepared):
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    evaluated = dg.materialize(
+        XGB[:2], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
+        run_config=FAST, raise_on_error=False,
+    )
+    assert evaluated.success
+    registry.set_alias("xgboost", PRODUCTION, None, "oncall", "pulled")
+    late = dg.materialize([XGB[2]], partition_key="2026-10-04", resources=lake.resources(),
+                          instance=instance, raise_on_error=False)
+    assert not late.success
+    assert any("production is now None" in e for e in step_errors(late))

@@ -31,6 +31,32 @@ def _body(value: object) -> bytes:
 
 # (name, method, path, body, expected status, text expected in the message)
 CASES = [
+    (
+        "number beyond float range",
+        "POST",
+        "/predict",
+        b'{"features_list": [{"item_ctr": 18446744073709551616000000000000000000000000000000000'
+        + b"0" * 300
+        + b"}]}",
+        422,
+        "finite number",
+    ),
+    (
+        "timestamp out of range",
+        "POST",
+        "/v1/feedback",
+        {"events": [{**OK_EVENT, "ts": "9999-12-31T23:00:00-14:00"}]},
+        422,
+        "out of range",
+    ),
+    (
+        "lone surrogate in a user id",
+        "POST",
+        "/v1/rank",
+        b'{"user_id": "\\ud800", "item_ids": ["a"]}',
+        400,
+        "not valid Unicode",
+    ),
     ("malformed json", "POST", "/v1/rank", b'{"user_id": "u1", "item_ids": [', 422, "JSON"),
     ("json is a list", "POST", "/v1/rank", [1, 2], 422, "valid dictionary"),
     ("empty body", "POST", "/v1/rank", b"", 422, "Field required"),
