@@ -110,7 +110,8 @@ def validate_events(
     counts.unknown_event_type = int((~known).sum())
     df = df[known]
 
-    df = df.sort_values(["event_id", "_file"], kind="stable")
+    # Rows arrive in file-name order (read_landed reads files sorted by key), so "first" is the
+    # smallest file name: deterministic without sorting a million string ids.
     dup = df.duplicated("event_id", keep="first")
     counts.duplicate_events = int(dup.sum())
     df = df[~dup]
@@ -121,7 +122,13 @@ def validate_events(
     df = df[in_day]
 
     key = ["request_id", "item_id"]
-    imps = df[df["event_type"] == "impression"].sort_values([*key, "ts", "event_id"], kind="stable")
+    imps = df[df["event_type"] == "impression"]
+    repeated = imps.duplicated(key, keep=False)
+    if repeated.any():
+        # The same impression under several event ids: keep the earliest (then smallest id).
+        # Only the few repeated rows are sorted.
+        ordered = imps[repeated].sort_values([*key, "ts", "event_id"], kind="stable")
+        imps = pd.concat([imps[~repeated], ordered])
     dup_imp = imps.duplicated(key, keep="first")
     counts.duplicate_impressions = int(dup_imp.sum())
     imps = imps[~dup_imp]
@@ -148,7 +155,8 @@ def validate_events(
     out["device"] = out["device"].fillna("unknown")
     for col in ("request_id", "user_id", "item_id", "device", "model_version"):
         out[col] = out[col].astype("string")
-    out = out.sort_values(["ts", "request_id", "position", "item_id"], kind="stable")
+    # Numeric keys only (fast); ties keep the deterministic file order.
+    out = out.sort_values(["ts", "position"], kind="stable")
     out = out.reset_index(drop=True)[list(VALIDATED_COLUMNS)]
 
     counts.impressions = len(out)

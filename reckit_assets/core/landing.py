@@ -164,9 +164,11 @@ def _coerce(df: pd.DataFrame, col: Column, file: str, table: str) -> tuple[pd.Se
         out = raw.astype("string").str.strip()
         out = out.mask(out == "")
     elif col.kind == "timestamp":
-        as_text = raw.astype("string").str.strip()
+        textual = pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)
         if pd.api.types.is_numeric_dtype(raw) or (
-            raw.notna().any() and as_text.dropna().str.fullmatch(r"-?\d+").all()
+            textual
+            and raw.notna().any()
+            and raw.dropna().astype("string").str.strip().str.fullmatch(r"-?\d+").all()
         ):
             # Epoch milliseconds, as numbers or (from CSV) as digit strings.
             out = pd.to_datetime(pd.to_numeric(raw, errors="coerce"), unit="ms", utc=True, errors="coerce")
