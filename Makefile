@@ -35,5 +35,7 @@ validate:  ## Dagster's own checks of the code location
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	PATH=$(CURDIR)/$(BIN):$$PATH VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
-bench:  ## benchmarks (figures recorded in docs/benchmarks.md)
+bench:  ## benchmarks (figures recorded in docs/benchmarks.md); a few minutes
 	$(BIN)/python bench/data_layer.py
+	$(BIN)/python bench/models.py
+	$(BIN)/python bench/serving.py
