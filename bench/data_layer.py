@@ -21,11 +21,11 @@ SCALES = (100_000, 1_000_000)
 
 
 def one_scale(impressions: int) -> dict:
-    from reckit_assets.core import data_steps as steps
-    from reckit_assets.core import warehouse
-    from reckit_assets.core.quality import Thresholds
-    from reckit_assets.core.simulate import SimulationConfig, write_simulation
-    from reckit_assets.core.storage import LocalStorage
+    from reckit_assets.core.ingest.quality import Thresholds
+    from reckit_assets.core.io import warehouse
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.steps import data as steps
+    from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
 
     root = tempfile.mkdtemp(prefix="reckit-bench-")
     landing, store = LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/warehouse")

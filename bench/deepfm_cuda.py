@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from reckit_assets.core.feature_spec import DENSE_COLUMNS, LABEL_COLUMN, sample_columns
-from reckit_assets.core.models.base import load_model
-from reckit_assets.core.models.deepfm import DeepFMParams, train_deepfm
+from reckit_assets.core.features.spec import DENSE_COLUMNS, LABEL_COLUMN, sample_columns
+from reckit_assets.core.training.base import load_model
+from reckit_assets.core.training.deepfm import DeepFMParams, train_deepfm
 
 
 def samples(n: int, seed: int) -> pd.DataFrame:
@@ -32,9 +32,13 @@ def samples(n: int, seed: int) -> pd.DataFrame:
     frame = frame.assign(
         request_id=[f"r{k // 10}" for k in range(n)],
         ts=pd.Timestamp("2026-10-01", tz="UTC") + pd.to_timedelta(np.arange(n), unit="s"),
-        converted=0, is_new_user=0, is_new_item=0,
-        user_id=[f"u{x}" for x in u], item_id=[f"i{x}" for x in i],
-        item_category=[f"c{x}" for x in cat], user_region=[f"r{x % 5}" for x in u],
+        converted=0,
+        is_new_user=0,
+        is_new_item=0,
+        user_id=[f"u{x}" for x in u],
+        item_id=[f"i{x}" for x in i],
+        item_category=[f"c{x}" for x in cat],
+        user_region=[f"r{x % 5}" for x in u],
         device=np.array(["ios", "android", "web"])[device],
     )
     frame[LABEL_COLUMN] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
@@ -50,8 +54,10 @@ def main() -> None:
 
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     train, valid, test = samples(rows, 1), samples(rows // 5, 2), samples(rows // 5, 3)
-    print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"
-          + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    print(
+        f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
     params = dict(max_epochs=3, patience=3, seed=7)
     results = {}
     for name, device in (("cpu", "cpu"), ("cuda-1", "cuda"), ("cuda-2", "cuda")):
@@ -62,14 +68,19 @@ def main() -> None:
         seconds = time.perf_counter() - t
         epoch = np.mean([h["seconds"] for h in report.history])
         results[name] = (model, digest(model.files()))
-        print(f"{name:7} {seconds:6.1f} s total, {epoch:5.2f} s/epoch, valid AUC "
-              f"{report.history[report.best_iteration]['valid_auc']:.4f}, files {results[name][1]}")
+        print(
+            f"{name:7} {seconds:6.1f} s total, {epoch:5.2f} s/epoch, valid AUC "
+            f"{report.history[report.best_iteration]['valid_auc']:.4f}, files {results[name][1]}"
+        )
     if "cuda-1" in results:
         print("cuda runs byte-identical:", results["cuda-1"][1] == results["cuda-2"][1])
         gpu_model = results["cuda-1"][0]
         on_cpu = load_model("deepfm", gpu_model.files())  # safetensors loads onto the CPU
         p_gpu, p_cpu = gpu_model.predict(test), on_cpu.predict(test)
-        print("GPU-trained model reloaded, max |diff| of predictions:", float(np.abs(p_gpu - p_cpu).max()))
+        print(
+            "GPU-trained model reloaded, max |diff| of predictions:",
+            float(np.abs(p_gpu - p_cpu).max()),
+        )
 
 
 if __name__ == "__main__":

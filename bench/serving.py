@@ -47,7 +47,7 @@ JSON = {"content-type": "application/json"}
 
 
 def _build(root: Path) -> str:
-    from reckit_assets.core.simulate import SimulationConfig
+    from reckit_assets.simulation.simulate import SimulationConfig
     from serving.testing import build_demo_registry
 
     registry = root / "registry"
@@ -70,8 +70,8 @@ def _build(root: Path) -> str:
 
 def _payloads(registry_uri: str, n: int, seed: int = 1) -> list[dict]:
     """Requests like production's: mostly known users (some new), 100 catalog items (a few new)."""
-    from reckit_assets.core import online
-    from reckit_assets.core.storage import LocalStorage
+    from reckit_assets.core.features import online
+    from reckit_assets.core.io.storage import LocalStorage
 
     snap = online.load(LocalStorage(registry_uri))
     users = snap.users["user_id"].tolist()

@@ -20,8 +20,8 @@ from reckit_assets.settings import PROJECT_ROOT, load_settings
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from reckit_assets.core.simulate import SimulationConfig, write_simulation
-    from reckit_assets.core.storage import storage_from_uri
+    from reckit_assets.core.io.uri import storage_from_uri
+    from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
 
     settings = load_settings()
     config = SimulationConfig(
@@ -50,8 +50,8 @@ def _init_home(_: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from reckit_assets.core.landing import ready_days
-    from reckit_assets.core.storage import storage_from_uri
+    from reckit_assets.core.ingest.landing import ready_days
+    from reckit_assets.core.io.uri import storage_from_uri
     from reckit_assets.dagster_home import init_home
 
     home = init_home()
@@ -87,13 +87,17 @@ def _materialize(args: argparse.Namespace) -> int:
         for k in range((last - first).days + 1):
             day = (first + timedelta(days=k)).isoformat()
             result = job.execute_in_process(
-                instance=instance, partition_key=day, raise_on_error=False,
+                instance=instance,
+                partition_key=day,
+                raise_on_error=False,
                 tags={"reckit/trigger": "cli"},
             )
             for evaluation in result.get_asset_check_evaluations():
                 if not evaluation.passed:
-                    print(f"{day} check failed: {evaluation.asset_key.to_user_string()}."
-                          f"{evaluation.check_name}: {evaluation.description}")
+                    print(
+                        f"{day} check failed: {evaluation.asset_key.to_user_string()}."
+                        f"{evaluation.check_name}: {evaluation.description}"
+                    )
             print(f"{args.job} {day}: {'succeeded' if result.success else 'FAILED'}", flush=True)
             ok = ok and result.success
             if not result.success and not args.keep_going:
@@ -102,9 +106,9 @@ def _materialize(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from reckit_assets.core.registry import PRODUCTION, Registry, RegistryError
-    from reckit_assets.core.smoke import SmokeTestError, smoke_test
-    from reckit_assets.core.storage import storage_from_uri
+    from reckit_assets.core.io.uri import storage_from_uri
+    from reckit_assets.core.release.registry import PRODUCTION, Registry, RegistryError
+    from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
 
     registry = Registry(storage_from_uri(args.registry or load_settings().registry_uri))
     who = args.by or os.environ.get("USER") or "cli"
@@ -116,10 +120,12 @@ def _registry(args: argparse.Namespace) -> int:
                 for m in registry.versions(model):
                     tags = [a for a, v in aliases.items() if v == m["version"]]
                     auc = (m.get("metrics") or {}).get("candidate", {}).get("auc")
-                    print(f"  {m['version']}  dt={m.get('partition')}  created={m['created_at']}"
-                          + (f"  auc={auc:.4f}" if isinstance(auc, float) else "")
-                          + (f"  [{', '.join(sorted(tags))}]" if tags else "")
-                          + ("  OVERRIDE" if m.get("override") else ""))
+                    print(
+                        f"  {m['version']}  dt={m.get('partition')}  created={m['created_at']}"
+                        + (f"  auc={auc:.4f}" if isinstance(auc, float) else "")
+                        + (f"  [{', '.join(sorted(tags))}]" if tags else "")
+                        + ("  OVERRIDE" if m.get("override") else "")
+                    )
         elif args.action == "show":
             manifest = registry.manifest(args.model, args.version)
             if manifest is None:
@@ -131,10 +137,14 @@ def _registry(args: argparse.Namespace) -> int:
         elif args.action == "promote":
             files = registry.load_files(args.model, args.version)
             smoke_test(registry.manifest(args.model, args.version)["kind"], files)
-            move = registry.set_alias(args.model, args.alias or PRODUCTION, args.version, who, args.reason)
+            move = registry.set_alias(
+                args.model, args.alias or PRODUCTION, args.version, who, args.reason
+            )
             print(f"{args.model} {move.alias}: {move.from_version} -> {move.to_version}")
         elif args.action == "rollback":
-            move = registry.rollback(args.model, who, args.reason, smoke=lambda k, f: smoke_test(k, f))
+            move = registry.rollback(
+                args.model, who, args.reason, smoke=lambda k, f: smoke_test(k, f)
+            )
             print(f"{args.model} production rolled back: {move.from_version} -> {move.to_version}")
     except (RegistryError, SmokeTestError) as exc:
         print(f"refused: {exc}", file=sys.stderr)

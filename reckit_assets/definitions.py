@@ -9,10 +9,10 @@ from reckit_assets.defs.features import assets as feature_assets
 from reckit_assets.defs.ingest import assets as ingest_assets
 from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
 from reckit_assets.defs.jobs import daily_pipeline, daily_schedule
-from reckit_assets.defs.models.assets import CANDIDATES
-from reckit_assets.defs.registry.assets import REGISTRATIONS
+from reckit_assets.defs.release.assets import REGISTRATIONS
 from reckit_assets.defs.resources import build_resources
 from reckit_assets.defs.samples import assets as sample_assets
+from reckit_assets.defs.training.assets import CANDIDATES
 from reckit_assets.settings import Settings, load_settings
 
 

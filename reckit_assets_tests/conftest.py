@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from reckit_assets.core.simulate import SimulationConfig, write_simulation
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reckit_assets import cli
-from reckit_assets.core import warehouse
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import LocalStorage
 
 
 def test_simulate_then_materialize_a_range(tmp_path, monkeypatch, capsys):

@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Match
 
-from reckit_assets.core.registry import Registry
-from reckit_assets.core.storage import storage_from_uri
+from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.core.release.registry import Registry
 from serving.config import ServingConfig
 from serving.feedback import (
     UNKNOWN_VERSION,

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from reckit_assets.core.features import assemble_features
-from reckit_assets.core.online import OnlineSnapshot
+from reckit_assets.core.features.compute import assemble_features
+from reckit_assets.core.features.online import OnlineSnapshot
 
 # Which columns of assemble_features' output depend on what (see the module docstring).
 ITEM_COLUMNS = (

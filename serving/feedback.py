@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from reckit_assets.core.frames import frame_to_parquet_bytes
-from reckit_assets.core.landing import SCHEMAS, partition_prefix
-from reckit_assets.core.storage import Storage
+from reckit_assets.core.ingest.landing import SCHEMAS, partition_prefix
+from reckit_assets.core.io.frames import frame_to_parquet_bytes
+from reckit_assets.core.io.storage import Storage
 
 log = logging.getLogger("serving.feedback")
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from reckit_assets.core.feature_spec import DENSE_COLUMNS, FEATURES
-from reckit_assets.core.registry import CorruptVersionError, Registry
-from reckit_assets.core.smoke import SmokeTestError, smoke_test
+from reckit_assets.core.features.spec import DENSE_COLUMNS, FEATURES
+from reckit_assets.core.release.registry import CorruptVersionError, Registry
+from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
 from serving.features import OnlineFeatures
 
 SPEC_COLUMNS = frozenset(f.name for f in FEATURES)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from reckit_assets.core import online
-from reckit_assets.core.registry import CANARY, PRODUCTION, Registry
-from reckit_assets.core.storage import Storage, storage_from_uri
+from reckit_assets.core.features import online
+from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from serving.config import ServingConfig
 from serving.features import OnlineFeatures
 from serving.models import LoadedModel, ModelLoadError, load_version

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from reckit_assets.core import data_steps as steps
-from reckit_assets.core import online, warehouse
-from reckit_assets.core.quality import Thresholds
-from reckit_assets.core.registry import PRODUCTION, Registry
-from reckit_assets.core.simulate import SimulationConfig, write_simulation
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import PRODUCTION, Registry
+from reckit_assets.core.steps import data as steps
+from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
 
 BY = "serving-tests"
 
@@ -83,7 +84,7 @@ def build_demo_registry(
         if n == 1:
             registry.set_alias(kind, PRODUCTION, version, BY, "demo registry")
 
-    from reckit_assets.core.models.xgb_ranker import XGBParams, train_xgb
+    from reckit_assets.core.training.xgb_ranker import XGBParams, train_xgb
 
     for n, trees in enumerate(xgb_trees, start=1):
         params = XGBParams(
@@ -94,13 +95,13 @@ def build_demo_registry(
         )
         register(train_xgb(train, valid, params)[0], "xgboost", n)
     if deepfm:
-        from reckit_assets.core.models.deepfm import DeepFMParams, train_deepfm
+        from reckit_assets.core.training.deepfm import DeepFMParams, train_deepfm
 
         params = DeepFMParams(max_epochs=1, hidden=(16,), embedding_dim=4, device="cpu")
         register(train_deepfm(train, valid, params)[0], "deepfm", 1)
     if item2vec:
-        from reckit_assets.core.models.item2vec import Item2VecParams, train_item2vec
-        from reckit_assets.core.sequences import corpus
+        from reckit_assets.core.features.sequences import corpus
+        from reckit_assets.core.training.item2vec import Item2VecParams, train_item2vec
 
         sessions = corpus([warehouse.read(store, steps.SEQUENCES, d) for d in sim.dates])
         params = Item2VecParams(vector_size=8, epochs=2, min_count=1)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from reckit_assets.core.quality import Thresholds
-from reckit_assets.core.storage import Storage, storage_from_uri
+from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.settings import Settings
 
 

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 import pandas as pd
 
-from reckit_assets.core import warehouse
-from reckit_assets.core.quality import Outcome
-from reckit_assets.core.storage import Storage
+from reckit_assets.core.checks import Outcome
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import Storage
 
 
 def _schema(frame: pd.DataFrame) -> dg.TableSchema:

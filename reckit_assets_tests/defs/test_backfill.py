@@ -7,7 +7,7 @@ import shutil
 
 import dagster as dg
 
-from reckit_assets.core import warehouse
+from reckit_assets.core.io import warehouse
 from reckit_assets_tests.conftest import days
 from reckit_assets_tests.defs.pipeline import run_days
 

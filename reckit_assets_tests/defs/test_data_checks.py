@@ -6,8 +6,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from reckit_assets.core import landing, warehouse
-from reckit_assets.core.frames import read_frame
+from reckit_assets.core.ingest import landing
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.frames import read_frame
 from reckit_assets_tests.conftest import FIRST_DAY as DT
 from reckit_assets_tests.defs.pipeline import failed_checks, materialized, run_days, step_errors
 
@@ -125,7 +126,7 @@ def test_feature_drift_is_recorded_and_blocks_above_the_limit(simulated):
     assert "item_price" in drift.description
     # Warming-up windows record drift without enforcing it; this limit is enforced once the
     # windows are full, which the small fixture does not reach: the rule is tested directly.
-    from reckit_assets.core import quality
+    from reckit_assets.core.ingest import quality
 
     outcome = quality.drift({"item_price": 3.0}, {"item_price"}, quality.Thresholds())
     assert not outcome.passed and "item_price=3.000" in outcome.description

@@ -6,16 +6,18 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from reckit_assets.core import warehouse
-from reckit_assets.core.registry import CANARY, PRODUCTION, Registry
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from reckit_assets.defs.evaluation.assets import EVALUATIONS
-from reckit_assets.defs.models.assets import CANDIDATES
-from reckit_assets.defs.registry.assets import REGISTRATIONS
+from reckit_assets.defs.release.assets import REGISTRATIONS
+from reckit_assets.defs.training.assets import CANDIDATES
 from reckit_assets_tests.conftest import days
 from reckit_assets_tests.defs.pipeline import failed_checks, run_days, step_errors
 
-XGB = [a for a in [*CANDIDATES, *EVALUATIONS, *REGISTRATIONS] if a.key.path[0].startswith("xgboost")]
+XGB = [
+    a for a in [*CANDIDATES, *EVALUATIONS, *REGISTRATIONS] if a.key.path[0].startswith("xgboost")
+]
 FAST = {"ops": {"xgboost_candidate": {"config": {"n_estimators": 60, "min_days": 2}}}}
 
 
@@ -25,8 +27,12 @@ def _registry(lake) -> Registry:
 
 def _release(lake, instance, dt: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        XGB, partition_key=dt, resources=lake.resources(), instance=instance,
-        run_config=run_config or FAST, raise_on_error=False,
+        XGB,
+        partition_key=dt,
+        resources=lake.resources(),
+        instance=instance,
+        run_config=run_config or FAST,
+        raise_on_error=False,
     )
 
 
@@ -44,7 +50,9 @@ def _shuffle_window_labels(lake, dt_days: list[str]) -> None:
     for dt in dt_days:
         frame = warehouse.read(lake.warehouse, "training_samples", dt)
         frame["label"] = rng.permutation(frame["label"].to_numpy())
-        warehouse.publish(lake.warehouse, "training_samples", dt, warehouse.Artifact(frames={"data": frame}))
+        warehouse.publish(
+            lake.warehouse, "training_samples", dt, warehouse.Artifact(frames={"data": frame})
+        )
 
 
 def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
@@ -57,8 +65,13 @@ def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
     assert _registry(lake).versions("xgboost") == []
 
     # A later run of the registration alone refuses too, naming the failed rule.
-    alone = dg.materialize([XGB[2]], partition_key="2026-10-04", resources=lake.resources(),
-                           instance=instance, raise_on_error=False)
+    alone = dg.materialize(
+        [XGB[2]],
+        partition_key="2026-10-04",
+        resources=lake.resources(),
+        instance=instance,
+        raise_on_error=False,
+    )
     assert not alone.success
     assert any("failed the gate" in e and "auc_vs_baseline" in e for e in step_errors(alone))
 
@@ -72,8 +85,17 @@ def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
     assert registry.alias("xgboost", PRODUCTION) == version["version"]
     assert version["gate"] == {"passed": True, "failed": []} and version["override"] is None
     assert set(version["files"]) >= {"xgb_model.json", "feature_meta.json"}
-    meta = __import__("json").loads(registry.load_files("xgboost", version["version"])["feature_meta.json"])
-    assert set(meta) == {"feature_columns", "feature_count", "label_column", "model_version", "normalized", "created_at"}
+    meta = __import__("json").loads(
+        registry.load_files("xgboost", version["version"])["feature_meta.json"]
+    )
+    assert set(meta) == {
+        "feature_columns",
+        "feature_count",
+        "label_column",
+        "model_version",
+        "normalized",
+        "created_at",
+    }
     assert meta["model_version"] == version["version"]
 
 
@@ -96,13 +118,22 @@ def test_forced_registration_records_the_reason(prepared):
     _shuffle_window_labels(lake, days(3))
     assert not _release(lake, instance, "2026-10-04").success
     no_reason = dg.materialize(
-        [XGB[2]], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
-        run_config={"ops": {"xgboost_registered": {"config": {"force": True}}}}, raise_on_error=False,
+        [XGB[2]],
+        partition_key="2026-10-04",
+        resources=lake.resources(),
+        instance=instance,
+        run_config={"ops": {"xgboost_registered": {"config": {"force": True}}}},
+        raise_on_error=False,
     )
     assert any("needs a reason" in e for e in step_errors(no_reason))
     forced = dg.materialize(
-        [XGB[2]], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
-        run_config={"ops": {"xgboost_registered": {"config": {"force": True, "reason": "INC-42 hotfix"}}}},
+        [XGB[2]],
+        partition_key="2026-10-04",
+        resources=lake.resources(),
+        instance=instance,
+        run_config={
+            "ops": {"xgboost_registered": {"config": {"force": True, "reason": "INC-42 hotfix"}}}
+        },
         raise_on_error=False,
     )
     assert forced.success
@@ -131,7 +162,9 @@ def test_second_passing_version_goes_to_canary_and_production_is_the_baseline(pr
 TINY = {
     "ops": {
         "xgboost_candidate": {"config": {"n_estimators": 40}},
-        "deepfm_candidate": {"config": {"max_epochs": 5, "hidden": [32], "embedding_dim": 4, "batch_size": 256}},
+        "deepfm_candidate": {
+            "config": {"max_epochs": 5, "hidden": [32], "embedding_dim": 4, "batch_size": 256}
+        },
         "item2vec_candidate": {"config": {"epochs": 20, "vector_size": 16}},
     }
 }
@@ -150,7 +183,8 @@ def test_daily_job_trains_gates_and_registers_all_three_models(prepared):
     registry = _registry(lake)
     for kind in ("xgboost", "deepfm", "item2vec"):
         evaluations = {
-            e.check_name: e.passed for e in result.get_asset_check_evaluations()
+            e.check_name: e.passed
+            for e in result.get_asset_check_evaluations()
             if e.asset_key.to_user_string() == f"{kind}_evaluation"
         }
         assert evaluations and all(evaluations.values()), (kind, failed_checks(result))
@@ -203,8 +237,13 @@ def test_backfilled_day_is_not_gated_in_sample_and_never_moves_aliases_back(prep
     assert "baseline_out_of_time" in failed and "in-sample" in failed["baseline_out_of_time"]
     # Forced anyway: the older day's version is registered, but no alias moves back in time.
     forced = dg.materialize(
-        [XGB[2]], partition_key="2026-10-03", resources=lake.resources(), instance=instance,
-        run_config={"ops": {"xgboost_registered": {"config": {"force": True, "reason": "audit copy"}}}},
+        [XGB[2]],
+        partition_key="2026-10-03",
+        resources=lake.resources(),
+        instance=instance,
+        run_config={
+            "ops": {"xgboost_registered": {"config": {"force": True, "reason": "audit copy"}}}
+        },
         raise_on_error=False,
     )
     assert forced.success
@@ -217,12 +256,21 @@ def test_registration_refuses_when_production_moved_after_the_evaluation(prepare
     assert _release(lake, instance, "2026-10-03").success
     registry = _registry(lake)
     evaluated = dg.materialize(
-        XGB[:2], partition_key="2026-10-04", resources=lake.resources(), instance=instance,
-        run_config=FAST, raise_on_error=False,
+        XGB[:2],
+        partition_key="2026-10-04",
+        resources=lake.resources(),
+        instance=instance,
+        run_config=FAST,
+        raise_on_error=False,
     )
     assert evaluated.success
     registry.set_alias("xgboost", PRODUCTION, None, "oncall", "pulled")
-    late = dg.materialize([XGB[2]], partition_key="2026-10-04", resources=lake.resources(),
-                          instance=instance, raise_on_error=False)
+    late = dg.materialize(
+        [XGB[2]],
+        partition_key="2026-10-04",
+        resources=lake.resources(),
+        instance=instance,
+        raise_on_error=False,
+    )
     assert not late.success
     assert any("production is now None" in e for e in step_errors(late))

@@ -6,8 +6,8 @@ import json
 
 import dagster as dg
 
-from reckit_assets.core import landing
-from reckit_assets.core.frames import read_frame
+from reckit_assets.core.ingest import landing
+from reckit_assets.core.io.frames import read_frame
 from reckit_assets.definitions import defs
 from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reckit_assets.core.registry import Registry
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import Registry
 from serving.app import create_app
 from serving.config import ServingConfig
 from serving.testing import DemoRegistry, build_demo_registry

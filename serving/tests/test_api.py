@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reckit_assets.core import online
-from reckit_assets.core.models.base import load_model
-from reckit_assets.core.registry import PRODUCTION
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import PRODUCTION
+from reckit_assets.core.training.base import load_model
 from serving.app import create_app
 from serving.features import OnlineFeatures
 from serving.tests.support import (
@@ -219,7 +219,7 @@ def test_a_deepfm_ranker_reads_ids_and_dense_features(config, registry_dir):
 
 
 def test_item2vec_passes_the_pipeline_smoke_test(demo):
-    from reckit_assets.core.smoke import smoke_test
+    from reckit_assets.core.release.smoke import smoke_test
 
     version = demo.versions["item2vec"][0]
     model = smoke_test("item2vec", demo.registry.load_files("item2vec", version))

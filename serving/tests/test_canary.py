@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from reckit_assets.core import online
-from reckit_assets.core.registry import CANARY, PRODUCTION
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import CANARY, PRODUCTION
 from serving.app import create_app
 from serving.schemas import RankRequest
 from serving.state import user_bucket

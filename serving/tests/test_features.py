@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reckit_assets.core import online
-from reckit_assets.core.feature_spec import BY_NAME, DENSE_COLUMNS, GENDER_UNKNOWN
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.features.spec import BY_NAME, DENSE_COLUMNS, GENDER_UNKNOWN
+from reckit_assets.core.io.storage import LocalStorage
 from serving.features import OnlineFeatures
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from reckit_assets.core import online
-from reckit_assets.core.events import validate_events
-from reckit_assets.core.landing import read_landed
-from reckit_assets.core.registry import CANARY
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.ingest.events import validate_events
+from reckit_assets.core.ingest.landing import read_landed
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import CANARY
 from serving.app import create_app
 from serving.feedback import utc_now
 from serving.tests.support import TestClient, ready, reload, wait_until, with_config

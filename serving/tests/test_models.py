@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reckit_assets.core import online
-from reckit_assets.core.models.base import load_model
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.training.base import load_model
 from serving.features import OnlineFeatures
 from serving.models import ModelLoadError, check_feature_rows, load_version
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 import serving
-from reckit_assets.core import online
-from reckit_assets.core.landing import read_landed
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.ingest.landing import read_landed
+from reckit_assets.core.io.storage import LocalStorage
 from serving.feedback import utc_now
 from serving.tests.support import wait_until
 

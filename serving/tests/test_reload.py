@@ -9,9 +9,9 @@ from collections import Counter
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from reckit_assets.core import online
-from reckit_assets.core.registry import CANARY, PRODUCTION
-from reckit_assets.core.storage import LocalStorage
+from reckit_assets.core.features import online
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.release.registry import CANARY, PRODUCTION
 from serving.app import create_app
 from serving.tests.support import LiveServer, TestClient, ready, reload, wait_until, with_config
 

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
-from reckit_assets.core import gate, model_steps, warehouse
-from reckit_assets.core.registry import Registry
+from reckit_assets.core.evaluation import gate
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.release.registry import Registry
+from reckit_assets.core.steps import models as model_steps
 from reckit_assets.defs.partitions import DAILY
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import blocking_checks, merged_checks

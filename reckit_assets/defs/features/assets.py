@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from reckit_assets.core import data_steps as steps
-from reckit_assets.core.feature_spec import WINDOW_DAYS
+from reckit_assets.core.features.spec import WINDOW_DAYS
+from reckit_assets.core.steps import data as steps
 from reckit_assets.defs.partitions import DAILY, FIRST_DAY, SINGLE_RUN
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import publish_days
@@ -61,7 +61,8 @@ def point_in_time_features(
         dg.AssetDep(
             steps.ACTIVITY,
             partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-(WINDOW_DAYS - 1), end_offset=0,
+                start_offset=-(WINDOW_DAYS - 1),
+                end_offset=0,
                 allow_nonexistent_upstream_partitions=True,
             ),
         ),
@@ -76,8 +77,10 @@ def point_in_time_features(
     "7 days ending on dt, by the same code as training, published beside the registry; the "
     "`current` pointer moves to it.",
 )
-def online_features(context: dg.AssetExecutionContext, storage: ReckitStorage) -> dg.MaterializeResult:
-    from reckit_assets.core import online
+def online_features(
+    context: dg.AssetExecutionContext, storage: ReckitStorage
+) -> dg.MaterializeResult:
+    from reckit_assets.core.features import online
 
     store, published = storage.warehouse(), storage.registry()
     for dt in context.partition_keys:

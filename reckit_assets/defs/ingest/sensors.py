@@ -9,7 +9,7 @@ import json
 
 import dagster as dg
 
-from reckit_assets.core.landing import ready_days
+from reckit_assets.core.ingest.landing import ready_days
 from reckit_assets.defs.jobs import daily_pipeline
 from reckit_assets.defs.partitions import DAILY
 from reckit_assets.defs.resources import ReckitStorage

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from reckit_assets.core import data_steps as steps
+from reckit_assets.core.steps import data as steps
 from reckit_assets.defs.partitions import DAILY, SINGLE_RUN
 from reckit_assets.defs.resources import DataQuality, ReckitStorage
 from reckit_assets.defs.results import blocking_checks, publish_days

@@ -1,0 +1,271 @@
+"""The landing-zone contract: the interface a data-warehouse export must meet.
+
+Layout (Hive style) under the landing root::
+
+    <table>/dt=YYYY-MM-DD/<any name>.parquet   (or .csv with the same columns)
+    <table>/dt=YYYY-MM-DD/_SUCCESS             (written last: the partition is complete)
+
+for the tables ``events``, ``users`` and ``items``; a day is ready when all three carry ``_SUCCESS``.
+Landed files are read, never modified or deleted. See docs/landing_zone.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from reckit_assets.core.io.frames import (
+    frame_to_parquet_bytes,
+    parquet_bytes_to_frame,
+    read_csv_bytes,
+)
+from reckit_assets.core.io.storage import ObjectInfo, Storage, sha256_bytes
+
+TABLES = ("events", "users", "items")
+SUCCESS_MARKER = "_SUCCESS"
+EVENT_TYPES = ("impression", "click", "conversion")
+_DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str" | "int" | "float" | "timestamp"
+    required: bool = True
+    is_id: bool = False
+
+
+SCHEMAS: dict[str, tuple[Column, ...]] = {
+    "events": (
+        Column("event_id", "str", is_id=True),
+        Column("ts", "timestamp"),
+        Column("user_id", "str", is_id=True),
+        Column("item_id", "str", is_id=True),
+        Column("event_type", "str"),
+        Column("request_id", "str", is_id=True),
+        Column("position", "int"),
+        Column("device", "str"),
+        Column("model_version", "str", required=False),
+    ),
+    "users": (
+        Column("user_id", "str", is_id=True),
+        Column("age", "float"),
+        Column("gender", "str"),
+        Column("region", "str"),
+    ),
+    "items": (
+        Column("item_id", "str", is_id=True),
+        Column("category", "str"),
+        Column("price", "float"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ContractIssue:
+    """One violation of the contract, precise enough to act on."""
+
+    table: str
+    file: str
+    column: str
+    problem: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.file}: column `{self.column}` {self.problem} ({self.count} rows)"
+
+
+@dataclass
+class LandedTable:
+    """One table's partition as landed: the rows (typed), the files, and what was wrong."""
+
+    table: str
+    dt: str
+    frame: pd.DataFrame
+    files: list[dict] = field(default_factory=list)  # key, rows, sha256
+    issues: list[ContractIssue] = field(default_factory=list)
+    missing_optional: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """Content hash of the landed files (names and bytes): the raw data version."""
+        h = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f["key"]):
+            h.update(f"{f['key']}:{f['sha256']}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def partition_prefix(table: str, dt: str) -> str:
+    return f"{table}/dt={dt}"
+
+
+def marker_key(table: str, dt: str) -> str:
+    return f"{partition_prefix(table, dt)}/{SUCCESS_MARKER}"
+
+
+def write_partition(
+    storage: Storage, table: str, dt: str, df: pd.DataFrame, part: str = "part-00000"
+) -> str:
+    """Land ``df`` as one Parquet file and mark the partition complete (marker last)."""
+    key = f"{partition_prefix(table, dt)}/{part}.parquet"
+    storage.write_bytes(key, frame_to_parquet_bytes(df))
+    storage.write_bytes(marker_key(table, dt), b"")
+    return key
+
+
+def _partition_files(storage: Storage, table: str, dt: str) -> tuple[list[ObjectInfo], list[str]]:
+    """(data files, other files) of a partition. Anything under a name starting with ``_`` or
+    ``.`` (markers, Spark's ``_temporary/``, in-flight uploads) is neither."""
+    base = partition_prefix(table, dt)
+    data, other = [], []
+    for info in storage.list(base):
+        relative = info.key[len(base) + 1 :].split("/")
+        if any(part.startswith(("_", ".")) for part in relative):
+            continue
+        (data if info.key.endswith((".parquet", ".csv")) else other).append(info)
+    return data, [o.key for o in other]
+
+
+def data_files(storage: Storage, table: str, dt: str) -> list[ObjectInfo]:
+    return _partition_files(storage, table, dt)[0]
+
+
+def ready_days(storage: Storage) -> dict[str, str]:
+    """Days whose three tables all carry ``_SUCCESS`` -> a signature of their markers.
+
+    The signature changes when any marker is rewritten (a re-landed day), so the arrival sensor
+    can tell a new landing from one it has already processed.
+    """
+    markers: dict[str, dict[str, str]] = {}
+    for table in TABLES:
+        for info in storage.list(table):
+            parts = info.key.split("/")
+            if len(parts) == 3 and parts[2] == SUCCESS_MARKER:
+                match = _DT_RE.match(parts[1])
+                if match:
+                    markers.setdefault(match.group(1), {})[table] = f"{info.version}:{info.size}"
+    out = {}
+    for dt, by_table in markers.items():
+        if len(by_table) == len(TABLES):
+            raw = "|".join(f"{t}={by_table[t]}" for t in TABLES)
+            out[dt] = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    return dict(sorted(out.items()))
+
+
+def is_ready(storage: Storage, dt: str) -> bool:
+    return all(storage.exists(marker_key(t, dt)) for t in TABLES)
+
+
+def _coerce(df: pd.DataFrame, col: Column, file: str, table: str) -> tuple[pd.Series, list]:
+    raw = df[col.name]
+    issues = []
+    was_null = raw.isna()
+    if col.kind == "str":
+        out = raw.astype("string").str.strip()
+        out = out.mask(out == "")
+    elif col.kind == "timestamp":
+        textual = pd.api.types.is_object_dtype(raw) or pd.api.types.is_string_dtype(raw)
+        if pd.api.types.is_numeric_dtype(raw) or (
+            textual
+            and raw.notna().any()
+            and raw.dropna().astype("string").str.strip().str.fullmatch(r"-?\d+").all()
+        ):
+            # Epoch milliseconds, as numbers or (from CSV) as digit strings.
+            out = pd.to_datetime(
+                pd.to_numeric(raw, errors="coerce"), unit="ms", utc=True, errors="coerce"
+            )
+        else:
+            out = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+        bad = int((out.isna() & ~was_null).sum())
+        if bad:
+            issues.append(ContractIssue(table, file, col.name, "is not a UTC timestamp", bad))
+    else:
+        out = pd.to_numeric(raw, errors="coerce")
+        bad = int((out.isna() & ~was_null).sum())
+        if bad:
+            issues.append(ContractIssue(table, file, col.name, f"is not {col.kind}", bad))
+        if col.kind == "int":
+            frac = out.notna() & (out != np.floor(out.fillna(0)))
+            if frac.any():
+                issues.append(ContractIssue(table, file, col.name, "is not int", int(frac.sum())))
+            out = out.round().astype("Int64")
+        else:
+            out = out.astype("float64")
+    if col.is_id:
+        nulls = int(out.isna().sum())
+        if nulls:
+            issues.append(ContractIssue(table, file, col.name, "has null IDs", nulls))
+    return out, issues
+
+
+def read_landed(storage: Storage, table: str, dt: str) -> LandedTable:
+    """Read every data file of one table's partition, coerce the contract's types, list issues.
+
+    Rows are never dropped here; the issues say which file and column broke the contract and how
+    many rows are affected. Extra columns are ignored; missing optional ones are added as nulls.
+    """
+    schema = SCHEMAS[table]
+    result = LandedTable(table=table, dt=dt, frame=_empty(table))
+    frames = []
+    missing_optional: set[str] = set()
+    files, unknown = _partition_files(storage, table, dt)
+    for key in unknown:
+        # Silently skipping e.g. Hive's 000000_0 or .csv.gz would look like a day of no traffic.
+        result.issues.append(
+            ContractIssue(
+                table, key, "*", "is not .parquet or .csv: not read (convert or remove it)", 0
+            )
+        )
+    for info in files:
+        data = storage.read_bytes(info.key)
+        file = f"{table}/dt={dt}/{info.key.rsplit('/', 1)[-1]}"
+        try:
+            df = (
+                parquet_bytes_to_frame(data)
+                if info.key.endswith(".parquet")
+                else read_csv_bytes(data)
+            )
+        except Exception as exc:  # a torn or foreign file: say which one
+            result.issues.append(ContractIssue(table, file, "*", f"is unreadable: {exc}", 0))
+            continue
+        result.files.append({"key": file, "rows": len(df), "sha256": sha256_bytes(data)})
+        typed = {}
+        for col in schema:
+            if col.name not in df.columns:
+                if col.required:
+                    result.issues.append(
+                        ContractIssue(table, file, col.name, "is missing", len(df))
+                    )
+                else:
+                    missing_optional.add(col.name)
+                continue
+            typed[col.name], issues = _coerce(df, col, file, table)
+            result.issues.extend(issues)
+        if any(c.required and c.name not in typed for c in schema):
+            continue
+        out = pd.DataFrame(typed)
+        for col in schema:
+            if col.name not in out.columns:
+                out[col.name] = pd.Series([pd.NA] * len(out), dtype="string")
+        out["_file"] = file
+        frames.append(out[[c.name for c in schema] + ["_file"]])
+    if frames:
+        result.frame = pd.concat(frames, ignore_index=True)
+    result.missing_optional = sorted(missing_optional)
+    return result
+
+
+def _empty(table: str) -> pd.DataFrame:
+    dtypes = {
+        "str": "string",
+        "int": "Int64",
+        "float": "float64",
+        "timestamp": "datetime64[ns, UTC]",
+    }
+    cols = {c.name: pd.Series(dtype=dtypes[c.kind]) for c in SCHEMAS[table]}
+    cols["_file"] = pd.Series(dtype="string")
+    return pd.DataFrame(cols)

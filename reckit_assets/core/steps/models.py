@@ -1,0 +1,310 @@
+"""One function per model asset: train a candidate, evaluate it against production, register it.
+
+Framework-free: the Dagster assets and the benchmark call these. Inputs are addressed by
+partition and data version (never "the newest file"), so a rerun gives the same candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from reckit_assets.core.checks import Outcome
+from reckit_assets.core.evaluation import gate
+from reckit_assets.core.evaluation import report as evaluation
+from reckit_assets.core.features.sequences import corpus
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.release.registry import (
+    CANARY,
+    PRODUCTION,
+    Registry,
+    RegistryError,
+    version_id,
+)
+from reckit_assets.core.steps import data as data_steps
+from reckit_assets.core.training.base import load_model, no_log
+
+CODE_VERSION = "1"
+RANKERS = ("xgboost", "deepfm")
+KINDS = (*RANKERS, "item2vec")
+
+
+class NotEnoughDataError(RuntimeError):
+    """Too few training days before dt: the day is skipped, not failed."""
+
+
+def candidate_asset(kind: str) -> str:
+    return f"{kind}_candidate"
+
+
+def evaluation_asset(kind: str) -> str:
+    return f"{kind}_evaluation"
+
+
+def input_asset(kind: str) -> str:
+    return data_steps.SEQUENCES if kind == "item2vec" else data_steps.SAMPLES
+
+
+@dataclass
+class Window:
+    days: list[str]  # usable days, oldest first
+    skipped: dict[str, str]  # day -> why (quarantined)
+    versions: dict[str, str]  # day -> data version of the input partition
+
+
+def training_window(store: Storage, kind: str, dt: str, days: int, first_day: str) -> Window:
+    """The published input partitions of the ``days`` days before dt.
+
+    Quarantined days are skipped (and named); a day never materialized is an error, because
+    training without it silently would make the candidate depend on timing.
+    """
+    asset = input_asset(kind)
+    window = Window([], {}, {})
+    missing = []
+    for d in warehouse.window(dt, days, first_day):
+        found = warehouse.manifest(store, asset, d)
+        if found is not None:
+            window.days.append(d)
+            window.versions[d] = found["data_version"]
+        elif warehouse.manifest(store, asset, d, quarantined=True) is not None:
+            window.skipped[d] = "quarantined"
+        else:
+            missing.append(d)
+    if missing:
+        raise warehouse.MissingPartitionError(
+            f"{kind} dt={dt} needs {asset} for {len(missing)} day(s) not materialized: {', '.join(missing)}"
+        )
+    return window
+
+
+def _params(kind: str, overrides: dict):
+    if kind == "xgboost":
+        from reckit_assets.core.training.xgb_ranker import XGBParams as cls
+    elif kind == "deepfm":
+        from reckit_assets.core.training.deepfm import DeepFMParams as cls
+    else:
+        from reckit_assets.core.training.item2vec import Item2VecParams as cls
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"{kind}: unknown hyperparameter(s) {unknown}; known: {sorted(fields)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(**values)
+
+
+def train_candidate(
+    store: Storage,
+    kind: str,
+    dt: str,
+    hyperparameters: dict,
+    window_days: int,
+    first_day: str,
+    min_days: int = 2,
+    log: Callable[[str], None] = no_log,
+) -> warehouse.Artifact:
+    """Train ``kind`` on the window before dt; the last usable day is the validation split."""
+    window = training_window(store, kind, dt, window_days, first_day)
+    if len(window.days) < min_days:
+        raise NotEnoughDataError(
+            f"{kind} dt={dt}: {len(window.days)} usable training day(s) before dt "
+            f"(need {min_days}; skipped: {window.skipped or 'none'})"
+        )
+    params = _params(kind, hyperparameters)
+    started = time.perf_counter()
+    if kind == "item2vec":
+        from reckit_assets.core.training.item2vec import train_item2vec
+
+        sessions = corpus([warehouse.read(store, data_steps.SEQUENCES, d) for d in window.days])
+        model, report = train_item2vec(sessions, params, log)
+        extra = {"corpus_sessions": len(sessions)}
+    else:
+        frames = [warehouse.read(store, data_steps.SAMPLES, d) for d in window.days]
+        train, valid = pd.concat(frames[:-1], ignore_index=True), frames[-1]
+        if kind == "xgboost":
+            from reckit_assets.core.training.xgb_ranker import train_xgb as train_fn
+        else:
+            from reckit_assets.core.training.deepfm import train_deepfm as train_fn
+        model, report = train_fn(train, valid, params, log)
+        extra = {"train_rows": len(train), "valid_rows": len(valid), "valid_day": window.days[-1]}
+    inputs = {
+        "kind": kind,
+        "code_version": CODE_VERSION,
+        "params": model.params(),
+        # CPU and CUDA training give different bytes: the device is an input of the version.
+        "trained_on": report.extra.get("device", "cpu"),
+        "input_asset": input_asset(kind),
+        "inputs": window.versions,
+    }
+    info = {
+        "kind": kind,
+        "version": version_id(kind, dt, inputs),
+        "partition": dt,
+        "training_window": window.days,
+        "skipped_days": window.skipped,
+        "input_data_versions": window.versions,
+        "params": model.params(),
+        "code_version": CODE_VERSION,
+        "history": report.history,
+        "best_iteration": report.best_iteration,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        **extra,
+        **{f"report_{k}": v for k, v in report.extra.items() if isinstance(v, int | float | str)},
+    }
+    return warehouse.Artifact(blobs=model.files(), info=info)
+
+
+def load_candidate(store: Storage, kind: str, dt: str) -> tuple[dict, dict[str, bytes]]:
+    """(manifest info, files) of the candidate trained for dt, verified against its manifest."""
+    found = warehouse.require(store, candidate_asset(kind), dt)
+    files = {
+        name: warehouse.read_file(store, candidate_asset(kind), dt, name) for name in found["files"]
+    }
+    return found["info"], files
+
+
+def evaluate(
+    store: Storage,
+    registry: Registry,
+    kind: str,
+    dt: str,
+    rules: gate.GateRules,
+    bootstrap_n: int = 200,
+) -> tuple[warehouse.Artifact, list[Outcome]]:
+    """Candidate vs production (the ``production`` alias) vs a trivial baseline on day dt."""
+    info, files = load_candidate(store, kind, dt)
+    artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
+    candidate = (info["version"], load_model(kind, files))
+    prod_version = registry.alias(kind, PRODUCTION)
+    prod_window = (
+        (registry.manifest(kind, prod_version) or {}).get("training_window", [])
+        if prod_version
+        else []
+    )
+    production = (
+        (prod_version, load_model(kind, registry.load_files(kind, prod_version)))
+        if prod_version
+        else None
+    )
+    if kind == "item2vec":
+        from reckit_assets.core.training.baselines import PopularityRecommender
+
+        day = warehouse.read(store, data_steps.SEQUENCES, dt)
+        train = corpus(
+            [warehouse.read(store, data_steps.SEQUENCES, d) for d in info["training_window"]]
+        )
+        report = evaluation.embedding_report(
+            corpus([day]), candidate, production, PopularityRecommender().fit(train)
+        )
+        outcomes = gate.embedding_gate(report, rules)
+        markdown = evaluation.embedding_markdown(report)
+    else:
+        from reckit_assets.core.training.baselines import ItemCTRPrior
+
+        holdout = warehouse.read(store, data_steps.SAMPLES, dt)
+        report = evaluation.ranker_report(
+            holdout,
+            candidate,
+            production,
+            ("item_ctr_prior", ItemCTRPrior()),
+            bootstrap_n=bootstrap_n,
+        )
+        outcomes = gate.ranker_gate(report, rules)
+        markdown = evaluation.ranker_markdown(report)
+    outcomes.append(gate.out_of_time(dt, prod_version, prod_window))
+    report["candidate"]["artifact_data_version"] = artifact_version
+    report["gate"] = [dataclasses.asdict(o) for o in outcomes]
+    report["passed"] = all(o.passed for o in outcomes)
+    report["kind"], report["dt"] = kind, dt
+    blobs = {
+        "report.json": json.dumps(report, indent=2, sort_keys=True, default=float).encode(),
+        "report.md": markdown.encode(),
+    }
+    info_out = {
+        "candidate": info["version"],
+        "production": prod_version or "none",
+        "passed": report["passed"],
+    }
+    return warehouse.Artifact(blobs=blobs, info=info_out), outcomes
+
+
+def register(
+    store: Storage,
+    registry: Registry,
+    kind: str,
+    dt: str,
+    by: str,
+    force: bool = False,
+    reason: str = "",
+    git_commit: str | None = None,
+) -> dict:
+    """Register the gated candidate of dt; move ``canary`` to it (``production`` if none yet).
+
+    Refuses a candidate whose gate failed unless ``force`` with a ``reason`` (recorded in the
+    manifest and the alias log). Idempotent: re-registering the same day is a no-op.
+    """
+    report = warehouse.read_json(store, evaluation_asset(kind), dt, "report.json")
+    info, files = load_candidate(store, kind, dt)
+    artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
+    evaluated = report["candidate"].get("artifact_data_version")
+    if report["candidate"]["version"] != info["version"] or evaluated != artifact_version:
+        raise RegistryError(
+            f"{kind} dt={dt}: the evaluation is of {report['candidate']['version']} "
+            f"(files {evaluated}) but the candidate is now {info['version']} (files "
+            f"{artifact_version}); rematerialize {evaluation_asset(kind)} first"
+        )
+    compared_with = (report.get("production") or {}).get("version")
+    if compared_with != registry.alias(kind, PRODUCTION):
+        raise RegistryError(
+            f"{kind} dt={dt}: evaluated against production {compared_with} but production is "
+            f"now {registry.alias(kind, PRODUCTION)}; rematerialize {evaluation_asset(kind)} first"
+        )
+    failed = [g for g in report["gate"] if not g["passed"]]
+    if failed and not force:
+        raise RegistryError(
+            f"{kind} {info['version']} failed the gate and is not registered: "
+            + "; ".join(f"{g['name']}: {g['description']}" for g in failed)
+        )
+    if force and not reason.strip():
+        raise RegistryError("a forced registration needs a reason (it is recorded in the registry)")
+    manifest = {
+        "kind": kind,
+        "partition": dt,
+        "training_window": info["training_window"],
+        "input_data_versions": info["input_data_versions"],
+        "code_version": info["code_version"],
+        "git_commit": git_commit,
+        "hyperparameters": info["params"],
+        "metrics": {
+            "candidate": {k: v for k, v in report["candidate"].items() if k != "slices"},
+            "production_version": (report.get("production") or {}).get("version"),
+        },
+        "gate": {"passed": not failed, "failed": [g["name"] for g in failed]},
+        "override": {"by": by, "reason": reason} if failed else None,
+    }
+    if kind == "xgboost":
+        # reckit's feature_meta.json carries the registry's version; created_at is the day the
+        # model was trained for, so re-registering gives identical bytes.
+        files = {
+            **files,
+            **load_model(kind, files).reckit_export(info["version"], f"{dt}T00:00:00Z"),
+        }
+    stored, created = registry.register(kind, info["version"], files, manifest)
+    aliases = registry.aliases(kind)
+    target = PRODUCTION if PRODUCTION not in aliases else CANARY
+    moved = None
+    # Only a new version moves an alias, and never back in time: re-running or backfilling an
+    # older day registers its version (idempotently) but leaves canary on the newer model.
+    newest = max(
+        ((registry.manifest(kind, v) or {}).get("partition", "") for v in aliases.values()),
+        default="",
+    )
+    if created and dt >= newest:
+        why = f"registered from dt={dt}" + (f" (override: {reason})" if failed else "")
+        moved = registry.set_alias(kind, target, info["version"], by, why).as_dict()
+    return {"manifest": stored, "created": created, "alias_move": moved}

@@ -1,0 +1,63 @@
+"""Registration: downstream of the gate, so its materialization history is the registry's."""
+
+import os
+
+import dagster as dg
+
+from reckit_assets.core.release.registry import Registry, RegistryError
+from reckit_assets.core.steps import models as model_steps
+from reckit_assets.defs.partitions import DAILY
+from reckit_assets.defs.resources import ReckitStorage
+
+
+class RegistrationConfig(dg.Config):
+    """Set ``force`` with a ``reason`` to register a candidate whose gate failed (audited)."""
+
+    force: bool = False
+    reason: str = ""
+
+
+def build_registration(kind: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{kind}_registered",
+        group_name="registry",
+        deps=[model_steps.evaluation_asset(kind)],
+        partitions_def=DAILY,
+        code_version=model_steps.CODE_VERSION,
+        kinds={"json"},
+        description=f"The gated {kind} candidate registered as an immutable version; the "
+        "`canary` alias moves to it (`production` when there is none yet).",
+    )
+    def registered(
+        context: dg.AssetExecutionContext, config: RegistrationConfig, storage: ReckitStorage
+    ) -> dg.MaterializeResult:
+        who = context.run.tags.get("user") or context.run.tags.get("dagster/user") or "pipeline"
+        try:
+            out = model_steps.register(
+                storage.warehouse(),
+                Registry(storage.registry()),
+                kind,
+                context.partition_key,
+                by=f"{who} (run {context.run_id})",
+                force=config.force,
+                reason=config.reason,
+                git_commit=os.environ.get("RECKIT_GIT_COMMIT"),
+            )
+        except RegistryError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        manifest = out["manifest"]
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(manifest["version"]),
+            metadata={
+                "version": manifest["version"],
+                "newly_registered": out["created"],
+                "alias_move": dg.MetadataValue.json(out["alias_move"] or {}),
+                "override": dg.MetadataValue.json(manifest.get("override") or {}),
+                "files": dg.MetadataValue.json(manifest["files"]),
+            },
+        )
+
+    return registered
+
+
+REGISTRATIONS = [build_registration(kind) for kind in model_steps.KINDS]

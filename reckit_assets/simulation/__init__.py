@@ -1,0 +1,1 @@
+"""The world the pipeline runs against (simulated users, items and their logs); not a stage."""

@@ -1,0 +1,81 @@
+"""Day d's features never see day d's labels, and missing window days are errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reckit_assets.core.ingest import landing
+from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.frames import read_frame
+from reckit_assets.core.steps import data as steps
+from reckit_assets_tests.conftest import FIRST_DAY, days
+
+
+def _build(lake, through: int) -> None:
+    for dt in days(through):
+        warehouse.publish(
+            lake.warehouse,
+            steps.LANDED,
+            dt,
+            steps.check_landing(lake.landing, dt, Thresholds()).artifact,
+        )
+        for asset, art in steps.validate(lake.landing, lake.warehouse, dt).items():
+            warehouse.publish(lake.warehouse, asset, dt, art)
+        warehouse.publish(lake.warehouse, steps.ACTIVITY, dt, steps.activity(lake.warehouse, dt))
+        warehouse.publish(
+            lake.warehouse, steps.FEATURES, dt, steps.features(lake.warehouse, dt, FIRST_DAY)
+        )
+
+
+def _versions(lake, asset: str) -> dict[str, str]:
+    return {dt: warehouse.manifest(lake.warehouse, asset, dt)["data_version"] for dt in days(4)}
+
+
+def test_features_of_day_d_ignore_day_d_labels(simulated):
+    _build(simulated, 4)
+    before = _versions(simulated, steps.FEATURES)
+    samples_before = steps.samples(simulated.warehouse, "2026-10-03", Thresholds()).artifact
+
+    # Re-land day 3 with half of its clicks removed: its labels change, nothing else does.
+    key = "events/dt=2026-10-03/part-00000.parquet"
+    events = read_frame(simulated.landing, key)
+    clicks = events.index[events["event_type"] == "click"]
+    landing.write_partition(simulated.landing, "events", "2026-10-03", events.drop(clicks[::2]))
+    _build(simulated, 4)
+    after = _versions(simulated, steps.FEATURES)
+
+    assert after["2026-10-03"] == before["2026-10-03"]  # day 3 features: unchanged
+    assert after["2026-10-02"] == before["2026-10-02"]
+    assert after["2026-10-04"] != before["2026-10-04"]  # day 4 sees day 3's (new) labels
+    samples_after = steps.samples(simulated.warehouse, "2026-10-03", Thresholds()).artifact
+    feats = ["item_ctr", "user_ctr", "item_cvr", "cross_age_x_ctr"]
+    pd.testing.assert_frame_equal(
+        samples_before.frames["data"][feats], samples_after.frames["data"][feats]
+    )
+    assert (
+        samples_after.frames["data"]["label"].sum() < samples_before.frames["data"]["label"].sum()
+    )
+
+
+def test_missing_window_day_is_an_error_naming_the_days(simulated):
+    _build(simulated, 2)
+    simulated.warehouse.delete_prefix(warehouse.prefix(steps.ACTIVITY, "2026-10-01"))
+    with pytest.raises(warehouse.MissingPartitionError, match="2026-10-01"):
+        steps.features(simulated.warehouse, "2026-10-03", FIRST_DAY)
+
+
+def test_first_day_has_cold_start_features_only(simulated):
+    _build(simulated, 1)
+    out = steps.samples(simulated.warehouse, FIRST_DAY, Thresholds()).artifact.frames["data"]
+    assert out["is_new_item"].all() and out["is_new_user"].all()
+    assert out["item_ctr"].nunique() == 1  # everyone gets the prior
+
+
+def test_reading_a_partition_being_rewritten_fails_instead_of_mixing(simulated):
+    _build(simulated, 1)
+    key = warehouse.prefix(steps.ACTIVITY, FIRST_DAY) + "/items.parquet"
+    simulated.warehouse.write_bytes(key, b"half-written new bytes")
+    with pytest.raises(warehouse.ChangedPartitionError, match="does not match its manifest"):
+        warehouse.read(simulated.warehouse, steps.ACTIVITY, FIRST_DAY, "items")
