@@ -5,6 +5,7 @@ reckit init-home                   create DAGSTER_HOME with the local dagster.ya
 reckit dev                         simulate (if the landing zone is empty) and start the UI
 reckit materialize --from D [--to D]   run the daily pipeline for a range of days, recorded
                                    in the local instance (same as a UI backfill)
+reckit config show [--json]        every effective setting and where it came from
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from reckit_assets.settings import PROJECT_ROOT, load_settings
 
@@ -40,6 +42,69 @@ def _simulate(args: argparse.Namespace) -> int:
         print(json.dumps(day, default=str))
     print(f"landed {args.days} day(s) under {landing.uri}; ground truth under {oracle.uri}")
     return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from reckit_assets.config import ConfigError, describe, load_config
+
+    overrides = None
+    if args.run_config:
+        # Preview a launch: the `ops: {asset: {config: {...}}}` part of a Dagster run config.
+        text = Path(args.run_config).read_text()
+        overrides = _overrides_from_run_config(yaml.safe_load(text) or {})
+    try:
+        effective = load_config(args.file, run_overrides=overrides)
+    except ConfigError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    out = {
+        "config_file": effective.file or "none (no reckit.yaml, RECKIT_CONFIG unset): defaults",
+        "config_digest": effective.digest,
+        **describe(effective),
+        "storage": {
+            name: {
+                "value": getattr(settings, name),
+                "source": f"environment {var}" if os.environ.get(var) else "default",
+            }
+            for name, var in (
+                ("data_dir", "RECKIT_DATA_DIR"),
+                ("landing_uri", "RECKIT_LANDING_URI"),
+                ("warehouse_uri", "RECKIT_WAREHOUSE_URI"),
+                ("registry_uri", "RECKIT_REGISTRY_URI"),
+                ("oracle_uri", "RECKIT_ORACLE_URI"),
+            )
+        },
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(yaml.safe_dump(out, sort_keys=False), end="")
+    return 0
+
+
+_OP_SECTIONS = {
+    "landed_logs": "data_quality",
+    "training_samples": "data_quality",
+    "xgboost_candidate": "xgboost",
+    "deepfm_candidate": "deepfm",
+    "item2vec_candidate": "item2vec",
+    "xgboost_evaluation": "gate",
+    "deepfm_evaluation": "gate",
+    "item2vec_evaluation": "gate",
+}
+
+
+def _overrides_from_run_config(run_config: dict) -> dict:
+    out: dict[str, dict] = {}
+    for op, body in (run_config.get("ops") or {}).items():
+        section = _OP_SECTIONS.get(op)
+        if section is None:
+            raise SystemExit(f"--run-config: ops.{op} has no project-config section")
+        out.setdefault(section, {}).update((body or {}).get("config") or {})
+    return out
 
 
 def _init_home(_: argparse.Namespace) -> int:
@@ -152,8 +217,17 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_day() -> str:
+    from reckit_assets.config import ConfigError, load_config
+
+    try:
+        return load_config().config.partitions.start
+    except ConfigError:
+        return "2026-10-01"  # `reckit config show` explains the problem
+
+
 _SIM_DEFAULTS = argparse.Namespace(
-    start=load_settings().partitions_start,
+    start=_first_day(),
     days=10,
     users=3000,
     items=600,
@@ -220,6 +294,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument("model")
     rollback.add_argument("--reason", required=True)
     reg.set_defaults(func=_registry)
+
+    config = sub.add_parser("config", help="the effective project configuration")
+    config_actions = config.add_subparsers(dest="action", required=True)
+    show_config = config_actions.add_parser("show", help="every value and where it came from")
+    show_config.add_argument("--json", action="store_true", help="JSON instead of YAML")
+    show_config.add_argument(
+        "--file", default=None, help="config file (default: RECKIT_CONFIG or reckit.yaml)"
+    )
+    show_config.add_argument("--run-config", default=None, help="preview a launch's run config")
+    config.set_defaults(func=_config)
 
     sub.add_parser("serve", help="run the inference service (reckit serve --help)")
 

@@ -5,7 +5,9 @@
 ``RECKIT_WAREHOUSE_URI``  pipeline artifacts (default: ``$RECKIT_DATA_DIR/warehouse``)
 ``RECKIT_REGISTRY_URI``   model registry (default: ``$RECKIT_DATA_DIR/registry``)
 ``RECKIT_ORACLE_URI``     simulator ground truth, outside the landing zone
-``RECKIT_PARTITIONS_START`` first daily partition (default 2026-10-01)
+``RECKIT_CONFIG``         the project config file (default: ``reckit.yaml`` at the project root,
+                          when present); limits, windows and hyperparameters live there, see
+                          reckit_assets/config.py
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PARTITIONS_START = "2026-10-01"
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Settings:
     warehouse_uri: str
     registry_uri: str
     oracle_uri: str
-    partitions_start: str
+    config_file: str | None = None  # None: $RECKIT_CONFIG, else reckit.yaml if present
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -37,5 +38,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         warehouse_uri=env.get("RECKIT_WAREHOUSE_URI") or f"{data_dir}/warehouse",
         registry_uri=env.get("RECKIT_REGISTRY_URI") or f"{data_dir}/registry",
         oracle_uri=env.get("RECKIT_ORACLE_URI") or f"{data_dir}/oracle",
-        partitions_start=env.get("RECKIT_PARTITIONS_START") or DEFAULT_PARTITIONS_START,
+        config_file=env.get("RECKIT_CONFIG") or None,
     )

@@ -30,16 +30,29 @@ class Lake:
     oracle: LocalStorage
 
     def resources(self, **quality) -> dict:
-        from reckit_assets.defs.resources import DataQuality, ReckitStorage
+        """Resources for this lake; ``quality`` limits go into its own reckit.yaml."""
+        from reckit_assets.defs.config import ProjectConfig
+        from reckit_assets.defs.resources import ReckitStorage
 
+        self.write_config({"data_quality": quality} if quality else {})
         return {
             "storage": ReckitStorage(
                 landing_uri=self.landing.uri,
                 warehouse_uri=self.warehouse.uri,
                 registry_uri=str(self.root / "registry"),
             ),
-            "data_quality": DataQuality(**quality),
+            "project": ProjectConfig(file=str(self.config_file)),
         }
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "reckit.yaml"
+
+    def write_config(self, sections: dict) -> Path:
+        import yaml
+
+        self.config_file.write_text(yaml.safe_dump(sections, sort_keys=True))
+        return self.config_file
 
     def landing_digest(self) -> dict[str, str]:
         """sha256 of every landed file: landed data must never change."""

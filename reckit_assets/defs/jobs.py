@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 DAILY_GROUPS = ("ingest", "features", "samples", "models", "evaluation", "registry")
 
-daily_pipeline = dg.define_asset_job(
-    "daily_pipeline",
-    selection=dg.AssetSelection.groups(*DAILY_GROUPS),
-    description="Everything for one day: landed logs -> samples -> candidates -> gate -> "
-    "registry. The arrival sensor, the schedule and manual launches run it for a partition.",
-    tags={"reckit/lane": "daily"},
-)
 
-# Fallback for a missed sensor tick: 02:00 UTC, the previous day. Off until switched on.
-daily_schedule = dg.build_schedule_from_partitioned_job(
-    daily_pipeline,
-    name="daily_pipeline_schedule",
-    hour_of_day=2,
-    minute_of_hour=0,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
+def build_daily_job() -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "daily_pipeline",
+        selection=dg.AssetSelection.groups(*DAILY_GROUPS),
+        description="Everything for one day: landed logs -> samples -> candidates -> gate -> "
+        "registry. The arrival sensor, the schedule and manual launches run it for a partition.",
+        tags={"reckit/lane": "daily"},
+    )
+
+
+def build_daily_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    # Fallback for a missed sensor tick: 02:00 UTC, the previous day. Off until switched on.
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name="daily_pipeline_schedule",
+        hour_of_day=2,
+        minute_of_hour=0,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )

@@ -1,12 +1,12 @@
-"""Resources: where data lives and the data-quality limits. Defaults come from settings."""
+"""Resources: where data lives (from settings) and the project config every run loads."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from reckit_assets.core.ingest.quality import Thresholds
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.defs.config import ProjectConfig
 from reckit_assets.settings import Settings
 
 
@@ -27,22 +27,6 @@ class ReckitStorage(dg.ConfigurableResource):
         return storage_from_uri(self.registry_uri)
 
 
-class DataQuality(dg.ConfigurableResource):
-    """Limits of the blocking data checks (see core.quality.Thresholds for the meaning)."""
-
-    max_duplicate_rate: float = Thresholds.max_duplicate_rate
-    max_out_of_day_rate: float = Thresholds.max_out_of_day_rate
-    max_orphan_click_rate: float = Thresholds.max_orphan_click_rate
-    min_click_rate: float = Thresholds.min_click_rate
-    max_click_rate: float = Thresholds.max_click_rate
-    max_row_count_change: float = Thresholds.max_row_count_change
-    max_feature_psi: float = Thresholds.max_feature_psi
-    max_feature_js: float = Thresholds.max_feature_js
-
-    def thresholds(self) -> Thresholds:
-        return Thresholds(**self.model_dump())
-
-
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "storage": ReckitStorage(
@@ -50,5 +34,5 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             warehouse_uri=settings.warehouse_uri,
             registry_uri=settings.registry_uri,
         ),
-        "data_quality": DataQuality(),
+        "project": ProjectConfig(file=settings.config_file),
     }

@@ -38,6 +38,7 @@ def publish_days(
     store: Storage,
     produce: Callable[[str], tuple[warehouse.Artifact, list[Outcome]]],
     quarantine_on_failure: bool = False,
+    extra_metadata: dict | None = None,
 ) -> dg.MaterializeResult:
     """Produce and publish every partition of the run, then report them as one result."""
     days: dict[str, tuple[dict, list[Outcome], warehouse.Artifact]] = {}
@@ -54,13 +55,14 @@ def publish_days(
             + (f"; failed: {[o.name for o in failed]}" if failed else "")
         )
         days[dt] = (manifest, outcomes, artifact)
-    return to_result(asset, days)
+    return to_result(asset, days, extra_metadata=extra_metadata)
 
 
 def to_result(
     asset: str,
     days: dict[str, tuple[dict, list[Outcome], warehouse.Artifact]],
     asset_key: str | None = None,
+    extra_metadata: dict | None = None,
 ) -> dg.MaterializeResult:
     versions = {dt: m["data_version"] for dt, (m, _, _) in days.items()}
     if len(days) == 1:
@@ -90,7 +92,7 @@ def to_result(
     return dg.MaterializeResult(
         asset_key=asset_key,
         data_version=dg.DataVersion(version),
-        metadata=metadata,
+        metadata={**metadata, **(extra_metadata or {})},
         check_results=merged_checks(asset_key or asset, {dt: o for dt, (_, o, _) in days.items()}),
     )
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reckit_assets.config import ReckitConfig
 from reckit_assets.defs.features import assets as feature_assets
 from reckit_assets.defs.ingest import assets as ingest_assets
+from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.samples import assets as sample_assets
 
+STRUCTURE = structure_for(ReckitConfig())  # the defaults: partitions from 2026-10-01, 7-day window
 DATA_ASSETS = [
-    *dg.load_assets_from_modules([ingest_assets, feature_assets, sample_assets]),
+    *ingest_assets.build(STRUCTURE),
+    *feature_assets.build(STRUCTURE),
+    *sample_assets.build(STRUCTURE),
 ]
 
 

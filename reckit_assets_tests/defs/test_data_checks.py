@@ -10,7 +10,13 @@ from reckit_assets.core.ingest import landing
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.frames import read_frame
 from reckit_assets_tests.conftest import FIRST_DAY as DT
-from reckit_assets_tests.defs.pipeline import failed_checks, materialized, run_days, step_errors
+from reckit_assets_tests.defs.pipeline import (
+    DATA_ASSETS,
+    failed_checks,
+    materialized,
+    run_days,
+    step_errors,
+)
 
 DOWNSTREAM = {"validated_events", "daily_activity", "training_samples", "behaviour_sequences"}
 
@@ -81,7 +87,7 @@ def test_a_later_run_of_downstream_assets_alone_still_refuses_the_bad_day(simula
     _reland(simulated, _events(simulated).drop(columns=["device"]))
     instance = dg.DagsterInstance.ephemeral()
     run_days(simulated.resources(), instance, DT)
-    from reckit_assets.defs.ingest.assets import validated_tables
+    validated_tables = next(a for a in DATA_ASSETS if a.node_def.name == "validated_tables")
 
     alone = run_days(simulated.resources(), instance, DT, assets=[validated_tables])
     assert not alone.success

@@ -20,6 +20,27 @@ EXPECTED_DEPS = {
         "point_in_time_features",
     },
     "behaviour_sequences": {"validated_events"},
+    "online_features": {"daily_activity", "user_profiles", "item_catalog"},
+    **{
+        f"{kind}_candidate": {"behaviour_sequences" if kind == "item2vec" else "training_samples"}
+        for kind in ("xgboost", "deepfm", "item2vec")
+    },
+    **{
+        f"{kind}_evaluation": {
+            f"{kind}_candidate",
+            "behaviour_sequences" if kind == "item2vec" else "training_samples",
+        }
+        for kind in ("xgboost", "deepfm", "item2vec")
+    },
+    **{f"{kind}_registered": {f"{kind}_evaluation"} for kind in ("xgboost", "deepfm", "item2vec")},
+}
+EXPECTED_GROUPS = {
+    "ingest": {"landed_logs", "validated_events", "user_profiles", "item_catalog"},
+    "features": {"daily_activity", "point_in_time_features", "online_features"},
+    "samples": {"training_samples", "behaviour_sequences"},
+    "models": {f"{k}_candidate" for k in ("xgboost", "deepfm", "item2vec")},
+    "evaluation": {f"{k}_evaluation" for k in ("xgboost", "deepfm", "item2vec")},
+    "registry": {f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec")},
 }
 EXPECTED_BLOCKING_CHECKS = {
     "landed_logs": {
@@ -30,14 +51,42 @@ EXPECTED_BLOCKING_CHECKS = {
         "click_rate_bounds",
     },
     "training_samples": {"row_count_change", "feature_drift"},
+    **{
+        f"{kind}_evaluation": {
+            "distinct_versions",
+            "auc_vs_baseline",
+            "logloss_vs_baseline",
+            "slices_vs_baseline",
+            "baseline_out_of_time",
+        }
+        for kind in ("xgboost", "deepfm")
+    },
+    "item2vec_evaluation": {
+        "distinct_versions",
+        "hit_rate_vs_baseline",
+        "recall_vs_baseline",
+        "baseline_out_of_time",
+    },
 }
 
 
 def test_definitions_load_with_every_job_sensor_and_schedule():
     dg.Definitions.validate_loadable(defs)
+    assert {j.name for j in defs.jobs} == {"daily_pipeline"}
     assert defs.resolve_job_def("daily_pipeline") is not None
     assert {s.name for s in defs.sensors} == {"landing_arrival_sensor"}
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
+    assert set(defs.resources) == {"storage", "project"}
+
+
+def test_every_asset_and_group_is_in_the_snapshot():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(EXPECTED_DEPS)
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        groups.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
+    assert groups == EXPECTED_GROUPS
 
 
 def test_asset_graph_snapshot():
@@ -46,8 +95,7 @@ def test_asset_graph_snapshot():
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()
     }
-    for asset, parents in EXPECTED_DEPS.items():
-        assert deps[asset] == parents, asset
+    assert deps == EXPECTED_DEPS
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.code_version, f"{key.to_user_string()} has no code_version"
@@ -60,8 +108,7 @@ def test_data_checks_are_blocking():
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
-    for asset, names in EXPECTED_BLOCKING_CHECKS.items():
-        assert checks[asset] == names
+    assert checks == EXPECTED_BLOCKING_CHECKS
 
 
 def test_window_mapping_reads_the_seven_days_before():

@@ -9,16 +9,19 @@ import pytest
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import LocalStorage
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
-from reckit_assets.defs.evaluation.assets import EVALUATIONS
-from reckit_assets.defs.release.assets import REGISTRATIONS
-from reckit_assets.defs.training.assets import CANDIDATES
+from reckit_assets.defs.evaluation import assets as evaluation_assets
+from reckit_assets.defs.release import assets as release_assets
+from reckit_assets.defs.training import assets as training_assets
 from reckit_assets_tests.conftest import days
-from reckit_assets_tests.defs.pipeline import failed_checks, run_days, step_errors
+from reckit_assets_tests.defs.pipeline import STRUCTURE, failed_checks, run_days, step_errors
 
 XGB = [
-    a for a in [*CANDIDATES, *EVALUATIONS, *REGISTRATIONS] if a.key.path[0].startswith("xgboost")
+    a
+    for module in (training_assets, evaluation_assets, release_assets)
+    for a in module.build(STRUCTURE)
+    if a.key.path[0].startswith("xgboost")
 ]
-FAST = {"ops": {"xgboost_candidate": {"config": {"n_estimators": 60, "min_days": 2}}}}
+FAST = {"ops": {"xgboost_candidate": {"config": {"n_estimators": 60}}}}
 
 
 def _registry(lake) -> Registry:

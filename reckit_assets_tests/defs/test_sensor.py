@@ -9,14 +9,13 @@ import dagster as dg
 from reckit_assets.core.ingest import landing
 from reckit_assets.core.io.frames import read_frame
 from reckit_assets.definitions import defs
-from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
 
 
 def _tick(lake, instance, cursor):
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, resources=lake.resources(), definitions=defs
     )
-    result = landing_arrival_sensor(context)
+    result = defs.get_sensor_def("landing_arrival_sensor")(context)
     if isinstance(result, dg.SkipReason):
         return [], cursor
     return result.run_requests, result.cursor

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ConfigDict
+
 from reckit_assets.core.checks import Outcome
 
 RANKER_CHECKS = (
@@ -35,6 +37,10 @@ EMBEDDING_CHECKS = (
 
 @dataclass(frozen=True)
 class GateRules:
+    """The release gate's rules: the ``gate`` section of reckit.yaml."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     min_auc_ratio: float = 0.99
     max_logloss_ratio: float = 1.01
     slice_auc_tolerance: float = 0.02
@@ -42,6 +48,7 @@ class GateRules:
     auc_floor: float = 0.55  # first model ever
     min_hit_rate_ratio: float = 0.99
     hit_rate_floor: float = 0.01
+    bootstrap_samples: int = 200  # paired bootstrap over users for the report's CIs
 
 
 def _distinct(candidate: str, production: str | None) -> Outcome:

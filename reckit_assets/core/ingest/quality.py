@@ -7,22 +7,37 @@ measured figures, passing or not, so the UI shows them either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.ingest.events import EventCounts
 from reckit_assets.core.ingest.landing import ContractIssue
 
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+SECTION = "data_quality"  # the key of these limits in reckit.yaml
+
+
+def key(name: str) -> str:
+    """Where a limit is set, for failure messages: ``data_quality.max_click_rate``."""
+    return f"{SECTION}.{name}"
+
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_duplicate_rate: float = 0.02
-    max_out_of_day_rate: float = 0.01
-    max_orphan_click_rate: float = 0.02
-    min_click_rate: float = 0.002
-    max_click_rate: float = 0.5
-    max_row_count_change: float = 0.5  # |rows / previous rows - 1|
-    max_feature_psi: float = 0.25
-    max_feature_js: float = 0.1
+    """Limits of the blocking data checks: the ``data_quality`` section of reckit.yaml."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    max_duplicate_rate: Rate = 0.02
+    max_out_of_day_rate: Rate = 0.01
+    max_orphan_click_rate: Rate = 0.02
+    min_click_rate: Rate = 0.002
+    max_click_rate: Rate = 0.5
+    max_row_count_change: Annotated[float, Field(ge=0.0)] = 0.5  # |rows / previous rows - 1|
+    max_feature_psi: Annotated[float, Field(ge=0.0)] = 0.25
+    max_feature_js: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
 
 
 def contract(issues: list[ContractIssue]) -> Outcome:
@@ -39,14 +54,17 @@ def contract(issues: list[ContractIssue]) -> Outcome:
     )
 
 
-def _rate(name: str, value: float, limit: float, what: str, count: int, files: str) -> Outcome:
+def _rate(
+    name: str, value: float, limit: float, what: str, count: int, files: str, setting: str
+) -> Outcome:
     passed = value <= limit
     verdict = "within" if passed else "exceeds"
     return Outcome(
         name,
         passed,
-        f"{what}: {count} rows ({value:.4%}) {verdict} the limit {limit:.2%} in {files}",
-        {"rate": round(value, 6), "limit": limit, "count": count},
+        f"{what}: {count} rows ({value:.4%}) {verdict} the limit {limit:.2%} in {files} "
+        f"({key(setting)} in reckit.yaml)",
+        {"rate": round(value, 6), "limit": limit, "count": count, "config_key": key(setting)},
     )
 
 
@@ -59,6 +77,7 @@ def event_rates(counts: EventCounts, t: Thresholds, files: str) -> list[Outcome]
             "duplicated event_id",
             counts.duplicate_events,
             files,
+            "max_duplicate_rate",
         ),
         _rate(
             "out_of_day_rate",
@@ -67,6 +86,7 @@ def event_rates(counts: EventCounts, t: Thresholds, files: str) -> list[Outcome]
             "column `ts` outside the day",
             counts.out_of_day,
             files,
+            "max_out_of_day_rate",
         ),
         _rate(
             "orphan_click_rate",
@@ -75,6 +95,7 @@ def event_rates(counts: EventCounts, t: Thresholds, files: str) -> list[Outcome]
             "clicks without their impression",
             counts.orphan_clicks,
             files,
+            "max_orphan_click_rate",
         ),
     ]
     if counts.impressions == 0:
@@ -94,8 +115,13 @@ def event_rates(counts: EventCounts, t: Thresholds, files: str) -> list[Outcome]
                 "click_rate_bounds",
                 ok,
                 f"click rate {rate:.4%} over {counts.impressions} impressions "
-                f"{'within' if ok else 'outside'} [{t.min_click_rate:.2%}, {t.max_click_rate:.2%}]",
-                {"rate": round(rate, 6), "impressions": counts.impressions},
+                f"{'within' if ok else 'outside'} [{t.min_click_rate:.2%}, {t.max_click_rate:.2%}] "
+                f"({key('min_click_rate')} / {key('max_click_rate')} in reckit.yaml)",
+                {
+                    "rate": round(rate, 6),
+                    "impressions": counts.impressions,
+                    "config_key": f"{key('min_click_rate')}, {key('max_click_rate')}",
+                },
             )
         )
     return out
@@ -115,7 +141,8 @@ def row_count_change(rows: int, previous_rows: int | None, t: Thresholds, what: 
         "row_count_change",
         ok,
         f"{what}: {rows} rows vs {previous_rows} in the previous partition "
-        f"({change:+.1%}; limit ±{t.max_row_count_change:.0%}"
+        f"({change:+.1%}; limit ±{t.max_row_count_change:.0%}, "
+        f"{key('max_row_count_change')} in reckit.yaml"
         + ("; an empty partition never trains" if rows == 0 else "")
         + ")",
         {
@@ -150,7 +177,8 @@ def drift(
             "feature_drift",
             False,
             f"{len(bad)} feature(s) drifted beyond PSI {t.max_feature_psi} / JS "
-            f"{t.max_feature_js} vs the previous partition: " + ", ".join(bad),
+            f"{t.max_feature_js} ({key('max_feature_psi')} / {key('max_feature_js')} in "
+            "reckit.yaml) vs the previous partition: " + ", ".join(bad),
             meta,
         )
     return Outcome("feature_drift", True, "no feature drifted beyond its limit", meta)

@@ -20,8 +20,8 @@ from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
-    CANARY,
     PRODUCTION,
     Registry,
     RegistryError,
@@ -242,6 +242,7 @@ def register(
     force: bool = False,
     reason: str = "",
     git_commit: str | None = None,
+    policy: ReleasePolicy | None = None,
 ) -> dict:
     """Register the gated candidate of dt; move ``canary`` to it (``production`` if none yet).
 
@@ -296,7 +297,8 @@ def register(
         }
     stored, created = registry.register(kind, info["version"], files, manifest)
     aliases = registry.aliases(kind)
-    target = PRODUCTION if PRODUCTION not in aliases else CANARY
+    policy = policy or ReleasePolicy()
+    target = policy.first_version_alias if PRODUCTION not in aliases else policy.new_version_alias
     moved = None
     # Only a new version moves an alias, and never back in time: re-running or backfilling an
     # older day registers its version (idempotently) but leaves canary on the newer model.

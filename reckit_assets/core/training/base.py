@@ -13,10 +13,11 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict, Field
 
 Log = Callable[[str], None]
 
@@ -43,6 +44,21 @@ class Ranker(Model, Protocol):
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Click probabilities in [0, 1], one per row of ``frame`` (spec columns)."""
         ...
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """How many days before dt a candidate trains on (the ``training`` section of reckit.yaml).
+
+    The window is also the declared lineage: the candidate assets' partition mapping reads
+    exactly ``window_days`` days before dt, so changing it changes the graph, not one run.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    window_days: Annotated[int, Field(ge=2, le=60)] = 7
+    # Fewer usable (non-quarantined) days than this and the candidate is skipped, with a reason.
+    min_days: Annotated[int, Field(ge=2, le=60)] = 2
 
 
 @dataclass

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict
 
 from reckit_assets.core.evaluation import metrics
 from reckit_assets.core.features.spec import BY_NAME, DENSE_COLUMNS, LABEL_COLUMN, SPARSE_COLUMNS
@@ -53,6 +54,9 @@ PREDICT_BATCH = 65_536
 
 @dataclass
 class DeepFMParams:
+    # Validated from reckit.yaml by pydantic (reckit_assets.config): unknown keys are errors.
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     embedding_dim: int = 10
     # FuxiCTR/BARS use 400x3 on Criteo/Avazu; on the simulator's ~200k rows 200x3 scored the
     # same holdout AUC (0.752 both) in about half the CPU time.

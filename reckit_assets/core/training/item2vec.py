@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from pydantic import ConfigDict
 
 from reckit_assets.core.training.base import (
     ArtifactError,
@@ -36,6 +37,9 @@ RECKIT_DECIMALS = 6  # reckit's JSON: six decimals keep cosine ranks, at a third
 
 @dataclass
 class Item2VecParams:
+    # Validated from reckit.yaml by pydantic (reckit_assets.config): unknown keys are errors.
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     # Defaults tuned on the simulator's 2026-10-07 sessions (corpus: the 6 days before), then
     # checked on 2026-10-08: with ~2k sessions / ~5k clicks a week, 15 epochs leave the vectors
     # half-trained (HR@10 0.10 vs 0.29-0.34 at 50); window 10 = whole sessions.

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from pydantic import ConfigDict
 
 from reckit_assets.core.features.spec import DENSE_COLUMNS, LABEL_COLUMN
 from reckit_assets.core.training.base import (
@@ -45,6 +46,9 @@ RECKIT_META_KEYS = (
 
 @dataclass
 class XGBParams:
+    # Validated from reckit.yaml by pydantic (reckit_assets.config): unknown keys are errors.
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     n_estimators: int = 400
     max_depth: int = 6
     learning_rate: float = 0.08

@@ -6,29 +6,13 @@ from reckit_assets.core.evaluation import gate
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.defs.partitions import DAILY
+from reckit_assets.defs.config import GateOverrides, ProjectConfig, config_metadata, overrides_of
+from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import blocking_checks, merged_checks
 
 
-class GateConfig(dg.Config):
-    """Gate rules (reckit's defaults). See core.gate.GateRules."""
-
-    min_auc_ratio: float = gate.GateRules.min_auc_ratio
-    max_logloss_ratio: float = gate.GateRules.max_logloss_ratio
-    slice_auc_tolerance: float = gate.GateRules.slice_auc_tolerance
-    slice_min_rows: int = gate.GateRules.slice_min_rows
-    auc_floor: float = gate.GateRules.auc_floor
-    min_hit_rate_ratio: float = gate.GateRules.min_hit_rate_ratio
-    bootstrap_samples: int = 200
-
-    def rules(self) -> gate.GateRules:
-        values = self.model_dump()
-        values.pop("bootstrap_samples")
-        return gate.GateRules(**values)
-
-
-def build_evaluation(kind: str) -> dg.AssetsDefinition:
+def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
     name = model_steps.evaluation_asset(kind)
     checks = gate.EMBEDDING_CHECKS if kind == "item2vec" else gate.RANKER_CHECKS
 
@@ -36,17 +20,23 @@ def build_evaluation(kind: str) -> dg.AssetsDefinition:
         name=name,
         group_name="evaluation",
         deps=[model_steps.candidate_asset(kind), model_steps.input_asset(kind)],
-        partitions_def=DAILY,
+        partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds={"json", "markdown"},
         check_specs=blocking_checks(name, checks),
         description=f"{kind} candidate vs the registry's production version vs a trivial "
         "baseline, on day dt (out of time). Its blocking checks are the release gate.",
     )
-    def evaluation(context: dg.AssetExecutionContext, config: GateConfig, storage: ReckitStorage):
-        store, dt = storage.warehouse(), context.partition_key
+    def evaluation(
+        context: dg.AssetExecutionContext,
+        config: GateOverrides,
+        storage: ReckitStorage,
+        project: ProjectConfig,
+    ):
+        effective = project.load({"gate": overrides_of(config)})
+        store, dt, rules = storage.warehouse(), context.partition_key, effective.config.gate
         artifact, outcomes = model_steps.evaluate(
-            store, Registry(storage.registry()), kind, dt, config.rules(), config.bootstrap_samples
+            store, Registry(storage.registry()), kind, dt, rules, rules.bootstrap_samples
         )
         manifest = warehouse.publish(store, name, dt, artifact)
         failed = [o.name for o in outcomes if not o.passed]
@@ -56,6 +46,7 @@ def build_evaluation(kind: str) -> dg.AssetsDefinition:
                 **artifact.info,
                 "report": dg.MetadataValue.md(artifact.blobs["report.md"].decode()),
                 "gate": "passed" if not failed else f"FAILED: {', '.join(failed)}",
+                **config_metadata(effective, ("gate",)),
             },
             check_results=merged_checks(name, {dt: outcomes}),
         )
@@ -63,4 +54,5 @@ def build_evaluation(kind: str) -> dg.AssetsDefinition:
     return evaluation
 
 
-EVALUATIONS = [build_evaluation(kind) for kind in model_steps.KINDS]
+def build(s: Structure) -> list[dg.AssetsDefinition]:
+    return [build_evaluation(kind, s) for kind in model_steps.KINDS]

@@ -4,89 +4,89 @@ import dagster as dg
 
 from reckit_assets.core.features.spec import WINDOW_DAYS
 from reckit_assets.core.steps import data as steps
-from reckit_assets.defs.partitions import DAILY, FIRST_DAY, SINGLE_RUN
+from reckit_assets.defs.partitions import SINGLE_RUN, Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import publish_days
 
-# Day d's features read days d-7 .. d-1 only: a day never sees its own labels.
-PREVIOUS_WINDOW = dg.TimeWindowPartitionMapping(
-    start_offset=-WINDOW_DAYS, end_offset=-1, allow_nonexistent_upstream_partitions=True
-)
 
+def build(s: Structure) -> list[dg.AssetsDefinition]:
+    """The features stage's assets for this code location's partitions."""
 
-@dg.asset(
-    name=steps.ACTIVITY,
-    group_name="features",
-    deps=[steps.EVENTS, steps.ITEMS],
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    code_version="2",
-    kinds={"parquet"},
-    description="Per-item, per-user and per-(user, category) impressions, clicks and "
-    "conversions of the day.",
-)
-def daily_activity(
-    context: dg.AssetExecutionContext, storage: ReckitStorage
-) -> dg.MaterializeResult:
-    store = storage.warehouse()
-    return publish_days(context, steps.ACTIVITY, store, lambda dt: (steps.activity(store, dt), []))
-
-
-@dg.asset(
-    name=steps.FEATURES,
-    group_name="features",
-    deps=[dg.AssetDep(steps.ACTIVITY, partition_mapping=PREVIOUS_WINDOW)],
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    code_version="2",
-    kinds={"parquet"},
-    description=(
-        f"Item and user statistics of the {WINDOW_DAYS} days before dt (smoothed CTR/CVR, "
-        "counts) and the window's priors. The online snapshot for serving is the same table."
-    ),
-)
-def point_in_time_features(
-    context: dg.AssetExecutionContext, storage: ReckitStorage
-) -> dg.MaterializeResult:
-    store = storage.warehouse()
-    return publish_days(
-        context, steps.FEATURES, store, lambda dt: (steps.features(store, dt, FIRST_DAY), [])
+    @dg.asset(
+        name=steps.ACTIVITY,
+        group_name="features",
+        deps=[steps.EVENTS, steps.ITEMS],
+        partitions_def=s.daily,
+        backfill_policy=SINGLE_RUN,
+        code_version="2",
+        kinds={"parquet"},
+        description="Per-item, per-user and per-(user, category) impressions, clicks and "
+        "conversions of the day.",
     )
+    def daily_activity(
+        context: dg.AssetExecutionContext, storage: ReckitStorage
+    ) -> dg.MaterializeResult:
+        store = storage.warehouse()
+        return publish_days(
+            context, steps.ACTIVITY, store, lambda dt: (steps.activity(store, dt), [])
+        )
 
-
-@dg.asset(
-    name="online_features",
-    group_name="features",
-    deps=[
-        dg.AssetDep(
-            steps.ACTIVITY,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-(WINDOW_DAYS - 1),
-                end_offset=0,
-                allow_nonexistent_upstream_partitions=True,
-            ),
+    @dg.asset(
+        name=steps.FEATURES,
+        group_name="features",
+        deps=[dg.AssetDep(steps.ACTIVITY, partition_mapping=s.feature_window)],
+        partitions_def=s.daily,
+        backfill_policy=SINGLE_RUN,
+        code_version="2",
+        kinds={"parquet"},
+        description=(
+            f"Item and user statistics of the {WINDOW_DAYS} days before dt (smoothed CTR/CVR, "
+            "counts) and the window's priors. The online snapshot for serving is the same table."
         ),
-        steps.USERS,
-        steps.ITEMS,
-    ],
-    partitions_def=DAILY,
-    backfill_policy=SINGLE_RUN,
-    code_version="1",
-    kinds={"parquet"},
-    description="The feature snapshot the inference service serves on dt+1: statistics of the "
-    "7 days ending on dt, by the same code as training, published beside the registry; the "
-    "`current` pointer moves to it.",
-)
-def online_features(
-    context: dg.AssetExecutionContext, storage: ReckitStorage
-) -> dg.MaterializeResult:
-    from reckit_assets.core.features import online
-
-    store, published = storage.warehouse(), storage.registry()
-    for dt in context.partition_keys:
-        artifact = steps.online_snapshot(store, dt, FIRST_DAY)
-        manifest = online.publish(published, dt, artifact)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(manifest["data_version"]),
-        metadata={"dt": dt, **{k: v for k, v in artifact.info.items() if isinstance(v, int)}},
     )
+    def point_in_time_features(
+        context: dg.AssetExecutionContext, storage: ReckitStorage
+    ) -> dg.MaterializeResult:
+        store = storage.warehouse()
+        return publish_days(
+            context, steps.FEATURES, store, lambda dt: (steps.features(store, dt, s.first_day), [])
+        )
+
+    @dg.asset(
+        name="online_features",
+        group_name="features",
+        deps=[
+            dg.AssetDep(
+                steps.ACTIVITY,
+                partition_mapping=dg.TimeWindowPartitionMapping(
+                    start_offset=-(WINDOW_DAYS - 1),
+                    end_offset=0,
+                    allow_nonexistent_upstream_partitions=True,
+                ),
+            ),
+            steps.USERS,
+            steps.ITEMS,
+        ],
+        partitions_def=s.daily,
+        backfill_policy=SINGLE_RUN,
+        code_version="1",
+        kinds={"parquet"},
+        description="The feature snapshot the inference service serves on dt+1: statistics of the "
+        "7 days ending on dt, by the same code as training, published beside the registry; the "
+        "`current` pointer moves to it.",
+    )
+    def online_features(
+        context: dg.AssetExecutionContext, storage: ReckitStorage
+    ) -> dg.MaterializeResult:
+        from reckit_assets.core.features import online
+
+        store, published = storage.warehouse(), storage.registry()
+        for dt in context.partition_keys:
+            artifact = steps.online_snapshot(store, dt, s.first_day)
+            manifest = online.publish(published, dt, artifact)
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(manifest["data_version"]),
+            metadata={"dt": dt, **{k: v for k, v in artifact.info.items() if isinstance(v, int)}},
+        )
+
+    return [daily_activity, point_in_time_features, online_features]

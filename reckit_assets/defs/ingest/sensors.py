@@ -8,23 +8,38 @@ signature, since Dagster deduplicates run keys forever.
 import json
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from reckit_assets.core.ingest.landing import ready_days
-from reckit_assets.defs.jobs import daily_pipeline
-from reckit_assets.defs.partitions import DAILY
+from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 
 
-@dg.sensor(
-    name="landing_arrival_sensor",
-    job=daily_pipeline,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests the daily pipeline for each newly complete (or re-landed) day.",
-)
-def landing_arrival_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
+def build_arrival_sensor(s: Structure, daily_pipeline: UnresolvedAssetJobDefinition):
+    """The sensor for this code location's partitions and daily job."""
+    return dg.sensor(
+        name="landing_arrival_sensor",
+        job=daily_pipeline,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests the daily pipeline for each newly complete (or re-landed) day.",
+    )(_arrival(s))
+
+
+def _arrival(s: Structure):
+    def landing_arrival_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
+        return evaluate_arrivals(context, storage, s.daily)
+
+    return landing_arrival_sensor
+
+
+def evaluate_arrivals(
+    context: dg.SensorEvaluationContext,
+    storage: ReckitStorage,
+    daily: dg.DailyPartitionsDefinition,
+):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    valid = set(DAILY.get_partition_keys(dynamic_partitions_store=context.instance))
+    valid = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     requests, skipped = [], []
     for dt, signature in ready_days(storage.landing()).items():
         if seen.get(dt) == signature:

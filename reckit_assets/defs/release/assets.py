@@ -6,7 +6,8 @@ import dagster as dg
 
 from reckit_assets.core.release.registry import Registry, RegistryError
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.defs.partitions import DAILY
+from reckit_assets.defs.config import ProjectConfig, config_metadata
+from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 
 
@@ -17,20 +18,24 @@ class RegistrationConfig(dg.Config):
     reason: str = ""
 
 
-def build_registration(kind: str) -> dg.AssetsDefinition:
+def build_registration(kind: str, s: Structure) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{kind}_registered",
         group_name="registry",
         deps=[model_steps.evaluation_asset(kind)],
-        partitions_def=DAILY,
+        partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds={"json"},
         description=f"The gated {kind} candidate registered as an immutable version; the "
         "`canary` alias moves to it (`production` when there is none yet).",
     )
     def registered(
-        context: dg.AssetExecutionContext, config: RegistrationConfig, storage: ReckitStorage
+        context: dg.AssetExecutionContext,
+        config: RegistrationConfig,
+        storage: ReckitStorage,
+        project: ProjectConfig,
     ) -> dg.MaterializeResult:
+        effective = project.load()
         who = context.run.tags.get("user") or context.run.tags.get("dagster/user") or "pipeline"
         try:
             out = model_steps.register(
@@ -42,6 +47,7 @@ def build_registration(kind: str) -> dg.AssetsDefinition:
                 force=config.force,
                 reason=config.reason,
                 git_commit=os.environ.get("RECKIT_GIT_COMMIT"),
+                policy=effective.config.release,
             )
         except RegistryError as exc:
             raise dg.Failure(description=str(exc)) from exc
@@ -54,10 +60,12 @@ def build_registration(kind: str) -> dg.AssetsDefinition:
                 "alias_move": dg.MetadataValue.json(out["alias_move"] or {}),
                 "override": dg.MetadataValue.json(manifest.get("override") or {}),
                 "files": dg.MetadataValue.json(manifest["files"]),
+                **config_metadata(effective, ("release",)),
             },
         )
 
     return registered
 
 
-REGISTRATIONS = [build_registration(kind) for kind in model_steps.KINDS]
+def build(s: Structure) -> list[dg.AssetsDefinition]:
+    return [build_registration(kind, s) for kind in model_steps.KINDS]

@@ -4,11 +4,15 @@ import dagster as dg
 
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.defs.features.assets import PREVIOUS_WINDOW
-from reckit_assets.defs.partitions import DAILY, FIRST_DAY
+from reckit_assets.defs.config import (
+    TRAINING_OVERRIDES,
+    ProjectConfig,
+    config_metadata,
+    overrides_of,
+)
+from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import to_result
-from reckit_assets.defs.training.config import CONFIGS, TrainingConfig
 
 KINDS_META = {
     "xgboost": {"kinds": {"xgboost"}, "label": "XGBoost CTR ranker (hist, early stopping)"},
@@ -17,35 +21,41 @@ KINDS_META = {
 }
 
 
-def build_candidate(kind: str) -> dg.AssetsDefinition:
-    config_cls = CONFIGS[kind]
+def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
+    config_cls = TRAINING_OVERRIDES[kind]
 
     @dg.asset(
         name=model_steps.candidate_asset(kind),
         group_name="models",
-        deps=[dg.AssetDep(model_steps.input_asset(kind), partition_mapping=PREVIOUS_WINDOW)],
-        partitions_def=DAILY,
+        deps=[dg.AssetDep(model_steps.input_asset(kind), partition_mapping=s.training_window)],
+        partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds=KINDS_META[kind]["kinds"],
         output_required=False,
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
-        description=f"{KINDS_META[kind]['label']}, trained on the 7 days before dt. Skipped "
-        "(no output) while fewer than `min_days` days are available.",
+        description=f"{KINDS_META[kind]['label']}, trained on the {s.training_window_days} "
+        "days before dt (`training.window_days`). Skipped, with the reason, while fewer than "
+        "`training.min_days` usable days are available.",
     )
-    def candidate(context: dg.AssetExecutionContext, config: config_cls, storage: ReckitStorage):  # type: ignore[valid-type]
-        store = storage.warehouse()
-        cfg: TrainingConfig = config
-        dt = context.partition_key
+    def candidate(
+        context: dg.AssetExecutionContext,
+        config: config_cls,  # type: ignore[valid-type]
+        storage: ReckitStorage,
+        project: ProjectConfig,
+    ):
+        effective = project.load({kind: overrides_of(config)})
+        store, dt = storage.warehouse(), context.partition_key
+        params = effective.values()[kind]
         try:
             artifact = model_steps.train_candidate(
                 store,
                 kind,
                 dt,
-                cfg.overrides(),
-                cfg.window_days,
-                FIRST_DAY,
-                cfg.min_days,
+                params,
+                s.training_window_days,
+                s.first_day,
+                effective.config.training.min_days,
                 log=context.log.info,
             )
         except model_steps.NotEnoughDataError as exc:
@@ -63,6 +73,7 @@ def build_candidate(kind: str) -> dg.AssetsDefinition:
             "best_iteration": info["best_iteration"],
             "train_seconds": info["train_seconds"],
             "learning_curve": dg.MetadataValue.md(_curve(history)),
+            **config_metadata(effective, (kind, "training")),
         }
         yield dg.MaterializeResult(
             data_version=result.data_version, metadata={**(result.metadata or {}), **extra}
@@ -90,4 +101,5 @@ def _curve(history: list[dict]) -> str:
     )
 
 
-CANDIDATES = [build_candidate(kind) for kind in model_steps.KINDS]
+def build(s: Structure) -> list[dg.AssetsDefinition]:
+    return [build_candidate(kind, s) for kind in model_steps.KINDS]
