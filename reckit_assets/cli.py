@@ -206,6 +206,13 @@ def _registry(args: argparse.Namespace) -> int:
                 args.model, args.alias or PRODUCTION, args.version, who, args.reason
             )
             print(f"{args.model} {move.alias}: {move.from_version} -> {move.to_version}")
+        elif args.action == "verify":
+            problems = registry.verify(args.model)
+            for problem in problems:
+                print(f"PROBLEM {problem}")
+            checked = [args.model] if args.model else registry.models()
+            print(f"verified {len(checked)} model(s): {len(problems)} problem(s)")
+            return 1 if problems else 0
         elif args.action == "rollback":
             move = registry.rollback(
                 args.model, who, args.reason, smoke=lambda k, f: smoke_test(k, f)
@@ -290,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("version")
     promote.add_argument("--alias", default=None, help="default: production")
     promote.add_argument("--reason", required=True)
+    verify = actions.add_parser(
+        "verify", help="every version's files vs its manifest, every alias, the ledger (exit 1)"
+    )
+    verify.add_argument("model", nargs="?")
     rollback = actions.add_parser("rollback", help="production back to its previous version")
     rollback.add_argument("model")
     rollback.add_argument("--reason", required=True)

@@ -244,10 +244,16 @@ def register(
     git_commit: str | None = None,
     policy: ReleasePolicy | None = None,
 ) -> dict:
-    """Register the gated candidate of dt; move ``canary`` to it (``production`` if none yet).
+    """Ensure the gated candidate of dt is released: registered, and ``canary`` moved to it
+    (``production`` if there is none yet).
 
     Refuses a candidate whose gate failed unless ``force`` with a ``reason`` (recorded in the
-    manifest and the alias log). Idempotent: re-registering the same day is a no-op.
+    manifest and the alias log). Idempotent and resumable: "released" means the ledger holds a
+    registration move to this version. A retry after the process died anywhere (files written,
+    manifest created, alias not yet moved) finishes the release; once released, a rerun is a
+    no-op even if a person has moved the alias elsewhere since. The alias move is a
+    compare-and-swap on the alias value this call based its decision on: a concurrent
+    registration that moved it first makes this one fail with ``Conflict`` (nothing moved).
     """
     report = warehouse.read_json(store, evaluation_asset(kind), dt, "report.json")
     info, files = load_candidate(store, kind, dt)
@@ -259,11 +265,16 @@ def register(
             f"(files {evaluated}) but the candidate is now {info['version']} (files "
             f"{artifact_version}); rematerialize {evaluation_asset(kind)} first"
         )
+    released = _registration_move(registry, kind, info["version"])
+    if released is not None:
+        stored = registry.manifest(kind, info["version"])
+        return {"manifest": stored, "created": False, "alias_move": None, "released": released}
     compared_with = (report.get("production") or {}).get("version")
-    if compared_with != registry.alias(kind, PRODUCTION):
+    production_now = registry.alias(kind, PRODUCTION)
+    if compared_with != production_now:
         raise RegistryError(
             f"{kind} dt={dt}: evaluated against production {compared_with} but production is "
-            f"now {registry.alias(kind, PRODUCTION)}; rematerialize {evaluation_asset(kind)} first"
+            f"now {production_now}; rematerialize {evaluation_asset(kind)} first"
         )
     failed = [g for g in report["gate"] if not g["passed"]]
     if failed and not force:
@@ -300,13 +311,28 @@ def register(
     policy = policy or ReleasePolicy()
     target = policy.first_version_alias if PRODUCTION not in aliases else policy.new_version_alias
     moved = None
-    # Only a new version moves an alias, and never back in time: re-running or backfilling an
-    # older day registers its version (idempotently) but leaves canary on the newer model.
+    # Never back in time: re-running or backfilling an older day registers its version
+    # (idempotently) but leaves the aliases on the newer model.
     newest = max(
         ((registry.manifest(kind, v) or {}).get("partition", "") for v in aliases.values()),
         default="",
     )
-    if created and dt >= newest:
-        why = f"registered from dt={dt}" + (f" (override: {reason})" if failed else "")
-        moved = registry.set_alias(kind, target, info["version"], by, why).as_dict()
-    return {"manifest": stored, "created": created, "alias_move": moved}
+    if dt >= newest and info["version"] not in aliases.values():
+        why = f"{REGISTERED_FROM}{dt}" + (f" (override: {reason})" if failed else "")
+        # CAS on what the decision above was based on (``expected``): production for a first
+        # version must still be empty, canary must still be where it was read.
+        moved = registry.set_alias(
+            kind, target, info["version"], by, why, expected=aliases.get(target)
+        ).as_dict()
+    return {"manifest": stored, "created": created, "alias_move": moved, "released": moved}
+
+
+REGISTERED_FROM = "registered from dt="
+
+
+def _registration_move(registry: Registry, kind: str, version: str) -> dict | None:
+    """The ledger entry that released ``version`` (a registration's alias move), if any."""
+    for move in registry.history(kind):
+        if move.to_version == version and move.reason.startswith(REGISTERED_FROM):
+            return move.as_dict()
+    return None

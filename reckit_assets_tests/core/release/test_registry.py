@@ -147,3 +147,43 @@ def test_unknown_alias_is_refused(registry):
     registry.register("toy", "v1", FILES_A, {"kind": "toy"})
     with pytest.raises(RegistryError, match="unknown alias"):
         registry.set_alias("toy", "../x", "v1", "a", "b")
+
+
+def test_a_stale_alias_move_is_refused_with_the_version_it_lost_to(registry):
+    from reckit_assets.core.release.registry import Conflict
+
+    for v, files in (("v1", FILES_A), ("v2", FILES_B)):
+        registry.register("toy", v, files, {"kind": "toy"})
+    registry.set_alias("toy", PRODUCTION, "v1", "run 1", "registered from dt=d1", expected=None)
+    with pytest.raises(Conflict, match="lost to v1") as lost:
+        registry.set_alias("toy", PRODUCTION, "v2", "run 2", "registered", expected=None)
+    assert (lost.value.expected, lost.value.actual) == (None, "v1")
+    assert registry.alias("toy", PRODUCTION) == "v1"
+    assert [m.seq for m in registry.history("toy")] == [1]
+
+
+def test_verify_finds_corrupt_versions_and_aliases_on_them(registry, tmp_path):
+    registry.register("toy", "v1", FILES_A, {"kind": "toy"})
+    registry.set_alias("toy", PRODUCTION, "v1", "a", "first")
+    registry.storage.write_bytes("toy/versions/v2/files/model.bin", b"no manifest: invisible")
+    assert registry.verify() == []
+    (tmp_path / "registry/toy/versions/v1/files/model.bin").write_bytes(b"bit rot")
+    problems = registry.verify()
+    assert any("v1 is corrupt: model.bin sha256 mismatch" in p for p in problems)
+    assert any("production -> v1: the version is corrupt" in p for p in problems)
+
+
+def test_a_pre_ledger_registry_is_read_and_folded_into_the_ledger(registry):
+    import json
+
+    registry.register("toy", "v1", FILES_A, {"kind": "toy"})
+    registry.register("toy", "v2", FILES_B, {"kind": "toy"})
+    old = {"version": "v1", "moved_at": "t", "by": "a", "reason": "first"}
+    registry.storage.write_bytes("toy/aliases/production.json", json.dumps(old).encode())
+    entry = {"model": "toy", "alias": PRODUCTION, "from_version": None, "to_version": "v1"}
+    entry |= {"by": "a", "reason": "first", "at": "t"}
+    registry.storage.write_bytes("toy/alias_log/00000000-x.json", json.dumps(entry).encode())
+    assert registry.aliases("toy") == {PRODUCTION: "v1"}
+    registry.set_alias("toy", PRODUCTION, "v2", "b", "second")
+    assert [(m.seq, m.to_version) for m in registry.history("toy")] == [(1, "v1"), (2, "v2")]
+    assert registry.previous_production("toy") == "v1" and registry.verify() == []
