@@ -1,72 +1,255 @@
-"""The arrival sensor over a scripted sequence of landings."""
+"""The arrival sensor against real runs on a real (ephemeral) Dagster instance.
+
+A small daily job stands in for the pipeline: a day succeeds unless a fault is injected for it,
+and only after the day before it was built (like features reading the previous days). The
+sensor sees the outcome of each run through the instance, as it does in production.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 
 import dagster as dg
 
 from reckit_assets.core.ingest import landing
 from reckit_assets.core.io.frames import read_frame
+from reckit_assets.core.io.storage import LocalStorage
 from reckit_assets.definitions import defs
+from reckit_assets.defs.ingest.sensors import ArrivalPolicy, build_arrival_sensor, evaluate_arrivals
+from reckit_assets.defs.resources import ReckitStorage
+from reckit_assets_tests.conftest import days
+from reckit_assets_tests.defs.pipeline import STRUCTURE
+
+D1, D2, D3, D4 = days(4)
+BUILT: list[str] = []  # days built by the stand-in job, in order
 
 
-def _tick(lake, instance, cursor):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources=lake.resources(), definitions=defs
-    )
-    result = defs.get_sensor_def("landing_arrival_sensor")(context)
-    if isinstance(result, dg.SkipReason):
-        return [], cursor
-    return result.run_requests, result.cursor
+@dg.asset(partitions_def=STRUCTURE.daily)
+def day_built(context, storage: ReckitStorage) -> None:
+    dt, store = context.partition_key, storage.warehouse()
+    if store.exists(f"faults/{dt}"):
+        raise RuntimeError(f"injected fault for {dt}")
+    before = (date.fromisoformat(dt) - timedelta(days=1)).isoformat()
+    if dt > STRUCTURE.first_day and not store.exists(f"built/{before}"):
+        raise RuntimeError(f"{dt} needs {before}, which is not built")
+    store.write_bytes(f"built/{dt}", b"")
+    BUILT.append(dt)
 
 
-def test_new_incomplete_relanded_and_processed_days(simulated):
+JOB = dg.define_asset_job("stand_in_daily", selection=[day_built])
+POLICY = ArrivalPolicy(backoff_seconds=300, max_attempts=3)
+
+
+class Harness:
+    def __init__(self, lake) -> None:
+        self.lake, self.instance, self.cursor, self.now = (
+            lake,
+            dg.DagsterInstance.ephemeral(),
+            None,
+            1e9,
+        )
+        self.resources = lake.resources()
+        self.defs = dg.Definitions(assets=[day_built], jobs=[JOB], resources=self.resources)
+        self.job = self.defs.resolve_job_def("stand_in_daily")
+        BUILT.clear()
+
+    def tick(self, policy: ArrivalPolicy = POLICY) -> list[dg.RunRequest]:
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor,
+            resources=self.resources,
+            definitions=self.defs,
+        )
+        result = evaluate_arrivals(
+            context, self.resources["storage"], STRUCTURE, JOB.name, policy, now=self.now
+        )
+        self.cursor = result.cursor
+        return list(result.run_requests or [])
+
+    def run(self, requests: list[dg.RunRequest]) -> dict[str, bool]:
+        out = {}
+        for r in requests:
+            result = self.job.execute_in_process(
+                partition_key=r.partition_key,
+                instance=self.instance,
+                tags=r.tags,
+                raise_on_error=False,
+            )
+            out[r.partition_key] = result.success
+        return out
+
+    def drain(self, ticks: int = 12) -> list[tuple[str, bool]]:
+        """Tick and run what is requested until the sensor has nothing to request."""
+        history = []
+        for _ in range(ticks):
+            requests = self.tick()
+            if not requests:
+                return history
+            history += list(self.run(requests).items())
+        raise AssertionError(f"still requesting after {ticks} ticks: {history}")
+
+    def day(self, dt: str) -> dict:
+        return json.loads(self.cursor)["days"][dt]
+
+    def fault(self, dt: str, on: bool) -> None:
+        if on:
+            self.lake.warehouse.write_bytes(f"faults/{dt}", b"")
+        else:
+            (self.lake.warehouse.root / "faults" / dt).unlink()
+
+
+def test_days_run_one_after_another_until_each_succeeds(simulated):
+    h = Harness(simulated)
+    assert h.drain() == [(D1, True), (D2, True), (D3, True), (D4, True)]
+    assert all(h.day(d)["state"] == "succeeded" for d in (D1, D2, D3, D4))
+    assert h.tick() == []
+
+
+def test_a_failed_day_is_requested_again_with_backoff_and_succeeds_after_the_fix(simulated):
+    h = Harness(simulated)
+    h.fault(D2, True)
+    assert h.drain() == [(D1, True), (D2, False)]
+    # the failure is in the cursor, with its backoff; the later days wait for D2
+    entry = h.day(D2)
+    assert (entry["state"], entry["attempts"], entry["last_status"]) == ("due", 1, "FAILURE")
+    assert entry["next_at"] == h.now + 300
+    assert h.tick() == []
+    h.now += 301
+    h.fault(D2, False)  # the fix
+    (retry,) = h.tick()
+    assert retry.partition_key == D2 and retry.tags["reckit/attempt"] == "2/3"
+    assert retry.run_key.endswith(":r2")  # a new key: Dagster would drop a reused one
+    assert h.run([retry]) == {D2: True}
+    assert h.drain() == [(D3, True), (D4, True)]
+    assert BUILT == [D1, D2, D3, D4]
+
+
+def test_a_day_that_keeps_failing_is_given_up_after_the_limit(simulated):
+    h = Harness(simulated)
+    h.fault(D1, True)
+    for attempt in range(1, 4):
+        (request,) = h.tick()
+        assert request.partition_key == D1 and request.tags["reckit/attempt"] == f"{attempt}/3"
+        assert h.run([request]) == {D1: False}
+        after = h.tick()  # the failure is recorded; a retry waits out its backoff
+        assert after == [] or attempt == 3
+        h.now += 10_000
+    assert h.day(D1)["state"] == "gave_up" and h.day(D1)["attempts"] == 3
+    assert h.day(D1)["last_status"] == "FAILURE"
+    # the days after it are no longer held back by it (they decide for themselves)
+    assert [r.partition_key for r in after] == [D2]
+    # a re-landing starts over
+    h.fault(D1, False)
+    simulated.landing.write_bytes(landing.marker_key("items", D1), b"relanded")
+    (request,) = h.tick()
+    assert request.partition_key == D1 and request.tags["reckit/why"] == "re-landed"
+
+
+def test_a_relanded_day_requests_its_dependants_in_order(simulated):
+    h = Harness(simulated)
+    h.drain()
+    BUILT.clear()
+    simulated.landing.write_bytes(landing.marker_key("events", D2), b"relanded")
+    (first,) = h.tick()
+    assert first.partition_key == D2 and first.tags["reckit/why"] == "re-landed"
+    assert h.day(D3)["state"] == h.day(D4)["state"] == "due"
+    assert h.day(D4)["why"] == f"reads {D2} (re-landed)"
+    assert h.day(D1)["state"] == "succeeded"  # earlier days do not read D2
+    h.run([first])
+    h.drain()
+    assert BUILT == [D2, D3, D4]
+
+
+def test_a_day_landing_before_the_day_it_depends_on_eventually_runs_in_order(simulated):
+    held = {
+        t: read_frame(simulated.landing, f"{t}/dt={D3}/part-00000.parquet") for t in landing.TABLES
+    }
+    for table in landing.TABLES:
+        simulated.landing.delete_prefix(landing.partition_prefix(table, D3))
+    h = Harness(simulated)
+    # D4 landed before D3: it runs, fails (D3 missing) and backs off
+    assert h.drain() == [(D1, True), (D2, True), (D4, False)]
+    landing.write_partition(simulated.landing, "events", D3, held["events"])  # incomplete
+    assert h.tick() == [] and h.day(D3)["state"] == "landing"
+    for table in ("users", "items"):
+        landing.write_partition(simulated.landing, table, D3, held[table])
+    # D3 lands late: it runs first, then D4 (whose window reads D3) without waiting out its backoff
+    assert h.drain() == [(D3, True), (D4, True)]
+    assert BUILT == [D1, D2, D3, D4]
+    assert h.day(D4)["why"] == f"reads {D3} (landed late)"
+
+
+def test_a_tick_lists_date_folders_not_the_landing_zone(simulated, monkeypatch):
+    h = Harness(simulated)
+    h.drain()
+    calls = []
+    real = LocalStorage.list_prefixes
+
+    def spy(self, prefix, start_after=""):
+        calls.append((prefix, start_after))
+        return real(self, prefix, start_after)
+
+    def no_walk(self, prefix):
+        raise AssertionError(f"the sensor walked {prefix!r}")
+
+    monkeypatch.setattr(LocalStorage, "list", no_walk)
+    monkeypatch.setattr(LocalStorage, "list_prefixes", spy)
+    assert h.tick() == []
+    # one child listing per table, from the recheck window (7 days before the newest day seen)
+    newest_minus_8 = (date.fromisoformat(D4) - timedelta(days=8)).isoformat()
+    assert sorted(calls) == [(t, f"dt={newest_minus_8}") for t in sorted(landing.TABLES)]
+
+
+def test_the_project_sensor_requests_the_first_day_then_waits(simulated):
     instance = dg.DagsterInstance.ephemeral()
-
-    # 1. four complete days land: one request each, keyed by day and marker signature
-    requests, cursor = _tick(simulated, instance, None)
-    assert [r.partition_key for r in requests] == [
-        "2026-10-01",
-        "2026-10-02",
-        "2026-10-03",
-        "2026-10-04",
-    ]
-    assert len({r.run_key for r in requests}) == 4
-    assert all(r.job_name in (None, "daily_pipeline") for r in requests)
-
-    # 2. nothing new: no request
-    assert _tick(simulated, instance, cursor)[0] == []
-
-    # 3. an incomplete day (events and users only): not requested until items lands
-    events = read_frame(simulated.landing, "events/dt=2026-10-04/part-00000.parquet")
-    users = read_frame(simulated.landing, "users/dt=2026-10-04/part-00000.parquet")
-    items = read_frame(simulated.landing, "items/dt=2026-10-04/part-00000.parquet")
-    landing.write_partition(simulated.landing, "events", "2026-10-05", events)
-    landing.write_partition(simulated.landing, "users", "2026-10-05", users)
-    requests, cursor = _tick(simulated, instance, cursor)
-    assert requests == []
-    landing.write_partition(simulated.landing, "items", "2026-10-05", items)
-    requests, cursor = _tick(simulated, instance, cursor)
-    assert [r.partition_key for r in requests] == ["2026-10-05"]
-
-    # 4. a re-landed day (its marker rewritten): requested once more, with a new run key
-    first_key = json.loads(cursor)["2026-10-02"]
-    simulated.landing.write_bytes(landing.marker_key("events", "2026-10-02"), b"relanded")
-    requests, cursor = _tick(simulated, instance, cursor)
-    assert [r.partition_key for r in requests] == ["2026-10-02"]
-    assert requests[0].run_key != f"2026-10-02:{first_key}"
-    assert _tick(simulated, instance, cursor)[0] == []
-
-    # 5. a complete day that is not a partition yet (the future): left for later, not lost
-    for table, df in (("events", events), ("users", users), ("items", items)):
-        landing.write_partition(simulated.landing, table, "2099-01-01", df)
-    requests, cursor = _tick(simulated, instance, cursor)
-    assert requests == []
-    assert "2099-01-01" not in json.loads(cursor)
+    sensor = defs.get_sensor_def("landing_arrival_sensor")
+    context = dg.build_sensor_context(
+        instance=instance, resources=simulated.resources(), definitions=defs
+    )
+    result = sensor(context)
+    assert [r.partition_key for r in result.run_requests] == [D1]
+    assert result.run_requests[0].job_name in (None, "daily_pipeline")
+    # the day is requested but its run has not finished: nothing more (the rest come after it)
+    again = sensor(
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=result.cursor,
+            resources=simulated.resources(),
+            definitions=defs,
+        )
+    )
+    assert not again.run_requests and "waiting" in again.skip_reason.skip_message
+    # a complete day in the future is kept for later, not lost
+    events = read_frame(simulated.landing, f"events/dt={D4}/part-00000.parquet")
+    for table in landing.TABLES:
+        frame = (
+            events
+            if table == "events"
+            else read_frame(simulated.landing, f"{table}/dt={D4}/part-00000.parquet")
+        )
+        landing.write_partition(simulated.landing, table, "2099-01-01", frame)
+    later = sensor(
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=again.cursor,
+            resources=simulated.resources(),
+            definitions=defs,
+        )
+    )
+    assert json.loads(later.cursor)["days"]["2099-01-01"]["state"] == "due"
 
 
-def test_daily_schedule_targets_the_previous_day_and_is_off_by_default():
+def test_an_old_cursor_is_migrated_and_its_days_decided_by_their_runs(simulated):
+    h = Harness(simulated)
+    h.cursor = json.dumps(dict.fromkeys((D1, D2), "oldsig"))
+    h.run([dg.RunRequest(partition_key=D1)])
+    requests = h.tick()
+    assert h.day(D1)["state"] == "succeeded" or h.day(D1)["sig"] != "oldsig"
+    assert [r.partition_key for r in requests] in ([D1], [D2], [])
+
+
+def test_the_daily_schedule_targets_the_previous_day_and_is_off_by_default():
     schedule = defs.get_schedule_def("daily_pipeline_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
@@ -75,3 +258,8 @@ def test_daily_schedule_targets_the_previous_day_and_is_off_by_default():
     )
     requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-10-05"]
+
+
+def test_the_sensor_is_built_with_its_policy():
+    sensor = build_arrival_sensor(STRUCTURE, JOB, ArrivalPolicy(max_attempts=9))
+    assert "at most 9 attempts" in sensor.description

@@ -151,9 +151,43 @@ def ready_days(storage: Storage) -> dict[str, str]:
     out = {}
     for dt, by_table in markers.items():
         if len(by_table) == len(TABLES):
-            raw = "|".join(f"{t}={by_table[t]}" for t in TABLES)
-            out[dt] = hashlib.sha256(raw.encode()).hexdigest()[:16]
+            out[dt] = _signature(by_table)
     return dict(sorted(out.items()))
+
+
+def _signature(by_table: dict[str, str]) -> str:
+    raw = "|".join(f"{t}={by_table[t]}" for t in TABLES)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def landed_days_after(storage: Storage, after: str | None) -> list[str]:
+    """Days with a ``dt=`` folder in any table that sort after ``after`` (all if None).
+
+    One child listing per table (``list_prefixes``), not a walk of every landed file: the cost
+    grows with the number of days, not with the files under them.
+    """
+    start = f"dt={after}" if after else ""
+    days = set()
+    for table in TABLES:
+        for name in storage.list_prefixes(table, start_after=start):
+            match = _DT_RE.match(name)
+            if match:
+                days.add(match.group(1))
+    return sorted(days)
+
+
+def day_signature(storage: Storage, dt: str) -> str | None:
+    """The marker signature of dt (equal to ``ready_days(storage)[dt]``), None if not ready.
+
+    Three stats, one per table's ``_SUCCESS``.
+    """
+    by_table = {}
+    for table in TABLES:
+        info = storage.stat(marker_key(table, dt))
+        if info is None:
+            return None
+        by_table[table] = f"{info.version}:{info.size}"
+    return _signature(by_table)
 
 
 def is_ready(storage: Storage, dt: str) -> bool:

@@ -1,63 +1,252 @@
-"""Arrival sensor: a day whose three tables all carry _SUCCESS gets one run.
+"""Arrival sensor: requests each complete day until a run of it succeeds, in dependency order.
 
-The cursor remembers each day's marker signature. A processed day is not requested again; a
-re-landed day (markers rewritten) is requested once more, with a run key built from the new
-signature, since Dagster deduplicates run keys forever.
+A day is complete when its three tables carry ``_SUCCESS``. The cursor (JSON) keeps, per day:
+its marker signature, a state, the attempts made for the current landing, the next allowed
+attempt time, and the last run's outcome::
+
+    landing    folders seen, markers incomplete: re-read every tick until complete
+    due        needs a run (new, re-landed, a dependant of a re-landed day, or a failed run
+               waiting out its backoff)
+    requested  a run was requested: its status is looked up on the instance every tick, by
+               partition tag and job, among runs created since the request
+    succeeded  a run for it succeeded (a manual one counts too)
+    gave_up    ``max_attempts`` runs failed for this landing; a re-landing starts over
+
+Invariants:
+- A day is requested only when no earlier day within its dependency window (the feature window
+  and the training window, whichever is longer) is due or requested: a day that landed before
+  the day it depends on waits for it, then runs.
+- A day that lands or re-lands after later days ran marks those later days (within the window)
+  due again, since their features and models read it.
+- Run keys are ``<dt>:<signature>:r<n>`` with n counting every request ever made for the day, so
+  Dagster's forever-deduplication never swallows a retry.
+- Each tick lists only the date folders from ``recheck_days`` before the newest seen
+  (``listed_through``) onwards, one listing per table, plus three marker stats per listed day,
+  per incomplete day and per day not yet succeeded: its cost does not grow with the age of the
+  landing zone. A day landing or re-landing further back than the recheck window is not
+  noticed; run such a day by hand.
 """
 
+from __future__ import annotations
+
 import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from reckit_assets.core.ingest.landing import ready_days
+from reckit_assets.core.ingest.landing import day_signature, landed_days_after
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 
+CURSOR_FORMAT = 2
+PENDING = ("due", "requested")
 
-def build_arrival_sensor(s: Structure, daily_pipeline: UnresolvedAssetJobDefinition):
+
+@dataclass(frozen=True)
+class ArrivalPolicy:
+    """How hard the sensor tries (code parameters of the sensor, not run config)."""
+
+    max_attempts: int = 4  # failed runs of one landing of a day before the sensor gives up
+    backoff_seconds: float = 300.0  # wait after the first failure; doubles after each one
+    max_backoff_seconds: float = 6 * 3600.0
+    lost_after_seconds: float = 3600.0  # a request with no run after this is made again
+    recheck_days: int | None = None  # newest days re-stat'ed every tick (None: the window)
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), self.max_backoff_seconds)
+
+
+def build_arrival_sensor(
+    s: Structure,
+    daily_pipeline: UnresolvedAssetJobDefinition,
+    policy: ArrivalPolicy | None = None,
+):
     """The sensor for this code location's partitions and daily job."""
+    policy = policy or ArrivalPolicy()
+    job_name = daily_pipeline.name
+
+    def landing_arrival_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
+        return evaluate_arrivals(context, storage, s, job_name, policy)
+
     return dg.sensor(
         name="landing_arrival_sensor",
         job=daily_pipeline,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Requests the daily pipeline for each newly complete (or re-landed) day.",
-    )(_arrival(s))
+        description=(
+            "Requests the daily pipeline for each complete day until a run of it succeeds "
+            f"(backoff, at most {policy.max_attempts} attempts per landing), in dependency "
+            "order; a re-landed day also re-requests the later days whose windows read it."
+        ),
+    )(landing_arrival_sensor)
 
 
-def _arrival(s: Structure):
-    def landing_arrival_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
-        return evaluate_arrivals(context, storage, s.daily)
+def _day(dt: str, days: int) -> str:
+    return (date.fromisoformat(dt) + timedelta(days=days)).isoformat()
 
-    return landing_arrival_sensor
+
+def _load(cursor: str | None) -> dict:
+    if not cursor:
+        return {"format": CURSOR_FORMAT, "listed_through": None, "days": {}}
+    doc = json.loads(cursor)
+    if doc.get("format") == CURSOR_FORMAT:
+        return doc
+    # The first cursor format was {dt: signature} of requested days: their outcome is unknown,
+    # so they count as requested long ago and any run of the partition decides.
+    days = {
+        dt: {"sig": sig, "state": "requested", "attempts": 1, "requests": 1, "requested_at": 0}
+        for dt, sig in doc.items()
+    }
+    return {"format": CURSOR_FORMAT, "listed_through": max(days, default=None), "days": days}
+
+
+def _latest_finished_run(instance: dg.DagsterInstance, job_name: str, dt: str, since: float):
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            job_name=job_name,
+            tags={"dagster/partition": dt},
+            created_after=datetime.fromtimestamp(since, tz=UTC) if since else None,
+        ),
+        limit=20,
+    )
+    finished = [r for r in records if r.dagster_run.is_finished]
+    # newest first by creation; the newest finished run decides
+    return max(finished, key=lambda r: r.create_timestamp, default=None)
 
 
 def evaluate_arrivals(
     context: dg.SensorEvaluationContext,
     storage: ReckitStorage,
-    daily: dg.DailyPartitionsDefinition,
+    s: Structure,
+    job_name: str,
+    policy: ArrivalPolicy | None = None,
+    now: float | None = None,
 ):
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    valid = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
-    requests, skipped = [], []
-    for dt, signature in ready_days(storage.landing()).items():
-        if seen.get(dt) == signature:
+    policy = policy or ArrivalPolicy()
+    now = time.time() if now is None else now
+    log = context.log
+    state = _load(context.cursor)
+    days: dict[str, dict] = state["days"]
+    window = max(s.feature_window_days, s.training_window_days)
+    recheck = policy.recheck_days if policy.recheck_days is not None else window
+    landing = storage.landing()
+
+    def mark_due(dt: str, why: str) -> None:
+        entry = days[dt]
+        entry.update(state="due", why=why, attempts=0, next_at=0)
+
+    # 1. discovery: the date folders of the recheck window and after (new days, late days,
+    #    re-landings), plus re-reads of incomplete and unfinished days
+    previous = state["listed_through"]
+    listed = landed_days_after(landing, _day(previous, -(recheck + 1)) if previous else None)
+    newest = max([*listed, previous or ""]) or None
+    candidates = set(listed) | {dt for dt, e in days.items() if e["state"] != "succeeded"}
+    for dt in sorted(candidates):
+        sig = day_signature(landing, dt)
+        entry = days.get(dt)
+        if sig is None:
+            if entry is None or entry["state"] != "landing":
+                days[dt] = {**(entry or {}), "state": "landing", "sig": None}
             continue
+        if entry is not None and entry.get("sig") == sig:
+            continue
+        relanded = entry is not None and entry.get("sig") is not None
+        days[dt] = {**(entry or {"requests": 0}), "sig": sig}
+        mark_due(dt, "re-landed" if relanded else "landed")
+        later = [
+            d
+            for d, e in days.items()
+            if dt < d <= _day(dt, window) and e.get("sig") and e["state"] != "landing"
+        ]
+        for d in later:
+            mark_due(d, f"reads {dt} ({'re-landed' if relanded else 'landed late'})")
+        if later:
+            log.info(f"{dt} {days[dt]['why']}: its dependants {later} will run again after it")
+    state["listed_through"] = newest
+
+    # 2. outcomes of requested runs, looked up on the instance
+    for dt, entry in sorted(days.items()):
+        if entry["state"] != "requested":
+            continue
+        record = _latest_finished_run(context.instance, job_name, dt, entry.get("requested_at", 0))
+        if record is None:
+            if now - entry.get("requested_at", 0) > policy.lost_after_seconds:
+                entry.update(state="due", why="requested but no run finished", next_at=0)
+                log.warning(f"{dt}: no finished run since its request; requesting it again")
+            continue
+        run = record.dagster_run
+        entry["last_run"], entry["last_status"] = run.run_id, run.status.value
+        if run.status == dg.DagsterRunStatus.SUCCESS:
+            entry["state"] = "succeeded"
+            continue
+        if entry["attempts"] >= policy.max_attempts:
+            entry["state"] = "gave_up"
+            log.warning(
+                f"{dt}: run {run.run_id} {run.status.value}; gave up after "
+                f"{entry['attempts']}/{policy.max_attempts} attempts (re-land the day or run it "
+                "by hand)"
+            )
+            continue
+        wait = policy.backoff(entry["attempts"])
+        entry.update(state="due", why=f"run {run.status.value}", next_at=now + wait)
+        log.info(
+            f"{dt}: run {run.run_id} {run.status.value} (attempt {entry['attempts']}/"
+            f"{policy.max_attempts}); retry in {wait:.0f}s"
+        )
+
+    # 3. requests, oldest first, each after the days it reads
+    valid = set(s.daily.get_partition_keys(dynamic_partitions_store=context.instance))
+    requests, waiting = [], []
+    for dt in sorted(d for d, e in days.items() if e["state"] == "due"):
+        entry = days[dt]
         if dt not in valid:
-            # Not a partition (yet): before the first day, or today/future. Left for later.
-            skipped.append(dt)
+            waiting.append(f"{dt} (not a partition yet)")
             continue
+        if now < entry.get("next_at", 0):
+            waiting.append(f"{dt} (backoff until {datetime.fromtimestamp(entry['next_at'], UTC)})")
+            continue
+        before = [
+            d
+            for d, e in days.items()
+            if _day(dt, -window) <= d < dt and e["state"] in PENDING and d in valid
+        ]
+        if before:
+            waiting.append(f"{dt} (after {before[-1]})")
+            continue
+        entry["attempts"] = entry.get("attempts", 0) + 1
+        entry["requests"] = entry.get("requests", 0) + 1
+        entry.update(state="requested", requested_at=now)
+        run_key = f"{dt}:{entry['sig']}:r{entry['requests']}"
         requests.append(
             dg.RunRequest(
                 partition_key=dt,
-                run_key=f"{dt}:{signature}",
-                tags={"reckit/landing_signature": signature, "reckit/trigger": "arrival"},
+                run_key=run_key,
+                tags={
+                    "reckit/landing_signature": entry["sig"],
+                    "reckit/trigger": "arrival",
+                    "reckit/why": entry["why"][:200],
+                    "reckit/attempt": f"{entry['attempts']}/{policy.max_attempts}",
+                },
             )
         )
-        seen[dt] = signature
-    if skipped:
-        context.log.info(f"ready but not (yet) partitions, left for later: {skipped}")
+        log.info(f"requesting {dt} ({entry['why']}), attempt {entry['attempts']}")
+    if waiting:
+        log.info(f"due but waiting: {waiting}")
+
+    # 4. forget succeeded days that left the recheck window (nothing reads them any more)
+    keep_from = _day(newest, -(recheck + window)) if newest else ""
+    for dt in [d for d, e in days.items() if d < keep_from and e["state"] == "succeeded"]:
+        del days[dt]
+    cursor = json.dumps(state, sort_keys=True)
     if not requests:
-        return dg.SkipReason("no new or re-landed complete day")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+        return dg.SensorResult(
+            run_requests=[],
+            cursor=cursor,
+            skip_reason=dg.SkipReason(
+                "nothing to request" + (f"; waiting: {', '.join(waiting)}" if waiting else "")
+            ),
+        )
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
