@@ -19,7 +19,6 @@ from reckit_assets.core.features.compute import (
     FeatureTables,
     Priors,
 )
-from reckit_assets.core.features.sequences import SESSION_GAP
 from reckit_assets.core.features.spec import (
     BY_NAME,
     CTR_PRIOR_STRENGTH,
@@ -28,7 +27,7 @@ from reckit_assets.core.features.spec import (
     LABEL_COLUMN,
     sample_columns,
 )
-from reckit_assets.core.ingest.events import VALIDATED_COLUMNS, EventCounts, day_bounds
+from reckit_assets.core.ingest.events import VALIDATED_COLUMNS, EventCounts
 from reckit_assets.core.ingest.landing import (
     EVENT_TYPES,
     SCHEMAS,
@@ -48,6 +47,14 @@ class LandedTable:
     files: list[dict] = field(default_factory=list)
     issues: list[ContractIssue] = field(default_factory=list)
     missing_optional: list[str] = field(default_factory=list)
+
+
+SESSION_GAP = pd.Timedelta(minutes=30)
+
+
+def day_bounds(dt: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start = pd.Timestamp(dt, tz="UTC")
+    return start, start + pd.Timedelta(days=1)
 
 
 def _coerce(df: pd.DataFrame, col: Column, file: str, table: str) -> tuple[pd.Series, list]:
