@@ -271,10 +271,11 @@ def build_samples(
     def join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
         return left.join(right, on=on, how="left", validate="m:1", maintain_order="left")
 
-    out = join(base, item_feats, ["item_id"])
-    out = join(out, user_feats, ["user_id"])
-    out = join(out, user_attrs, ["user_id"])
-    out = join(out, item_attrs, ["item_id"])
+    # The small per-item and per-user tables are combined first: two joins over the day's rows
+    # instead of four.
+    by_item = item_attrs.join(item_feats, on="item_id", how="full", coalesce=True)
+    by_user = user_attrs.join(user_feats, on="user_id", how="full", coalesce=True)
+    out = join(join(base, by_item, ["item_id"]), by_user, ["user_id"])
     out = out.with_columns(pl.col("item_category").fill_null(UNKNOWN_CATEGORY))
     if features.user_categories is not None:
         out = join(out, _pl(features.user_categories), ["user_id", "item_category"])

@@ -118,74 +118,69 @@ def validated_impressions(
     in file order, and which duplicate survives does not depend on file order (the smallest file
     name wins, since rows arrive in file-name order).
     """
-    df = landed.data
     counts = EventCounts(
-        raw_rows=df.height,
+        raw_rows=landed.data.height,
         files=len(landed.files),
         missing_optional_columns=list(landed.missing_optional),
     )
     start, end = day_bounds(dt)
     key = ["request_id", "item_id"]
-    null_ids = pl.any_horizontal(
+    # Every drop is a flag on the landed rows, so the rows are copied once (the kept ones).
+    usable = ~pl.any_horizontal(
         pl.col(c).is_null() for c in ("event_id", "user_id", "item_id", "request_id")
     )
-    known = pl.col("event_type").is_in(list(EVENT_TYPES))
-    df = df.with_columns(_null=null_ids, _known=known.fill_null(False))
-    counts.null_id_rows = int(df["_null"].sum())
-    df = df.filter(~pl.col("_null"))
-    counts.unknown_event_type = int((~df["_known"]).sum())
-    df = df.filter(pl.col("_known"))
-
-    # Rows arrive in file-name order, so "first" is the smallest file name.
-    first = df["event_id"].is_first_distinct()
-    counts.duplicate_events = int((~first).sum())
-    df = df.filter(first)
-
+    known = pl.col("event_type").is_in(list(EVENT_TYPES)).fill_null(False)
+    # Rows arrive in file-name order, so "first" is the smallest file name; dropped rows are
+    # out of the race (null event ids never reach the comparison).
+    first = pl.when(usable & known).then(pl.col("event_id")).is_first_distinct() & usable & known
     in_day = ((pl.col("ts") >= start) & (pl.col("ts") < end)).fill_null(False)
-    df = df.with_columns(_in=in_day)
-    counts.out_of_day = int((~df["_in"]).sum())
-    df = df.filter(pl.col("_in")).drop("_null", "_known", "_in")
+    flags = landed.data.select(_usable=usable, _known=known, _first=first, _in_day=in_day)
+    tally = flags.select(
+        null_id_rows=(~pl.col("_usable")).sum(),
+        unknown_event_type=(pl.col("_usable") & ~pl.col("_known")).sum(),
+        duplicate_events=(pl.col("_usable") & pl.col("_known") & ~pl.col("_first")).sum(),
+        out_of_day=(pl.col("_first") & ~pl.col("_in_day")).sum(),
+    ).row(0, named=True)
+    for name, value in tally.items():
+        setattr(counts, name, int(value))
+    kept = landed.data.drop("_file").filter(flags["_first"] & flags["_in_day"])
+    del flags
 
-    imps = df.filter(pl.col("event_type") == "impression").with_row_index("_row")
+    imps = kept.filter(pl.col("event_type") == "impression").drop("event_type")
     repeated = imps.select(pl.struct(key).is_duplicated()).to_series()
     if repeated.any():
         # The same impression under several event ids: keep the earliest (then smallest id).
         # Kept rows of a repeated impression move behind the others (file order is only the
-        # tie-break of the final sort, and this keeps the previous layer's exact order).
+        # tie-break of the final sort; this keeps the previous layer's exact order).
         ordered = imps.filter(repeated).sort([*key, "ts", "event_id"], maintain_order=True)
         imps = pl.concat([imps.filter(~repeated), ordered])
         keep = imps.select(pl.struct(key).is_first_distinct()).to_series()
         counts.duplicate_impressions = int((~keep).sum())
         imps = imps.filter(keep)
-    imps = imps.drop("_row")
+    imps = imps.drop("event_id")
     counts.missing_position = int(imps["position"].null_count())
 
-    events_of = df.select("event_type", *key)
-    clicks = events_of.filter(pl.col("event_type") == "click").select(key)
-    convs = events_of.filter(pl.col("event_type") == "conversion").select(key)
-    n_click_rows = clicks.height
-    clicks = clicks.unique(maintain_order=True)
-    convs = convs.unique(maintain_order=True)
-    counts.duplicate_clicks = n_click_rows - clicks.height
-    imp_keys = imps.select(key)
-    counts.orphan_clicks = clicks.join(imp_keys, on=key, how="anti").height
-    counts.orphan_conversions = convs.join(imp_keys, on=key, how="anti").height
+    # Labels: one row per (request_id, item_id) that has a click and/or a conversion.
+    acts = kept.filter(pl.col("event_type").is_in(["click", "conversion"])).select(
+        *key, _click=pl.col("event_type") == "click", _conv=pl.col("event_type") == "conversion"
+    )
+    del kept
+    n_click_rows = int(acts["_click"].sum())
+    labels = acts.group_by(key).agg(pl.col("_click").any(), pl.col("_conv").any())
+    click_keys, conv_keys = int(labels["_click"].sum()), int(labels["_conv"].sum())
+    counts.duplicate_clicks = n_click_rows - click_keys
 
+    out = imps.join(labels, on=key, how="left", maintain_order="left")
+    # Each label key matches at most one impression (impressions are unique by key by now).
+    counts.orphan_clicks = click_keys - int(out["_click"].sum())
+    counts.orphan_conversions = conv_keys - int(out["_conv"].sum())
     out = (
-        imps.select("request_id", "ts", "user_id", "item_id", "position", "device", "model_version")
-        .join(
-            convs.with_columns(_conv=pl.lit(1, pl.Int8)), on=key, how="left", maintain_order="left"
-        )
-        .join(
-            clicks.with_columns(_click=pl.lit(1, pl.Int8)),
-            on=key,
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(
-            converted=pl.col("_conv").fill_null(0).cast(pl.Int8),
+        out.with_columns(
+            converted=pl.col("_conv").fill_null(False).cast(pl.Int8),
             # A conversion implies a click even when the click event itself was lost.
-            clicked=(pl.col("_click").is_not_null() | pl.col("_conv").is_not_null()).cast(pl.Int8),
+            clicked=(pl.col("_click").fill_null(False) | pl.col("_conv").fill_null(False)).cast(
+                pl.Int8
+            ),
             position=pl.col("position").fill_null(-1).cast(pl.Int32),
             device=pl.col("device").fill_null("unknown"),
         )
