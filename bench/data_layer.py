@@ -194,25 +194,30 @@ def run(impressions: int, root: str, repeats: int) -> dict:
             fn(dt)
     dt = DAYS[-1]
     base_rss = _rss_mb()
-    timings, peaks = {}, {}
+    timings, cpu, peaks = {}, {}, {}
     with PeakRss() as whole:
         for name, fn in step_fns.items():
             with PeakRss() as peak:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fn(dt)
                 timings[name] = time.perf_counter() - t
+                cpu[name] = time.process_time() - c
             peaks[name] = peak.peak
     rows = warehouse.manifest(store, steps.SAMPLES, dt)["rows"]
 
     # Validate vs DuckDB, alternating, same landed files; the first pair above warmed caches.
     ours, theirs = [timings["validate"]], []
+    ours_cpu, theirs_cpu = [cpu["validate"]], []
     out = f"{root}/duckdb_validated.parquet"
     for k in range(repeats):
+        c = time.process_time()
         theirs.append(duckdb_validate(root, dt, out))
+        theirs_cpu.append(time.process_time() - c)
         if k + 1 < repeats:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             validate(dt)
             ours.append(time.perf_counter() - t)
+            ours_cpu.append(time.process_time() - c)
     key = ["request_id", "item_id"]
     mine = warehouse.read_polars(store, steps.EVENTS, dt).sort(key)
     ref = pl.read_parquet(out).sort(key)
@@ -230,6 +235,8 @@ def run(impressions: int, root: str, repeats: int) -> dict:
         "sample_rows": rows,
         "seconds": round(sum(timings.values()), 2),
         "steps_s": {k: round(v, 2) for k, v in timings.items()},
+        "cpu_seconds": round(sum(cpu.values()), 2),
+        "steps_cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "steps_peak_rss_mb": {k: round(v) for k, v in peaks.items()},
         "peak_rss_mb": round(whole.peak),
         "rss_before_timed_day_mb": round(base_rss),
@@ -237,6 +244,12 @@ def run(impressions: int, root: str, repeats: int) -> dict:
         "validate_s": [round(x, 2) for x in ours],
         "duckdb_validate_s": [round(x, 2) for x in theirs],
         "validate_vs_duckdb": round(statistics.median(ours) / statistics.median(theirs), 2),
+        "validate_cpu_s": [round(x, 2) for x in ours_cpu],
+        "duckdb_validate_cpu_s": [round(x, 2) for x in theirs_cpu],
+        "validate_vs_duckdb_cpu": round(
+            statistics.median(ours_cpu) / statistics.median(theirs_cpu), 2
+        ),
+        "load_average": os.getloadavg(),
         "identical_rows_to_duckdb": same,
     }
 
@@ -276,14 +289,16 @@ def main() -> None:
             results.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
     print(
-        f"\n{'impressions/day':>16} {'samples':>11} {'seconds':>8} {'peak MB':>8} "
-        f"{'validate s':>10} {'DuckDB s':>9} {'ratio':>6}"
+        f"\n{'impressions/day':>16} {'samples':>11} {'seconds':>8} {'CPU s':>7} {'peak MB':>8} "
+        f"{'validate s':>10} {'DuckDB s':>9} {'ratio':>6} {'CPU ratio':>9}"
     )
     for r in results:
         print(
             f"{r['impressions_per_day']:>16,} {r['sample_rows']:>11,} {r['seconds']:>8} "
-            f"{r['peak_rss_mb']:>8} {statistics.median(r['validate_s']):>10.2f} "
-            f"{statistics.median(r['duckdb_validate_s']):>9.2f} {r['validate_vs_duckdb']:>6}"
+            f"{r['cpu_seconds']:>7} {r['peak_rss_mb']:>8} "
+            f"{statistics.median(r['validate_s']):>10.2f} "
+            f"{statistics.median(r['duckdb_validate_s']):>9.2f} {r['validate_vs_duckdb']:>6} "
+            f"{r['validate_vs_duckdb_cpu']:>9}"
         )
     if len(results) > 1:
         small = results[0]
