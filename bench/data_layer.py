@@ -1,115 +1,313 @@
-"""Benchmark: one day's raw logs -> training samples at 100k and 1M impressions per day.
+"""Benchmark: one day's raw logs -> training samples, per step, and validation vs DuckDB.
 
-Each scale runs in a fresh process (so peak RSS is that scale's own): it simulates 8 days, builds
-the first 7 days' activity (untimed: the feature window), then times day 8 through every data
-step: landing checks, validation, daily activity, point-in-time features, samples (with drift and
-row-count checks) and behaviour sequences, each published to local Parquet.
+For each scale (impressions per day), in fresh processes:
 
-    python bench/data_layer.py            # both scales, prints a table
+1. simulate 8 days into a temporary landing zone (own process, untimed);
+2. build the first 7 days (untimed: the feature window), then time day 8 through every data
+   step -- landing checks, validation, daily activity, point-in-time features, samples (with their
+   drift and row-count checks), behaviour sequences -- each published to local Parquet, recording
+   seconds and peak RSS per step (a sampler thread reads /proc every 5 ms);
+3. the validate step side by side with an independent DuckDB SQL implementation of the same
+   semantics on the same landed files, alternating, DuckDB on the same number of threads; asserts
+   identical rows (every column) and label counts.
+
+    python bench/data_layer.py                       # 1M impressions/day
+    python bench/data_layer.py 1000000 5000000 10000000 --repeats 3
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from pathlib import Path
 
-SCALES = (100_000, 1_000_000)
+DAYS = [f"2026-10-0{d}" for d in range(1, 9)]
+THREADS = 2  # the CI-class machine's cores
 
 
-def one_scale(impressions: int) -> dict:
-    from reckit_assets.core.ingest.quality import Thresholds
-    from reckit_assets.core.io import warehouse
-    from reckit_assets.core.io.storage import LocalStorage
-    from reckit_assets.core.steps import data as steps
-    from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
-    root = tempfile.mkdtemp(prefix="reckit-bench-")
-    landing, store = LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/warehouse")
-    config = SimulationConfig(
-        start="2026-10-01",
-        days=8,
+
+class PeakRss:
+    """Peak resident memory of this process between start() and stop(), sampled every 5 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._running = False
+
+    def _loop(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, _rss_mb())
+            time.sleep(0.005)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = _rss_mb()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+
+def config(impressions: int):
+    from reckit_assets.simulation.simulate import SimulationConfig
+
+    return SimulationConfig(
+        start=DAYS[0],
+        days=len(DAYS),
         n_users=max(3000, impressions // 20),
         n_items=max(600, impressions // 100),
         impressions_per_day=impressions,
         seed=7,
     )
-    write_simulation(config, landing, LocalStorage(f"{root}/oracle"))
-    days = [f"2026-10-0{d}" for d in range(1, 9)]
+
+
+def simulate(impressions: int, root: str) -> None:
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.simulation.simulate import write_simulation
+
+    write_simulation(
+        config(impressions), LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/oracle")
+    )
+
+
+DUCKDB_VALIDATE = """
+COPY (
+WITH raw AS (
+    SELECT * FROM read_parquet($files, filename = true, file_row_number = true)
+),
+typed AS (
+    SELECT nullif(trim(event_id), '') AS event_id, ts::TIMESTAMPTZ AS ts,
+           nullif(trim(user_id), '') AS user_id, nullif(trim(item_id), '') AS item_id,
+           nullif(trim(event_type), '') AS event_type,
+           nullif(trim(request_id), '') AS request_id, position::BIGINT AS position,
+           nullif(trim(device), '') AS device, nullif(trim(model_version), '') AS model_version,
+           filename, file_row_number
+    FROM raw
+),
+usable AS (
+    SELECT * FROM typed
+    WHERE event_id IS NOT NULL AND user_id IS NOT NULL AND item_id IS NOT NULL
+      AND request_id IS NOT NULL AND event_type IN ('impression', 'click', 'conversion')
+),
+unique_events AS (  -- the first copy of an event id, in file-name then row order
+    SELECT * FROM usable
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY filename, file_row_number) = 1
+),
+in_day AS (
+    SELECT * FROM unique_events WHERE ts >= $start::TIMESTAMPTZ AND ts < $end::TIMESTAMPTZ
+),
+impressions AS (  -- one row per (request_id, item_id): the earliest, then the smallest event id
+    SELECT * FROM in_day WHERE event_type = 'impression'
+    QUALIFY row_number() OVER (PARTITION BY request_id, item_id ORDER BY ts, event_id) = 1
+),
+clicks AS (SELECT DISTINCT request_id, item_id FROM in_day WHERE event_type = 'click'),
+conversions AS (SELECT DISTINCT request_id, item_id FROM in_day WHERE event_type = 'conversion')
+SELECT i.request_id, i.ts, i.user_id, i.item_id, coalesce(i.position, -1)::INTEGER AS position,
+       coalesce(i.device, 'unknown') AS device, i.model_version,
+       (c.request_id IS NOT NULL OR v.request_id IS NOT NULL)::TINYINT AS clicked,
+       (v.request_id IS NOT NULL)::TINYINT AS converted
+FROM impressions i
+LEFT JOIN clicks c ON c.request_id = i.request_id AND c.item_id = i.item_id
+LEFT JOIN conversions v ON v.request_id = i.request_id AND v.item_id = i.item_id
+ORDER BY i.ts, position
+) TO '{out}' (FORMAT parquet, COMPRESSION zstd)
+"""
+
+
+def duckdb_validate(root: str, dt: str, out: str) -> float:
+    """The DuckDB reference for one day; returns its wall-clock seconds."""
+    import duckdb
+
+    files = sorted(str(p) for p in Path(f"{root}/landing/events/dt={dt}").glob("*.parquet"))
+    start = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(f"SET threads = {THREADS}")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        DUCKDB_VALIDATE.format(out=out),
+        {"files": files, "start": f"{dt} 00:00:00+00", "end": f"{_next(dt)} 00:00:00+00"},
+    )
+    con.close()
+    return time.perf_counter() - start
+
+
+def _next(dt: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(dt) + timedelta(days=1)).isoformat()
+
+
+def run(impressions: int, root: str, repeats: int) -> dict:
+    import polars as pl
+
+    from reckit_assets.core.ingest.quality import Thresholds
+    from reckit_assets.core.io import warehouse
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.steps import data as steps
+
+    landing, store = LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/warehouse")
     limits = Thresholds()
 
-    def run_day(dt: str) -> dict[str, float]:
-        timings = {}
-        t = time.perf_counter()
-        warehouse.publish(
-            store, steps.LANDED, dt, steps.check_landing(landing, dt, limits).artifact
-        )
-        timings["landing_checks"] = time.perf_counter() - t
-        t = time.perf_counter()
+    def validate(dt: str) -> None:
         for asset, artifact in steps.validate(landing, store, dt).items():
             warehouse.publish(store, asset, dt, artifact)
-        timings["validate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        warehouse.publish(store, steps.ACTIVITY, dt, steps.activity(store, dt))
-        timings["activity"] = time.perf_counter() - t
-        t = time.perf_counter()
-        warehouse.publish(store, steps.FEATURES, dt, steps.features(store, dt, days[0]))
-        timings["features"] = time.perf_counter() - t
-        t = time.perf_counter()
-        result = steps.samples(store, dt, limits)
-        warehouse.publish(store, steps.SAMPLES, dt, result.artifact)
-        timings["samples"] = time.perf_counter() - t
-        t = time.perf_counter()
-        warehouse.publish(store, steps.SEQUENCES, dt, steps.sequences(store, dt))
-        timings["sequences"] = time.perf_counter() - t
-        return timings
 
-    for dt in days[:-1]:
-        run_day(dt)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    timings = run_day(days[-1])
-    rows = warehouse.manifest(store, steps.SAMPLES, days[-1])["rows"]
+    def samples(dt: str) -> None:
+        warehouse.publish(store, steps.SAMPLES, dt, steps.samples(store, dt, limits).artifact)
+
+    step_fns = {
+        "landing_checks": lambda dt: warehouse.publish(
+            store, steps.LANDED, dt, steps.check_landing(landing, dt, limits).artifact
+        ),
+        "validate": validate,
+        "activity": lambda dt: warehouse.publish(
+            store, steps.ACTIVITY, dt, steps.activity(store, dt)
+        ),
+        "features": lambda dt: warehouse.publish(
+            store, steps.FEATURES, dt, steps.features(store, dt, DAYS[0])
+        ),
+        "samples": samples,
+        "sequences": lambda dt: warehouse.publish(
+            store, steps.SEQUENCES, dt, steps.sequences(store, dt)
+        ),
+    }
+    for dt in DAYS[:-1]:
+        for fn in step_fns.values():
+            fn(dt)
+    dt = DAYS[-1]
+    base_rss = _rss_mb()
+    timings, cpu, peaks = {}, {}, {}
+    with PeakRss() as whole:
+        for name, fn in step_fns.items():
+            with PeakRss() as peak:
+                t, c = time.perf_counter(), time.process_time()
+                fn(dt)
+                timings[name] = time.perf_counter() - t
+                cpu[name] = time.process_time() - c
+            peaks[name] = peak.peak
+    rows = warehouse.manifest(store, steps.SAMPLES, dt)["rows"]
+
+    # Validate vs DuckDB, alternating, same landed files; the first pair above warmed caches.
+    ours, theirs = [timings["validate"]], []
+    ours_cpu, theirs_cpu = [cpu["validate"]], []
+    out = f"{root}/duckdb_validated.parquet"
+    for k in range(repeats):
+        c = time.process_time()
+        theirs.append(duckdb_validate(root, dt, out))
+        theirs_cpu.append(time.process_time() - c)
+        if k + 1 < repeats:
+            t, c = time.perf_counter(), time.process_time()
+            validate(dt)
+            ours.append(time.perf_counter() - t)
+            ours_cpu.append(time.process_time() - c)
+    key = ["request_id", "item_id"]
+    mine = warehouse.read_polars(store, steps.EVENTS, dt).sort(key)
+    ref = pl.read_parquet(out).sort(key)
+    ref = ref.with_columns(pl.col("ts").cast(mine.schema["ts"]))  # DuckDB writes microseconds
+    same = mine.equals(ref)
+    assert same, "DuckDB reference and the validate step disagree"
+    info = warehouse.manifest(store, steps.EVENTS, dt)["info"]
+    assert int(ref["clicked"].sum()) == info["clicks"] == int(mine["clicked"].sum())
+    assert int(ref["converted"].sum()) == info["conversions"]
     return {
         "impressions_per_day": impressions,
+        "validated_rows": mine.height,
+        "clicks": info["clicks"],
+        "conversions": info["conversions"],
         "sample_rows": rows,
         "seconds": round(sum(timings.values()), 2),
-        "steps": {k: round(v, 2) for k, v in timings.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "peak_rss_before_timed_day_mb": round(rss_before / 1024),
+        "steps_s": {k: round(v, 2) for k, v in timings.items()},
+        "cpu_seconds": round(sum(cpu.values()), 2),
+        "steps_cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+        "steps_peak_rss_mb": {k: round(v) for k, v in peaks.items()},
+        "peak_rss_mb": round(whole.peak),
+        "rss_before_timed_day_mb": round(base_rss),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "validate_s": [round(x, 2) for x in ours],
+        "duckdb_validate_s": [round(x, 2) for x in theirs],
+        "validate_vs_duckdb": round(statistics.median(ours) / statistics.median(theirs), 2),
+        "validate_cpu_s": [round(x, 2) for x in ours_cpu],
+        "duckdb_validate_cpu_s": [round(x, 2) for x in theirs_cpu],
+        "validate_vs_duckdb_cpu": round(
+            statistics.median(ours_cpu) / statistics.median(theirs_cpu), 2
+        ),
+        "load_average": os.getloadavg(),
+        "identical_rows_to_duckdb": same,
     }
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        print(json.dumps(one_scale(int(sys.argv[2]))))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("scales", nargs="*", type=int, default=[1_000_000])
+    parser.add_argument("--repeats", type=int, default=3, help="DuckDB/ours alternations")
+    parser.add_argument("--simulate", metavar="ROOT")
+    parser.add_argument("--run", metavar="ROOT")
+    args = parser.parse_args()
+    if args.simulate:
+        simulate(args.scales[0], args.simulate)
         return
+    if args.run:
+        print(json.dumps(run(args.scales[0], args.run, args.repeats)))
+        return
+    env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     results = []
-    for n in SCALES:
-        out = (
+    for n in args.scales:
+        with tempfile.TemporaryDirectory(prefix="reckit-bench-") as root:
+            t = time.perf_counter()
             subprocess.run(
-                [sys.executable, __file__, "--one", str(n)],
+                [sys.executable, __file__, str(n), "--simulate", root], check=True, env=env
+            )
+            print(
+                f"simulated {n:,}/day x {len(DAYS)} days in {time.perf_counter() - t:.0f} s",
+                flush=True,
+            )
+            out = subprocess.run(
+                [sys.executable, __file__, str(n), "--run", root, "--repeats", str(args.repeats)],
                 check=True,
                 capture_output=True,
                 text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        results.append(json.loads(out))
-    print(f"{'impressions/day':>16} {'rows':>9} {'seconds':>8} {'peak RSS MB':>12}  steps (s)")
+                env=env,
+            ).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), flush=True)
+    print(
+        f"\n{'impressions/day':>16} {'samples':>11} {'seconds':>8} {'CPU s':>7} {'peak MB':>8} "
+        f"{'validate s':>10} {'DuckDB s':>9} {'ratio':>6} {'CPU ratio':>9}"
+    )
     for r in results:
         print(
-            f"{r['impressions_per_day']:>16,} {r['sample_rows']:>9,} {r['seconds']:>8} "
-            f"{r['peak_rss_mb']:>12}  {r['steps']}"
+            f"{r['impressions_per_day']:>16,} {r['sample_rows']:>11,} {r['seconds']:>8} "
+            f"{r['cpu_seconds']:>7} {r['peak_rss_mb']:>8} "
+            f"{statistics.median(r['validate_s']):>10.2f} "
+            f"{statistics.median(r['duckdb_validate_s']):>9.2f} {r['validate_vs_duckdb']:>6} "
+            f"{r['validate_vs_duckdb_cpu']:>9}"
         )
-    small, big = results
-    print(
-        f"time ratio 1M/100k: {big['seconds'] / small['seconds']:.1f} (rows ratio "
-        f"{big['sample_rows'] / small['sample_rows']:.1f})"
-    )
+    if len(results) > 1:
+        small = results[0]
+        for r in results[1:]:
+            print(
+                f"time ratio {r['impressions_per_day']:,}/{small['impressions_per_day']:,}: "
+                f"{r['seconds'] / small['seconds']:.1f} (rows ratio "
+                f"{r['sample_rows'] / small['sample_rows']:.1f})"
+            )
 
 
 if __name__ == "__main__":

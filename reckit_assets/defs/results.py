@@ -12,16 +12,22 @@ from collections.abc import Callable, Iterable
 
 import dagster as dg
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage
 
 
-def _schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in frame.dtypes.items()]
-    )
+def _schema(frame: pd.DataFrame | pl.DataFrame | pa.Table) -> dg.TableSchema:
+    if isinstance(frame, pd.DataFrame):
+        types = frame.dtypes.items()
+    elif isinstance(frame, pl.DataFrame):
+        types = frame.schema.items()
+    else:
+        types = zip(frame.schema.names, frame.schema.types, strict=True)
+    return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in types])
 
 
 def _flat(info: dict) -> dict:

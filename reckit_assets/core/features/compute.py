@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from reckit_assets.core.features.spec import (
     BY_NAME,
@@ -41,11 +42,29 @@ class Priors:
 
 @dataclass
 class FeatureTables:
-    items: pd.DataFrame  # item_id, item_impressions_7d, item_ctr, item_cvr
-    users: pd.DataFrame  # user_id, user_impressions_7d, user_ctr
+    """The window's feature tables: pandas for serving, Polars inside the pipeline's steps."""
+
+    items: pd.DataFrame | pl.DataFrame  # item_id, item_impressions_7d, item_ctr, item_cvr
+    users: pd.DataFrame | pl.DataFrame  # user_id, user_impressions_7d, user_ctr
     priors: Priors
     # user_id, item_category, user_category_impressions_7d, user_category_ctr
-    user_categories: pd.DataFrame | None = None
+    user_categories: pd.DataFrame | pl.DataFrame | None = None
+
+    def to_pandas(self) -> FeatureTables:
+        return FeatureTables(
+            items=_pd(self.items),
+            users=_pd(self.users),
+            priors=self.priors,
+            user_categories=None if self.user_categories is None else _pd(self.user_categories),
+        )
+
+
+def _pl(frame: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
+    return frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
+
+
+def _pd(frame: pd.DataFrame | pl.DataFrame) -> pd.DataFrame:
+    return frame.to_pandas() if isinstance(frame, pl.DataFrame) else frame
 
 
 # Used when a window has no impressions at all (the first days): a neutral, documented prior.
@@ -53,60 +72,69 @@ DEFAULT_PRIORS = Priors(ctr=0.05, cvr=0.1, impressions=0)
 
 
 def daily_activity(
-    validated: pd.DataFrame, items: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per-item, per-user and per-(user, category) impressions, clicks and conversions of a day.
+    validated: pd.DataFrame | pl.DataFrame, items: pd.DataFrame | pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Per-item, per-user and per-(user, category) impressions, clicks and conversions of a day,
+    each sorted by its key (Polars frames; int64 counts).
 
     The category comes from the same day's catalog snapshot; items missing from it count under
     the unknown category.
     """
+    events = _pl(validated).select("user_id", "item_id", "clicked", "converted")
+    catalog = _pl(items).select(
+        pl.col("item_id").cast(pl.String), item_category=pl.col("category").cast(pl.String)
+    )
 
-    def agg(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-        g = frame.groupby(by, observed=True, sort=True)
-        out = pd.DataFrame(
-            {
-                "impressions": g.size(),
-                "clicks": g["clicked"].sum(),
-                "conversions": g["converted"].sum(),
-            }
-        ).astype("int64")
-        out = out.reset_index()
-        for col in by:
-            out[col] = out[col].astype("string")
-        return out
+    def agg(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+        return (
+            frame.group_by(by)
+            .agg(
+                impressions=pl.len().cast(pl.Int64),
+                clicks=pl.col("clicked").sum().cast(pl.Int64),
+                conversions=pl.col("converted").sum().cast(pl.Int64),
+            )
+            .sort(by)
+        )
 
-    categories = items.set_index("item_id")["category"].astype("string")
-    with_category = validated.assign(
-        item_category=validated["item_id"].map(categories).fillna(UNKNOWN_CATEGORY).astype("string")
+    with_category = events.join(catalog, on="item_id", how="left").with_columns(
+        pl.col("item_category").fill_null(UNKNOWN_CATEGORY)
     )
     return (
-        agg(validated, ["item_id"]),
-        agg(validated, ["user_id"]),
+        agg(events, ["item_id"]),
+        agg(events, ["user_id"]),
         agg(with_category, ["user_id", "item_category"]),
     )
 
 
-def _sum_window(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        empty = {k: pd.Series(dtype="string") for k in keys}
-        empty.update(
-            {c: pd.Series(dtype="int64") for c in ("impressions", "clicks", "conversions")}
-        )
-        return pd.DataFrame(empty)
-    total = pd.concat(frames, ignore_index=True).groupby(keys, sort=True).sum(numeric_only=True)
-    total = total.reset_index()
-    for key in keys:
-        total[key] = total[key].astype("string")
-    return total
+_COUNTS = ("impressions", "clicks", "conversions")
 
 
-def point_in_time_features(
-    item_days: list[pd.DataFrame],
-    user_days: list[pd.DataFrame],
-    user_category_days: list[pd.DataFrame] | None = None,
+def _sum_window(frames: list[pd.DataFrame | pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    schema = {**{k: pl.String for k in keys}, **{c: pl.Int64 for c in _COUNTS}}
+    parts = [_pl(f).select(*keys, *_COUNTS).cast(schema) for f in frames if len(f)]
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return (
+        pl.concat(parts, how="vertical")
+        .group_by(keys)
+        .agg(pl.col(c).sum() for c in _COUNTS)
+        .sort(keys)
+    )
+
+
+def _log1p(column: pl.Series) -> np.ndarray:
+    # numpy's log1p, as before the switch to Polars: the same bits in every feature table.
+    return np.log1p(column.to_numpy().astype("float64"))
+
+
+def window_features(
+    item_days: list[pd.DataFrame | pl.DataFrame],
+    user_days: list[pd.DataFrame | pl.DataFrame],
+    user_category_days: list[pd.DataFrame | pl.DataFrame] | None = None,
 ) -> FeatureTables:
-    """Window statistics -> smoothed rates. ``*_days`` are daily_activity outputs of the window."""
+    """Window statistics -> smoothed rates, as Polars frames sorted by key.
+
+    ``*_days`` are daily_activity outputs of the window (pandas or Polars)."""
     items = _sum_window(item_days, ["item_id"])
     users = _sum_window(user_days, ["user_id"])
     user_cats = _sum_window(user_category_days or [], ["user_id", "item_category"])
@@ -119,40 +147,42 @@ def point_in_time_features(
     else:
         priors = DEFAULT_PRIORS
     a = CTR_PRIOR_STRENGTH
-    item_feats = pd.DataFrame(
-        {
-            "item_id": items["item_id"],
-            "item_impressions_7d": np.log1p(items["impressions"].to_numpy(dtype="float64")),
-            "item_ctr": (items["clicks"] + a * priors.ctr) / (items["impressions"] + a),
-            "item_cvr": (items["conversions"] + a * priors.cvr) / (items["clicks"] + a),
-        }
+    a_ctr, a_cvr = a * priors.ctr, a * priors.cvr
+    item_feats = items.select(
+        "item_id",
+        item_impressions_7d=pl.Series(_log1p(items["impressions"])),
+        item_ctr=(pl.col("clicks") + a_ctr) / (pl.col("impressions") + a),
+        item_cvr=(pl.col("conversions") + a_cvr) / (pl.col("clicks") + a),
     )
-    user_feats = pd.DataFrame(
-        {
-            "user_id": users["user_id"],
-            "user_impressions_7d": np.log1p(users["impressions"].to_numpy(dtype="float64")),
-            "user_ctr": (users["clicks"] + a * priors.ctr) / (users["impressions"] + a),
-        }
+    user_feats = users.select(
+        "user_id",
+        user_impressions_7d=pl.Series(_log1p(users["impressions"])),
+        user_ctr=(pl.col("clicks") + a_ctr) / (pl.col("impressions") + a),
     )
     # Shrink each (user, category) rate towards the user's own smoothed CTR.
-    user_cats = user_cats.merge(user_feats[["user_id", "user_ctr"]], on="user_id", how="left")
+    user_cats = user_cats.join(
+        user_feats.select("user_id", "user_ctr"), on="user_id", how="left", maintain_order="left"
+    )
     b = USER_CATEGORY_PRIOR_STRENGTH
-    user_cat_feats = pd.DataFrame(
-        {
-            "user_id": user_cats["user_id"],
-            "item_category": user_cats["item_category"],
-            "user_category_impressions_7d": np.log1p(
-                user_cats["impressions"].to_numpy(dtype="float64")
-            ),
-            "user_category_ctr": (
-                user_cats["clicks"] + b * user_cats["user_ctr"].fillna(priors.ctr)
-            )
-            / (user_cats["impressions"] + b),
-        }
+    user_cat_feats = user_cats.select(
+        "user_id",
+        "item_category",
+        user_category_impressions_7d=pl.Series(_log1p(user_cats["impressions"])),
+        user_category_ctr=(pl.col("clicks") + b * pl.col("user_ctr").fill_null(priors.ctr))
+        / (pl.col("impressions") + b),
     )
     return FeatureTables(
         items=item_feats, users=user_feats, priors=priors, user_categories=user_cat_feats
     )
+
+
+def point_in_time_features(
+    item_days: list[pd.DataFrame | pl.DataFrame],
+    user_days: list[pd.DataFrame | pl.DataFrame],
+    user_category_days: list[pd.DataFrame | pl.DataFrame] | None = None,
+) -> FeatureTables:
+    """:func:`window_features` as pandas frames (what serving and the online snapshot use)."""
+    return window_features(item_days, user_days, user_category_days).to_pandas()
 
 
 def assemble_features(
@@ -212,14 +242,79 @@ def assemble_features(
 
 
 def build_samples(
-    validated: pd.DataFrame,
+    validated: pd.DataFrame | pl.DataFrame,
     features: FeatureTables,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
-) -> pd.DataFrame:
-    """Labelled impressions of day d + point-in-time features of day d -> training samples."""
-    base = validated.rename(columns={"clicked": LABEL_COLUMN})
-    out = assemble_features(base, features, users, items)
-    out[LABEL_COLUMN] = out[LABEL_COLUMN].astype("int8")
-    out["converted"] = out["converted"].astype("int8")
-    return out[sample_columns()].reset_index(drop=True)
+    users: pd.DataFrame | pl.DataFrame,
+    items: pd.DataFrame | pl.DataFrame,
+) -> pl.DataFrame:
+    """Labelled impressions of day d + point-in-time features of day d -> training samples.
+
+    The same features as :func:`assemble_features` (a test compares the two on every column),
+    computed in Polars on the whole day; rows in the order of ``validated``.
+    """
+    p = features.priors
+    base = _pl(validated).rename({"clicked": LABEL_COLUMN})
+    item_feats = _pl(features.items)
+    user_feats = _pl(features.users)
+    user_attrs = _pl(users).select(
+        pl.col("user_id").cast(pl.String),
+        user_age=pl.col("age").cast(pl.Float64),
+        _gender=pl.col("gender").cast(pl.String),
+        user_region=pl.col("region").cast(pl.String),
+    )
+    item_attrs = _pl(items).select(
+        pl.col("item_id").cast(pl.String),
+        item_category=pl.col("category").cast(pl.String),
+        item_price=pl.col("price").cast(pl.Float64),
+    )
+
+    def join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+        return left.join(right, on=on, how="left", validate="m:1", maintain_order="left")
+
+    # The small per-item and per-user tables are combined first: two joins over the day's rows
+    # instead of four.
+    by_item = item_attrs.join(item_feats, on="item_id", how="full", coalesce=True)
+    by_user = user_attrs.join(user_feats, on="user_id", how="full", coalesce=True)
+    out = join(join(base, by_item, ["item_id"]), by_user, ["user_id"])
+    out = out.with_columns(pl.col("item_category").fill_null(UNKNOWN_CATEGORY))
+    if features.user_categories is not None:
+        out = join(out, _pl(features.user_categories), ["user_id", "item_category"])
+    else:
+        out = out.with_columns(
+            user_category_ctr=pl.lit(None, pl.Float64),
+            user_category_impressions_7d=pl.lit(None, pl.Float64),
+        )
+
+    def filled(col: str, value: float | pl.Expr) -> pl.Expr:
+        # pandas' fillna treats NaN as missing too.
+        return pl.col(col).fill_nan(None).fill_null(value)
+
+    genders = pl.col("_gender").replace_strict(
+        {k: float(v) for k, v in GENDER_CODES.items()}, default=None, return_dtype=pl.Float64
+    )
+    out = out.with_columns(
+        is_new_item=pl.col("item_ctr").is_null().cast(pl.Int8),
+        is_new_user=pl.col("user_ctr").is_null().cast(pl.Int8),
+        item_ctr=filled("item_ctr", p.ctr),
+        item_cvr=filled("item_cvr", p.cvr),
+        user_ctr=filled("user_ctr", p.ctr),
+        item_impressions_7d=filled("item_impressions_7d", 0.0),
+        user_impressions_7d=filled("user_impressions_7d", 0.0),
+        user_age=filled("user_age", float(BY_NAME["user_age"].default)),
+        user_gender=genders.fill_null(float(GENDER_UNKNOWN)),
+        item_price=filled("item_price", float(BY_NAME["item_price"].default)),
+        user_category_impressions_7d=filled("user_category_impressions_7d", 0.0),
+    ).with_columns(
+        # A category the user has not seen in the window: the user's own CTR is the best guess.
+        user_category_ctr=filled("user_category_ctr", pl.col("user_ctr")),
+        cross_age_x_ctr=pl.col("user_age") * pl.col("item_ctr"),
+        cross_gender_x_price=pl.col("user_gender") * pl.col("item_price"),
+        position=pl.col("position").cast(pl.Float64).clip(lower_bound=0.0),
+        **{
+            c: pl.col(c).cast(pl.String).fill_null("")
+            for c in ("user_id", "item_id", "item_category", "user_region", "device")
+        },
+        label=pl.col(LABEL_COLUMN).cast(pl.Int8),
+        converted=pl.col("converted").cast(pl.Int8),
+    )
+    return out.select(sample_columns())

@@ -5,16 +5,26 @@ The item2vec corpus is the sessions with at least two items over the training wi
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 
-SESSION_GAP = pd.Timedelta(minutes=30)
+from reckit_assets.core.io.frames import to_arrow
+
+SESSION_GAP = timedelta(minutes=30)
 
 
-def behaviour_sequences(validated: pd.DataFrame) -> pd.DataFrame:
-    """One row per (user, session): ``items`` is the list of clicked item ids in order."""
-    clicks = validated.loc[validated["clicked"] == 1, ["user_id", "ts", "item_id", "request_id"]]
-    clicks = clicks.sort_values(["user_id", "ts", "request_id", "item_id"], kind="stable")
-    if clicks.empty:
+def behaviour_sequences(validated: pd.DataFrame | pl.DataFrame) -> pd.DataFrame | pl.DataFrame:
+    """One row per (user, session): ``items`` is the list of clicked item ids in order.
+
+    Sessions are numbered from 1 in (user, ts, request_id, item_id) order; a new session starts
+    with each user and after a gap of more than SESSION_GAP. Polars (pandas for an empty day).
+    """
+    frame = validated if isinstance(validated, pl.DataFrame) else pl.from_pandas(validated)
+    clicks = frame.filter(pl.col("clicked") == 1).select("user_id", "ts", "item_id", "request_id")
+    if clicks.is_empty():
         return pd.DataFrame(
             {
                 "user_id": pd.Series(dtype="string"),
@@ -24,19 +34,29 @@ def behaviour_sequences(validated: pd.DataFrame) -> pd.DataFrame:
                 "items": pd.Series(dtype="object"),
             }
         )
-    new_user = clicks["user_id"] != clicks["user_id"].shift()
-    gap = clicks["ts"].diff() > SESSION_GAP
-    clicks = clicks.assign(session=(new_user | gap).cumsum().astype("int64"))
-    g = clicks.groupby("session", sort=True)
-    out = pd.DataFrame(
-        {
-            "user_id": g["user_id"].first().astype("string"),
-            "start_ts": g["ts"].first(),
-            "length": g.size().astype("int64"),
-            "items": g["item_id"].agg(lambda s: [str(x) for x in s]),
-        }
-    ).reset_index()
-    return out[["user_id", "session", "start_ts", "length", "items"]]
+    clicks = clicks.sort(["user_id", "ts", "request_id", "item_id"], maintain_order=True)
+    new_user = (pl.col("user_id") != pl.col("user_id").shift(1)).fill_null(True)
+    gap = (pl.col("ts").diff() > SESSION_GAP).fill_null(False)
+    clicks = clicks.with_columns(session=(new_user | gap).cum_sum().cast(pl.Int64))
+    out = (
+        clicks.group_by("session", maintain_order=True)
+        .agg(
+            user_id=pl.col("user_id").first(),
+            start_ts=pl.col("ts").first(),
+            length=pl.len().cast(pl.Int64),
+            items=pl.col("item_id"),
+        )
+        .sort("session")
+    )
+    return out.select("user_id", "session", "start_ts", "length", "items")
+
+
+def sequences_table(sequences: pd.DataFrame | pl.DataFrame) -> pa.Table:
+    """Sequences as the Arrow table published: ``items`` as ``list<string>``, the type the
+    sequences had before the switch to Polars (so their files keep their bytes)."""
+    table = to_arrow(sequences)
+    index = table.schema.get_field_index("items")
+    return table.set_column(index, "items", table["items"].cast(pa.list_(pa.string())))
 
 
 def corpus(sequences: list[pd.DataFrame], min_length: int = 2) -> list[list[str]]:

@@ -7,8 +7,10 @@ the click and conversion events of the same request and item.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import polars as pl
 
 from reckit_assets.core.ingest.landing import EVENT_TYPES, LandedTable
 
@@ -79,105 +81,139 @@ class EventCounts:
         return out
 
 
-def day_bounds(dt: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    start = pd.Timestamp(dt, tz="UTC")
-    return start, start + pd.Timedelta(days=1)
+def day_bounds(dt: str) -> tuple[datetime, datetime]:
+    start = datetime.fromisoformat(dt).replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)
 
 
 def validate_events(
     landed: LandedTable,
     dt: str,
-    users: pd.DataFrame | None = None,
-    items: pd.DataFrame | None = None,
+    users: pd.DataFrame | pl.DataFrame | None = None,
+    items: pd.DataFrame | pl.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, EventCounts]:
+    """:func:`validated_impressions` as a pandas frame (``string`` ids, as before the switch)."""
+    out, counts = validated_impressions(landed, dt, users=users, items=items)
+    frame = out.to_pandas()
+    for col in ("request_id", "user_id", "item_id", "device", "model_version"):
+        frame[col] = frame[col].astype("string")
+    return frame, counts
+
+
+def _ids(frame: pd.DataFrame | pl.DataFrame, key: str) -> pl.Series:
+    if isinstance(frame, pl.DataFrame):
+        return frame[key].cast(pl.String)
+    return pl.Series(key, frame[key].astype("string").tolist(), dtype=pl.String)
+
+
+def validated_impressions(
+    landed: LandedTable,
+    dt: str,
+    users: pd.DataFrame | pl.DataFrame | None = None,
+    items: pd.DataFrame | pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, EventCounts]:
     """Dedup, drop what cannot be used, join clicks and conversions onto impressions as labels.
 
-    Deterministic: the output is sorted, and which duplicate survives does not depend on file
-    order (the smallest file name wins).
+    Polars, on the landed Arrow data. Deterministic: the output is sorted by (ts, position), ties
+    in file order, and which duplicate survives does not depend on file order (the smallest file
+    name wins, since rows arrive in file-name order).
     """
-    df = landed.frame
     counts = EventCounts(
-        raw_rows=len(df),
+        raw_rows=landed.data.height,
         files=len(landed.files),
         missing_optional_columns=list(landed.missing_optional),
     )
-    id_cols = ["event_id", "user_id", "item_id", "request_id"]
-    null_ids = df[id_cols].isna().any(axis=1)
-    counts.null_id_rows = int(null_ids.sum())
-    df = df[~null_ids]
-
-    known = df["event_type"].isin(EVENT_TYPES)
-    counts.unknown_event_type = int((~known).sum())
-    df = df[known]
-
-    # Rows arrive in file-name order (read_landed reads files sorted by key), so "first" is the
-    # smallest file name: deterministic without sorting a million string ids.
-    dup = df.duplicated("event_id", keep="first")
-    counts.duplicate_events = int(dup.sum())
-    df = df[~dup]
-
     start, end = day_bounds(dt)
-    in_day = (df["ts"] >= start) & (df["ts"] < end)
-    counts.out_of_day = int((~in_day).sum())
-    df = df[in_day]
-
     key = ["request_id", "item_id"]
-    imps = df[df["event_type"] == "impression"]
-    repeated = imps.duplicated(key, keep=False)
+    # Every drop is a flag on the landed rows, so the rows are copied once (the kept ones).
+    usable = ~pl.any_horizontal(
+        pl.col(c).is_null() for c in ("event_id", "user_id", "item_id", "request_id")
+    )
+    known = pl.col("event_type").is_in(list(EVENT_TYPES)).fill_null(False)
+    # Rows arrive in file-name order, so "first" is the smallest file name; dropped rows are
+    # out of the race (null event ids never reach the comparison).
+    first = pl.when(usable & known).then(pl.col("event_id")).is_first_distinct() & usable & known
+    in_day = ((pl.col("ts") >= start) & (pl.col("ts") < end)).fill_null(False)
+    flags = landed.data.select(_usable=usable, _known=known, _first=first, _in_day=in_day)
+    tally = flags.select(
+        null_id_rows=(~pl.col("_usable")).sum(),
+        unknown_event_type=(pl.col("_usable") & ~pl.col("_known")).sum(),
+        duplicate_events=(pl.col("_usable") & pl.col("_known") & ~pl.col("_first")).sum(),
+        out_of_day=(pl.col("_first") & ~pl.col("_in_day")).sum(),
+    ).row(0, named=True)
+    for name, value in tally.items():
+        setattr(counts, name, int(value))
+    kept = landed.data.drop("_file").filter(flags["_first"] & flags["_in_day"])
+    del flags
+
+    imps = kept.filter(pl.col("event_type") == "impression").drop("event_type")
+    repeated = imps.select(pl.struct(key).is_duplicated()).to_series()
     if repeated.any():
         # The same impression under several event ids: keep the earliest (then smallest id).
-        # Only the few repeated rows are sorted.
-        ordered = imps[repeated].sort_values([*key, "ts", "event_id"], kind="stable")
-        imps = pd.concat([imps[~repeated], ordered])
-    dup_imp = imps.duplicated(key, keep="first")
-    counts.duplicate_impressions = int(dup_imp.sum())
-    imps = imps[~dup_imp]
-    counts.missing_position = int(imps["position"].isna().sum())
+        # Kept rows of a repeated impression move behind the others (file order is only the
+        # tie-break of the final sort; this keeps the previous layer's exact order).
+        ordered = imps.filter(repeated).sort([*key, "ts", "event_id"], maintain_order=True)
+        imps = pl.concat([imps.filter(~repeated), ordered])
+        keep = imps.select(pl.struct(key).is_first_distinct()).to_series()
+        counts.duplicate_impressions = int((~keep).sum())
+        imps = imps.filter(keep)
+    imps = imps.drop("event_id")
+    counts.missing_position = int(imps["position"].null_count())
 
-    clicks = df[df["event_type"] == "click"][key].drop_duplicates()
-    counts.duplicate_clicks = int((df["event_type"] == "click").sum() - len(clicks))
-    convs = df[df["event_type"] == "conversion"][key].drop_duplicates()
+    # Labels: one row per (request_id, item_id) that has a click and/or a conversion.
+    acts = kept.filter(pl.col("event_type").is_in(["click", "conversion"])).select(
+        *key, _click=pl.col("event_type") == "click", _conv=pl.col("event_type") == "conversion"
+    )
+    del kept
+    n_click_rows = int(acts["_click"].sum())
+    labels = acts.group_by(key).agg(pl.col("_click").any(), pl.col("_conv").any())
+    click_keys, conv_keys = int(labels["_click"].sum()), int(labels["_conv"].sum())
+    counts.duplicate_clicks = n_click_rows - click_keys
 
-    imp_keys = pd.MultiIndex.from_frame(imps[key])
-    click_keys = pd.MultiIndex.from_frame(clicks)
-    conv_keys = pd.MultiIndex.from_frame(convs)
-    click_matched = click_keys.isin(imp_keys)
-    conv_matched = conv_keys.isin(imp_keys)
-    counts.orphan_clicks = int((~click_matched).sum())
-    counts.orphan_conversions = int((~conv_matched).sum())
+    out = imps.join(labels, on=key, how="left", maintain_order="left")
+    # Each label key matches at most one impression (impressions are unique by key by now).
+    counts.orphan_clicks = click_keys - int(out["_click"].sum())
+    counts.orphan_conversions = conv_keys - int(out["_conv"].sum())
+    out = (
+        out.with_columns(
+            converted=pl.col("_conv").fill_null(False).cast(pl.Int8),
+            # A conversion implies a click even when the click event itself was lost.
+            clicked=(pl.col("_click").fill_null(False) | pl.col("_conv").fill_null(False)).cast(
+                pl.Int8
+            ),
+            position=pl.col("position").fill_null(-1).cast(pl.Int32),
+            device=pl.col("device").fill_null("unknown"),
+        )
+        .sort(["ts", "position"], maintain_order=True)
+        .select(VALIDATED_COLUMNS)
+    )
 
-    out = imps[["request_id", "ts", "user_id", "item_id", "position", "device", "model_version"]]
-    out = out.copy()
-    # A conversion implies a click even when the click event itself was lost.
-    out["converted"] = imp_keys.isin(conv_keys).astype("int8")
-    out["clicked"] = (imp_keys.isin(click_keys) | (out["converted"].to_numpy() == 1)).astype("int8")
-    out["position"] = out["position"].fillna(-1).astype("int32")
-    out["device"] = out["device"].fillna("unknown")
-    for col in ("request_id", "user_id", "item_id", "device", "model_version"):
-        out[col] = out[col].astype("string")
-    # Numeric keys only (fast); ties keep the deterministic file order.
-    out = out.sort_values(["ts", "position"], kind="stable")
-    out = out.reset_index(drop=True)[list(VALIDATED_COLUMNS)]
-
-    counts.impressions = len(out)
+    counts.impressions = out.height
     counts.clicks = int(out["clicked"].sum())
     counts.conversions = int(out["converted"].sum())
-    per_user = out.groupby("user_id", observed=True).size()
-    counts.users = len(per_user)
-    counts.single_event_users = int((per_user == 1).sum())
-    counts.items = int(out["item_id"].nunique())
+    per_user = out.group_by("user_id").len()
+    counts.users = per_user.height
+    counts.single_event_users = int((per_user["len"] == 1).sum())
+    counts.items = out["item_id"].n_unique()
     if items is not None:
-        counts.items_not_in_catalog = int((~out["item_id"].isin(items["item_id"])).sum())
+        counts.items_not_in_catalog = int((~out["item_id"].is_in(_ids(items, "item_id"))).sum())
     if users is not None:
-        counts.users_not_in_profiles = int((~out["user_id"].isin(users["user_id"])).sum())
+        counts.users_not_in_profiles = int((~out["user_id"].is_in(_ids(users, "user_id"))).sum())
     return out, counts
 
 
 def clean_snapshot(landed: LandedTable, key: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """A users/items snapshot: drop rows without a key, keep the first row per key."""
-    df = landed.frame.drop(columns=["_file"])
-    null_keys = int(df[key].isna().sum())
-    df = df[df[key].notna()].sort_values(key, kind="stable")
-    dup = df.duplicated(key, keep="first")
-    df = df[~dup].reset_index(drop=True)
-    return df, {"rows": len(df), "null_keys": null_keys, "duplicate_keys": int(dup.sum())}
+    """:func:`clean_snapshot_frame` as pandas."""
+    out, counts = clean_snapshot_frame(landed, key)
+    return out.to_pandas(), counts
+
+
+def clean_snapshot_frame(landed: LandedTable, key: str) -> tuple[pl.DataFrame, dict[str, int]]:
+    """A users/items snapshot: drop rows without a key, keep the first row per key (file order),
+    sorted by key."""
+    df = landed.data.drop("_file")
+    null_keys = df[key].null_count()
+    df = df.filter(pl.col(key).is_not_null()).sort(key, maintain_order=True)
+    first = df[key].is_first_distinct()
+    df = df.filter(first)
+    return df, {"rows": df.height, "null_keys": null_keys, "duplicate_keys": int((~first).sum())}

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 
-from reckit_assets.core.io.frames import frame_to_parquet_bytes, parquet_bytes_to_frame
+from reckit_assets.core.io.frames import (
+    Frame,
+    frame_to_parquet_bytes,
+    parquet_bytes_to_frame,
+    parquet_bytes_to_polars,
+)
 from reckit_assets.core.io.storage import Storage, sha256_bytes
 
 MANIFEST = "_manifest.json"
@@ -31,7 +38,7 @@ class MissingPartitionError(RuntimeError):
 class Artifact:
     """What an asset produced for one partition, before it is published."""
 
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    frames: dict[str, Frame] = field(default_factory=dict)  # pandas, Polars or Arrow
     blobs: dict[str, bytes] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # small JSON-able facts kept in the manifest
 
@@ -42,7 +49,11 @@ class Artifact:
 
     @property
     def rows(self) -> int:
-        return int(sum(len(df) for df in self.frames.values()))
+        return int(sum(_rows(df) for df in self.frames.values()))
+
+
+def _rows(df: Frame) -> int:
+    return df.num_rows if isinstance(df, pa.Table) else len(df)
 
 
 def prefix(asset: str, dt: str, quarantined: bool = False) -> str:
@@ -133,6 +144,15 @@ def read(
     storage: Storage, asset: str, dt: str, name: str = "data", columns: list[str] | None = None
 ) -> pd.DataFrame:
     return parquet_bytes_to_frame(read_file(storage, asset, dt, f"{name}.parquet"), columns=columns)
+
+
+def read_polars(
+    storage: Storage, asset: str, dt: str, name: str = "data", columns: list[str] | None = None
+) -> pl.DataFrame:
+    """Like :func:`read`, as a Polars frame (Arrow memory, no pandas conversion)."""
+    return parquet_bytes_to_polars(
+        read_file(storage, asset, dt, f"{name}.parquet"), columns=columns
+    )
 
 
 def read_json(storage: Storage, asset: str, dt: str, name: str) -> dict:

@@ -14,13 +14,13 @@ from reckit_assets.core.features.compute import (
     Priors,
     build_samples,
     daily_activity,
-    point_in_time_features,
+    window_features,
 )
 from reckit_assets.core.features.drift import feature_drift
-from reckit_assets.core.features.sequences import behaviour_sequences
+from reckit_assets.core.features.sequences import behaviour_sequences, sequences_table
 from reckit_assets.core.features.spec import DENSE_COLUMNS, WINDOW_DAYS
 from reckit_assets.core.ingest import quality
-from reckit_assets.core.ingest.events import clean_snapshot, validate_events
+from reckit_assets.core.ingest.events import clean_snapshot_frame, validated_impressions
 from reckit_assets.core.ingest.landing import LandedTable, read_landed
 from reckit_assets.core.ingest.quality import Thresholds
 from reckit_assets.core.io import warehouse
@@ -62,9 +62,9 @@ def check_landing(landing: Storage, dt: str, thresholds: Thresholds) -> StepResu
         "issues": [str(i) for i in issues],
     }
     # Rates are measured on the rows that could be read, even when some file broke the contract.
-    users, _ = clean_snapshot(landed["users"], "user_id")
-    items, _ = clean_snapshot(landed["items"], "item_id")
-    _, counts = validate_events(landed["events"], dt, users=users, items=items)
+    users, _ = clean_snapshot_frame(landed["users"], "user_id")
+    items, _ = clean_snapshot_frame(landed["items"], "item_id")
+    _, counts = validated_impressions(landed["events"], dt, users=users, items=items)
     files = ", ".join(f["key"] for f in landed["events"].files) or f"events/dt={dt}"
     outcomes += quality.event_rates(counts, thresholds, files)
     info["counts"] = counts.as_metadata()
@@ -93,9 +93,9 @@ def validate(landing: Storage, store: Storage, dt: str) -> dict[str, warehouse.A
             f"landing dt={dt}: {', '.join(changed)} changed since {LANDED} checked it; "
             f"rematerialize {LANDED} for this day first"
         )
-    users, user_counts = clean_snapshot(landed["users"], "user_id")
-    items, item_counts = clean_snapshot(landed["items"], "item_id")
-    events, counts = validate_events(landed["events"], dt, users=users, items=items)
+    users, user_counts = clean_snapshot_frame(landed["users"], "user_id")
+    items, item_counts = clean_snapshot_frame(landed["items"], "item_id")
+    events, counts = validated_impressions(landed["events"], dt, users=users, items=items)
     return {
         EVENTS: warehouse.Artifact(frames={"data": events}, info=counts.as_metadata()),
         USERS: warehouse.Artifact(frames={"data": users}, info=user_counts),
@@ -105,7 +105,10 @@ def validate(landing: Storage, store: Storage, dt: str) -> dict[str, warehouse.A
 
 def activity(store: Storage, dt: str) -> warehouse.Artifact:
     items, users, user_categories = daily_activity(
-        warehouse.read(store, EVENTS, dt), warehouse.read(store, ITEMS, dt)
+        warehouse.read_polars(
+            store, EVENTS, dt, columns=["user_id", "item_id", "clicked", "converted"]
+        ),
+        warehouse.read_polars(store, ITEMS, dt),
     )
     return warehouse.Artifact(
         frames={"items": items, "users": users, "user_categories": user_categories},
@@ -114,10 +117,11 @@ def activity(store: Storage, dt: str) -> warehouse.Artifact:
 
 
 def _window_tables(store: Storage, days: list[str]) -> FeatureTables:
-    return point_in_time_features(
-        [warehouse.read(store, ACTIVITY, d, "items") for d in days],
-        [warehouse.read(store, ACTIVITY, d, "users") for d in days],
-        [warehouse.read(store, ACTIVITY, d, "user_categories") for d in days],
+    """Feature tables (Polars frames) from the daily activity of ``days``."""
+    return window_features(
+        [warehouse.read_polars(store, ACTIVITY, d, "items") for d in days],
+        [warehouse.read_polars(store, ACTIVITY, d, "users") for d in days],
+        [warehouse.read_polars(store, ACTIVITY, d, "user_categories") for d in days],
     )
 
 
@@ -161,28 +165,30 @@ def online_snapshot(store: Storage, dt: str, first_day: str) -> warehouse.Artifa
         raise warehouse.MissingPartitionError(
             f"online features dt={dt} need {ACTIVITY} for: {', '.join(missing)}"
         )
-    tables = _window_tables(store, days)
+    tables = _window_tables(store, days).to_pandas()
     return online.build(
         tables, warehouse.read(store, USERS, dt), warehouse.read(store, ITEMS, dt), days
     )
 
 
-def load_features(store: Storage, dt: str) -> FeatureTables:
+def load_features(store: Storage, dt: str, polars: bool = False) -> FeatureTables:
+    """The published feature tables of ``dt`` (pandas frames, or Polars with ``polars=True``)."""
     priors = warehouse.read_json(store, FEATURES, dt, "priors.json")
+    read = warehouse.read_polars if polars else warehouse.read
     return FeatureTables(
-        items=warehouse.read(store, FEATURES, dt, "items"),
-        users=warehouse.read(store, FEATURES, dt, "users"),
+        items=read(store, FEATURES, dt, "items"),
+        users=read(store, FEATURES, dt, "users"),
         priors=Priors(ctr=priors["ctr"], cvr=priors["cvr"], impressions=int(priors["impressions"])),
-        user_categories=warehouse.read(store, FEATURES, dt, "user_categories"),
+        user_categories=read(store, FEATURES, dt, "user_categories"),
     )
 
 
 def samples(store: Storage, dt: str, thresholds: Thresholds) -> StepResult:
     out = build_samples(
-        warehouse.read(store, EVENTS, dt),
-        load_features(store, dt),
-        warehouse.read(store, USERS, dt),
-        warehouse.read(store, ITEMS, dt),
+        warehouse.read_polars(store, EVENTS, dt),
+        load_features(store, dt, polars=True),
+        warehouse.read_polars(store, USERS, dt),
+        warehouse.read_polars(store, ITEMS, dt),
     )
     prev_dt = warehouse.previous_published(store, SAMPLES, dt)
     prev_rows = warehouse.manifest(store, SAMPLES, prev_dt)["rows"] if prev_dt else None
@@ -190,7 +196,8 @@ def samples(store: Storage, dt: str, thresholds: Thresholds) -> StepResult:
     if prev_dt:
         prev = warehouse.read(store, SAMPLES, prev_dt, columns=[*DENSE_COLUMNS, *DRIFT_CATEGORICAL])
         if len(prev) and len(out):
-            scores = feature_drift(prev, out, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
+            current = out.select(*DENSE_COLUMNS, *DRIFT_CATEGORICAL).to_pandas()
+            scores = feature_drift(prev, current, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
     full = [
         len(warehouse.require(store, FEATURES, d)["info"]["window"]) == WINDOW_DAYS
         for d in ([dt, prev_dt] if prev_dt else [dt])
@@ -209,8 +216,12 @@ def samples(store: Storage, dt: str, thresholds: Thresholds) -> StepResult:
 
 
 def sequences(store: Storage, dt: str) -> warehouse.Artifact:
-    seqs = behaviour_sequences(warehouse.read(store, EVENTS, dt))
+    seqs = behaviour_sequences(
+        warehouse.read_polars(
+            store, EVENTS, dt, columns=["user_id", "ts", "item_id", "request_id", "clicked"]
+        )
+    )
     return warehouse.Artifact(
-        frames={"data": seqs},
+        frames={"data": sequences_table(seqs)},
         info={"sessions": len(seqs), "corpus_sessions": int((seqs["length"] >= 2).sum())},
     )

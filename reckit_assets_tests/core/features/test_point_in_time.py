@@ -8,7 +8,7 @@ import pytest
 from reckit_assets.core.ingest import landing
 from reckit_assets.core.ingest.quality import Thresholds
 from reckit_assets.core.io import warehouse
-from reckit_assets.core.io.frames import read_frame
+from reckit_assets.core.io.frames import read_frame, to_arrow
 from reckit_assets.core.steps import data as steps
 from reckit_assets_tests.conftest import FIRST_DAY, days
 
@@ -33,6 +33,11 @@ def _versions(lake, asset: str) -> dict[str, str]:
     return {dt: warehouse.manifest(lake.warehouse, asset, dt)["data_version"] for dt in days(4)}
 
 
+def _data(artifact: warehouse.Artifact) -> pd.DataFrame:
+    """The samples as published (the step builds them as a Polars frame)."""
+    return to_arrow(artifact.frames["data"]).to_pandas()
+
+
 def test_features_of_day_d_ignore_day_d_labels(simulated):
     _build(simulated, 4)
     before = _versions(simulated, steps.FEATURES)
@@ -51,12 +56,9 @@ def test_features_of_day_d_ignore_day_d_labels(simulated):
     assert after["2026-10-04"] != before["2026-10-04"]  # day 4 sees day 3's (new) labels
     samples_after = steps.samples(simulated.warehouse, "2026-10-03", Thresholds()).artifact
     feats = ["item_ctr", "user_ctr", "item_cvr", "cross_age_x_ctr"]
-    pd.testing.assert_frame_equal(
-        samples_before.frames["data"][feats], samples_after.frames["data"][feats]
-    )
-    assert (
-        samples_after.frames["data"]["label"].sum() < samples_before.frames["data"]["label"].sum()
-    )
+    before_frame, after_frame = _data(samples_before), _data(samples_after)
+    pd.testing.assert_frame_equal(before_frame[feats], after_frame[feats])
+    assert after_frame["label"].sum() < before_frame["label"].sum()
 
 
 def test_missing_window_day_is_an_error_naming_the_days(simulated):
@@ -68,7 +70,7 @@ def test_missing_window_day_is_an_error_naming_the_days(simulated):
 
 def test_first_day_has_cold_start_features_only(simulated):
     _build(simulated, 1)
-    out = steps.samples(simulated.warehouse, FIRST_DAY, Thresholds()).artifact.frames["data"]
+    out = _data(steps.samples(simulated.warehouse, FIRST_DAY, Thresholds()).artifact)
     assert out["is_new_item"].all() and out["is_new_user"].all()
     assert out["item_ctr"].nunique() == 1  # everyone gets the prior
 
