@@ -76,7 +76,6 @@ def test_predict_takes_reckits_features_list(client, registry, demo):
     np.testing.assert_allclose(scores, model.predict(pd.DataFrame(rows)), rtol=0, atol=1e-7)
 
 
-
 def test_missing_features_are_filled_with_zero_like_reckit_and_counted(client, registry, demo):
     version = demo.versions["xgboost"][0]
     columns = client.get("/").json()["feature_columns"]

@@ -108,7 +108,9 @@ def test_feedback_is_counted_per_version_and_lands_in_the_pipelines_format(
     assert {rid: by_request[rid] for rid in served} == served
     assert set(frame["device"].dropna()) == {"web"}  # filled in from the ranking request
     assert (frame.loc[frame["event_type"] == "impression", "position"] >= 0).all()
-    kept_apart = read_landed(LocalStorage(tmp_path / "feedback" / "unattributed"), "events", dt).frame
+    kept_apart = read_landed(
+        LocalStorage(tmp_path / "feedback" / "unattributed"), "events", dt
+    ).frame
     assert list(kept_apart["request_id"]) == ["elsewhere"]
 
     # The pipeline's own validation turns them into labelled impressions.
