@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-all lint format bench validate
+.PHONY: setup demo test test-all lint format bench validate compat
 
 setup:  ## install everything into .venv (tested pins in constraints.txt) and create DAGSTER_HOME
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ validate:  ## Dagster's own checks of the code location
 	$(BIN)/dagster definitions validate -w workspace.yaml
 	PATH=$(CURDIR)/$(BIN):$$PATH VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
+compat:  ## exports read by other library versions (xgboost 2.1 in a venv under .compat/)
+	$(BIN)/python -m pytest -q -m compat
+
 bench:  ## benchmarks (figures recorded in docs/benchmarks.md); a few minutes
+	command -v wrk >/dev/null || apt-get install -y wrk  # serving's load generator (Debian)
 	$(BIN)/python bench/data_layer.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/serving.py

@@ -3,6 +3,10 @@
 Run it with ``python -m serving`` (or ``reckit serve``), or
 ``uvicorn serving.app:create_app --factory``. Configuration comes from the environment (see
 :mod:`serving.config`); endpoints are documented in ``serving/README.md``.
+
+Invariant: no client input produces a 5xx. Every error body is ``{"detail": ...}``
+(:class:`serving.schemas.ErrorBody`), encoded as ASCII JSON without NaN, and never echoes a
+rejected value, so the response itself can always be encoded.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Match
@@ -26,31 +34,91 @@ from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.release.registry import Registry
 from serving.config import ServingConfig
 from serving.feedback import (
+    CLIENT,
+    RECKIT,
+    UNATTRIBUTED_PREFIX,
     UNKNOWN_VERSION,
     FeedbackLog,
+    RequestTokens,
+    ServedList,
     ServedRequest,
     ServedRequests,
+    TokenError,
     event_id,
     utc_now,
 )
 from serving.metrics import ServingMetrics
-from serving.middleware import ServingMiddleware
+from serving.middleware import RateLimiter, ServingMiddleware
 from serving.models import LoadedModel, check_feature_rows
-from serving.schemas import FeedbackRequest, PredictionsRequest, PredictRequest, RankRequest
+from serving.schemas import (
+    ErrorBody,
+    FeedbackBody,
+    FeedbackBodyOut,
+    FeedbackEvent,
+    FeedbackRequest,
+    HealthBody,
+    PingBody,
+    PredictBody,
+    PredictionsBody,
+    PredictionsRequest,
+    PredictRequest,
+    RankBody,
+    RankRequest,
+    ReckitFeedbackEvent,
+    ReloadBody,
+    RootBody,
+    SimilarBody,
+)
 from serving.state import ModelManager, ReloadReport, ServingState
 
 log = logging.getLogger("serving")
 
-FUTURE_SLACK = timedelta(hours=1)  # client clocks drift; further ahead is a bug
-PAST_LIMIT = timedelta(days=30)  # feedback older than this cannot be training data any more
+# reckit's event types -> the landing contract's (impression, click, conversion). A skip is an
+# item shown and passed over: an impression without a click. like/dislike have no landing type:
+# they keep their own name (the pipeline's event validation drops unknown types) and are
+# written apart with the rest of reckit's events.
+RECKIT_EVENT_TYPES = {
+    "impression": "impression",
+    "click": "click",
+    "conversion": "conversion",
+    "skip": "impression",
+    "like": "like",
+    "dislike": "dislike",
+}
+PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token"})
 
 
 class ServiceError(Exception):
     """A request the service cannot answer: the HTTP status and a message saying why."""
 
-    def __init__(self, status: int, detail: object, version: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: object,
+        version: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(str(detail))
         self.status, self.detail, self.version = status, detail, version
+        self.headers = headers or {}
+
+
+class SafeJSONResponse(JSONResponse):
+    """ASCII JSON (a lone surrogate becomes ``\\ud800``, valid JSON text), no NaN/Infinity."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
+def _clean(value: object) -> object:
+    """Text fit for an ASCII JSON body: anything but str/int is shown by its type only."""
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, str):
+        return value[:200]
+    return type(value).__name__
 
 
 class Service:
@@ -61,10 +129,23 @@ class Service:
         self.metrics = ServingMetrics()
         self.manager = ModelManager(config, registry, on_reload=self.metrics.on_reload)
         self.served = ServedRequests(config.served_requests)
+        self.tokens = RequestTokens(config.feedback_secret)
         storage = storage_from_uri(config.feedback_uri) if config.feedback_uri else None
         self.feedback = FeedbackLog(storage, config.feedback_flush_rows)
+        self.unattributed = FeedbackLog(
+            storage, config.feedback_flush_rows, prefix=UNATTRIBUTED_PREFIX
+        )
+        self.limiter = RateLimiter(
+            {"rank": config.rate_limit_rank, "feedback": config.rate_limit_feedback},
+            config.rate_limit_burst_seconds,
+        )
         self.metrics.add_live_state(self._live_state)
         self._flushing: asyncio.Task | None = None
+        if not self.tokens.shared:
+            log.warning(
+                "RECKIT_FEEDBACK_SECRET is not set: request tokens verify only in this process "
+                "(set it when several workers or replicas serve)"
+            )
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def reload(self, trigger: str, force: bool = False) -> ReloadReport:
@@ -80,11 +161,14 @@ class Service:
             await asyncio.sleep(self.config.poll_seconds)
 
     async def flush(self) -> int:
-        before = self.feedback.last_error
-        written = await asyncio.to_thread(self.feedback.flush)
-        self.metrics.feedback_rows_written.inc(written)
-        if self.feedback.last_error is not None and self.feedback.last_error != before:
-            self.metrics.feedback_flush_failures.inc()
+        written = 0
+        for feedback_log in (self.feedback, self.unattributed):
+            before = feedback_log.last_error
+            n = await asyncio.to_thread(feedback_log.flush)
+            self.metrics.feedback_rows_written.inc(n)
+            written += n
+            if feedback_log.last_error is not None and feedback_log.last_error != before:
+                self.metrics.feedback_flush_failures.inc()
         return written
 
     async def flush_forever(self) -> None:
@@ -96,8 +180,12 @@ class Service:
                 log.exception("feedback flush failed")
 
     def _flush_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the server (a benchmark, a test): the timer flushes
+            return
         if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.get_running_loop().create_task(self.flush())
+            self._flushing = loop.create_task(self.flush())
 
     # -- the work -------------------------------------------------------------------------------
     def rank(self, req: RankRequest) -> dict:
@@ -111,7 +199,7 @@ class Service:
             )
         if len(set(req.item_ids)) != n:
             dups = sorted(i for i, count in Counter(req.item_ids).items() if count > 1)
-            raise ServiceError(422, f"item_ids has duplicates: {dups[:10]}")
+            raise ServiceError(422, f"item_ids has duplicates: {[_clean(d) for d in dups[:10]]}")
         if self.config.ranker is None:
             raise ServiceError(404, "no ranker is served (see RECKIT_SERVING_MODELS)")
         state = self.manager.state  # once: the whole request uses this one consistent state
@@ -124,20 +212,47 @@ class Service:
         device = req.context.device
         scores = model.score_request(features, req.user_id, req.item_ids, device)
         order = np.argsort(-scores, kind="stable")  # ties keep the caller's order
+        ranked = [req.item_ids[i] for i in order]
         request_id = req.request_id or uuid.uuid4().hex
-        self.served.remember(
-            request_id, ServedRequest(model.name, model.version, req.user_id, device)
+        now = time.time()
+        served = ServedRequest(
+            model.name,
+            model.version,
+            req.user_id,
+            device,
+            alias=alias,
+            served_at=now,
+            items=ServedRequest.item_keys(req.item_ids),
         )
+        self.served.remember(request_id, served)
+        token = self.tokens.issue(request_id, served)
+        top = self.config.served_impressions
+        logged = ranked if top is None else ranked[:top]
+        if logged and self.feedback.append_served(
+            ServedList(
+                request_id,
+                req.user_id,
+                logged,
+                model.version,
+                alias,
+                device,
+                datetime.fromtimestamp(now, UTC),
+            )
+        ):
+            self._flush_soon()
+        if logged and self.feedback.enabled:
+            self.metrics.served_impressions.labels(model.version, alias).inc(len(logged))
         self.metrics.scores.observe(model.version, scores)
         self.metrics.candidates.labels(model.version).observe(n)
         new_user, new_items = features.novelty(req.user_id, req.item_ids)
         return {
             "request_id": request_id,
+            "request_token": token,
             "model": model.name,
             "model_version": model.version,
             "alias": alias,
             "scores": scores.tolist(),
-            "ranked_item_ids": [req.item_ids[i] for i in order],
+            "ranked_item_ids": ranked,
             "features": {
                 "dt": features.dt,
                 "data_version": features.data_version,
@@ -156,8 +271,9 @@ class Service:
             raise ServiceError(503, f"no {name or 'ranker'} version is loaded yet")
         return model
 
-    def score_rows(self, model: LoadedModel, rows: list) -> list[float]:
-        """``/predict`` and ``/predictions/{ranker}``: score client-supplied feature rows."""
+    def score_rows(self, model: LoadedModel, rows: list) -> tuple[list[float], int]:
+        """``/predict`` and ``/predictions/{ranker}``: (scores, feature values filled with 0.0)
+        for client-supplied rows (feature dicts, or numbers in ``input_columns`` order)."""
         if len(rows) > self.config.max_candidates:
             raise ServiceError(
                 413,
@@ -165,19 +281,25 @@ class Service:
                 f"(RECKIT_MAX_CANDIDATES)",
                 model.version,
             )
-        bad = [i for i, row in enumerate(rows) if not isinstance(row, dict)]
+        bad = [i for i, row in enumerate(rows) if not isinstance(row, dict | list)]
         if bad:
             raise ServiceError(
-                422, f"rows {bad[:10]} are not objects of feature columns", model.version
+                422,
+                f"rows {bad[:10]} are neither objects of feature columns nor lists of numbers",
+                model.version,
             )
         if not rows:
-            return []
-        frame, problems = check_feature_rows(rows, model)
+            return [], 0
+        frame, problems, filled = check_feature_rows(
+            rows, model, fill_missing=self.config.missing_features == "zero"
+        )
         if problems:
             raise ServiceError(422, problems, model.version)
+        for column, k in filled.items():
+            self.metrics.missing_features.labels(column).inc(k)
         scores = model.score(frame)
         self.metrics.scores.observe(model.version, scores)
-        return scores.tolist()
+        return scores.tolist(), sum(filled.values())
 
     def embedding(self, state: ServingState, name: str | None, user_id: str | None) -> LoadedModel:
         if name is None:
@@ -187,8 +309,52 @@ class Service:
             raise ServiceError(503, f"no {name} version is loaded yet")
         return model
 
-    def record_feedback(self, req: FeedbackRequest) -> dict:
-        n = len(req.events)
+    # -- feedback -------------------------------------------------------------------------------
+    def _attribute(
+        self, ev: FeedbackEvent, now: datetime
+    ) -> tuple[ServedRequest | None, str | None, str | None]:
+        """(who served the event's request or None, rejection reason, message)."""
+        served = None
+        if ev.request_token is not None:
+            try:
+                request_id, served = self.tokens.verify(ev.request_token)
+            except TokenError as exc:
+                return None, exc.reason, str(exc)
+            if request_id != ev.request_id:
+                return None, "bad_token", "request_token was issued for another request_id"
+            age = now.timestamp() - served.served_at
+            if age > self.config.feedback_window_seconds + self.config.feedback_clock_skew_seconds:
+                return (
+                    None,
+                    "expired_token",
+                    f"request_token is {age:.0f}s old; feedback is accepted for "
+                    f"{self.config.feedback_window_seconds:g}s (RECKIT_FEEDBACK_WINDOW_SECONDS)",
+                )
+            remembered = self.served.get(ev.request_id)
+            if remembered is not None and remembered.model_version == served.model_version:
+                served = remembered  # same request, and memory also knows its items
+        else:
+            served = self.served.get(ev.request_id)
+        return served, None, None
+
+    def _window(self, served_at: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+        skew = timedelta(seconds=self.config.feedback_clock_skew_seconds)
+        window = timedelta(seconds=self.config.feedback_window_seconds)
+        if served_at is None:  # unattributed: relative to when it arrives
+            return now - window, now + skew
+        return served_at - skew, min(served_at + window, now) + skew
+
+    def record_feedback(self, body: object, authorized: bool) -> dict:
+        """Check and buffer a feedback batch: all events are written, or none (4xx)."""
+        if isinstance(body, FeedbackRequest):
+            events = list(body.events)
+        elif isinstance(body, list):
+            events = list(body)
+        else:
+            events = [body]
+        n = len(events)
+        if n == 0:
+            raise ServiceError(422, "no events")
         if n > self.config.max_feedback_events:
             raise ServiceError(
                 413,
@@ -196,59 +362,134 @@ class Service:
                 f"(RECKIT_MAX_FEEDBACK_EVENTS)",
             )
         now = utc_now()
-        rows, problems, versions = [], [], []
-        for i, ev in enumerate(req.events):
-            served = self.served.get(ev.request_id)
+        attributed: list[dict] = []
+        apart: list[dict] = []
+        rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
+        for i, raw in enumerate(events):
+            ev, source, scene, reckit_type = _normalise(raw)
+            if ev is None:  # a reckit event naming no request
+                if not authorized:
+                    rejected.append(
+                        (
+                            i,
+                            "unknown_request",
+                            "reckit's event names no request; send it with the ingest token "
+                            "(X-Ingest-Token, RECKIT_INGEST_TOKEN)",
+                        )
+                    )
+                    continue
+                served, ts = None, datetime.fromtimestamp(raw.timestamp, UTC)
+                low, high = self._window(None, now)
+                if not low <= ts <= high:
+                    rejected.append((i, "outside_window", _window_message(ts, low, high)))
+                    continue
+                apart.append(
+                    _row(
+                        raw.user_id,
+                        raw.item_id,
+                        RECKIT_EVENT_TYPES[raw.type],
+                        None,
+                        ts,
+                        raw.position,
+                        None,
+                        None,
+                        None,
+                        RECKIT,
+                        scene,
+                        reckit_type,
+                        ts_given=True,
+                    )
+                )
+                continue
+            served, reason, message = self._attribute(ev, now)
+            if reason is not None:
+                rejected.append((i, reason, message))
+                continue
+            if served is None and not authorized:
+                rejected.append(
+                    (
+                        i,
+                        "unknown_request",
+                        f"request_id {_clean(ev.request_id)!r} was not served by this process "
+                        f"and carries no request_token; send the token /v1/rank returned, or "
+                        f"the ingest token (X-Ingest-Token) for unattributable events",
+                    )
+                )
+                continue
+            if served is not None and served.served_item(ev.item_id) is False:
+                rejected.append(
+                    (i, "item_not_served", f"item {_clean(ev.item_id)!r} was not in that ranking")
+                )
+                continue
+            if served is not None and ev.user_id is not None and ev.user_id != served.user_id:
+                rejected.append(
+                    (i, "user_mismatch", "user_id differs from the user the request served")
+                )
+                continue
             user_id = ev.user_id or (served.user_id if served else None)
             if user_id is None:
-                problems.append(
-                    f"events[{i}]: user_id is required for request {ev.request_id!r}, which this "
-                    f"server does not remember serving"
+                rejected.append(
+                    (i, "invalid", "user_id is required for an event of an unknown request")
                 )
                 continue
             ts = ev.ts if ev.ts is not None else now
             try:
                 ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
             except (OverflowError, ValueError):
-                problems.append(f"events[{i}]: ts {ev.ts!s} is out of range")
+                rejected.append((i, "outside_window", "ts is out of range"))
                 continue
-            if ts > now + FUTURE_SLACK or ts < now - PAST_LIMIT:
-                problems.append(
-                    f"events[{i}]: ts {ts.isoformat()} is more than 1 hour ahead of or 30 days "
-                    f"behind the server's clock"
-                )
+            served_at = datetime.fromtimestamp(served.served_at, UTC) if served else None
+            low, high = self._window(served_at, now)
+            if not low <= ts <= high:
+                rejected.append((i, "outside_window", _window_message(ts, low, high)))
                 continue
-            ts_ms = int(ts.timestamp() * 1000)
-            version = served.model_version if served else None
-            versions.append(version or UNKNOWN_VERSION)
-            rows.append(
-                {
-                    "event_id": event_id(
-                        ev.request_id, ev.item_id, ev.event_type, ts_ms if ev.ts else None
-                    ),
-                    "ts": ts,
-                    "user_id": user_id,
-                    "item_id": ev.item_id,
-                    "event_type": ev.event_type,
-                    "request_id": ev.request_id,
-                    "position": ev.position,
-                    "device": ev.device or (served.device if served else None),
-                    "model_version": version,
-                }
+            row = _row(
+                user_id,
+                ev.item_id,
+                ev.event_type,
+                ev.request_id,
+                ts,
+                ev.position,
+                ev.device or (served.device if served else None),
+                served.model_version if served else None,
+                served.alias if served else None,
+                source,
+                scene,
+                reckit_type,
+                ts_given=ev.ts is not None,
             )
-        if problems:  # all or nothing: a client retrying a fixed batch must not double count
-            raise ServiceError(422, problems[:20])
-        counts = Counter(zip(versions, (r["event_type"] for r in rows), strict=True))
+            (attributed if served is not None else apart).append(row)
+        if rejected:  # all or nothing: a client retrying a fixed batch must not double count
+            reasons = Counter(reason for _, reason, _ in rejected)
+            for reason, k in reasons.items():
+                self.metrics.feedback_rejected.labels(reason).inc(k)
+            innocent = n - len(rejected)
+            if innocent:
+                self.metrics.feedback_rejected.labels("in_rejected_batch").inc(innocent)
+            status = 403 if PROVENANCE_REASONS & reasons.keys() else 422
+            details = [f"events[{i}]: {reason}: {message}" for i, reason, message in rejected]
+            raise ServiceError(status, details[:20])
+        counts = Counter((r["model_version"], r["event_type"]) for r in attributed)
         for (version, event_type), k in counts.items():
             self.metrics.feedback.labels(version, event_type).inc(k)
-        if self.feedback.append(rows):
+        for event_type, k in Counter(r["event_type"] for r in apart).items():
+            self.metrics.feedback.labels(UNKNOWN_VERSION, event_type).inc(k)
+            self.metrics.feedback_unattributed.labels(event_type).inc(k)
+        due = self.feedback.append(attributed) if attributed else False
+        due = (self.unattributed.append(apart) if apart else False) or due
+        if due:
             self._flush_soon()
         by_version: dict[str, dict[str, int]] = {}
         for (version, event_type), k in sorted(counts.items()):
             by_version.setdefault(version, {})[event_type] = k
+        if apart:
+            by_version[UNKNOWN_VERSION] = dict(
+                sorted(Counter(r["event_type"] for r in apart).items())
+            )
         return {
-            "accepted": len(rows),
-            "unattributed": sum(1 for v in versions if v == UNKNOWN_VERSION),
+            "accepted": len(attributed) + len(apart),
+            "attributed": len(attributed),
+            "unattributed": len(apart),
             "by_model_version": by_version,
             "logged": self.feedback.enabled,
         }
@@ -264,6 +505,9 @@ class Service:
         features = [(state.features.dt, state.features.data_version, 1)] if state.features else []
         fast = [(int(state.features.fast),)] if state.features else []
         failing = [(slot, 1) for slot in sorted(self.manager.failing)]
+        refused = [(slot, v, 1) for slot, v in sorted(self.manager.refusing.items())]
+        _, body = self.manager.health()
+        health = [(status, int(body["status"] == status)) for status in HEALTH_STATES]
         return [
             (
                 "reckit_serving_model_loaded_info",
@@ -291,10 +535,23 @@ class Service:
                 failing,
             ),
             (
+                "reckit_serving_version_refused",
+                "1 for each model/alias whose registry version this server refuses (its bytes "
+                "failed verification or the smoke test); the previous version keeps serving",
+                ["slot", "version"],
+                refused,
+            ),
+            (
+                "reckit_serving_health_status",
+                "1 for the status /health reports now (ok, degraded, unavailable)",
+                ["status"],
+                health,
+            ),
+            (
                 "reckit_serving_feedback_buffered_rows",
                 "Events waiting for a flush",
                 [],
-                [(self.feedback.buffered,)],
+                [(self.feedback.buffered + self.unattributed.buffered,)],
             ),
             (
                 "reckit_serving_served_requests_remembered",
@@ -305,12 +562,127 @@ class Service:
         ]
 
 
+HEALTH_STATES = ("ok", "degraded", "unavailable")
+
+
+def _normalise(
+    raw: FeedbackEvent | ReckitFeedbackEvent,
+) -> tuple[FeedbackEvent | None, str, str | None, str | None]:
+    """(our event or None, source, scene, reckit type). A reckit event is ours when its labels
+    carry a ``request_id`` (and its extras possibly a ``request_token``): then it is attributed
+    like any other."""
+    if isinstance(raw, FeedbackEvent):
+        return raw, CLIENT, None, None
+    labels = raw.labels or {}
+    extras = raw.extras or {}
+    request_id = labels.get("request_id")
+    token = extras.get("request_token")
+    mapped = RECKIT_EVENT_TYPES[raw.type]
+    if not request_id or mapped not in ("impression", "click", "conversion"):
+        return None, RECKIT, raw.scene or None, raw.type
+    ev = FeedbackEvent(
+        request_id=request_id,
+        request_token=token if isinstance(token, str) and token else None,
+        item_id=raw.item_id,
+        event_type=mapped,
+        user_id=raw.user_id,
+        ts=datetime.fromtimestamp(raw.timestamp, UTC),
+        position=raw.position,
+    )
+    return ev, RECKIT, raw.scene or None, raw.type
+
+
+def _row(
+    user_id: str,
+    item_id: str,
+    event_type: str,
+    request_id: str | None,
+    ts: datetime,
+    position: int | None,
+    device: str | None,
+    model_version: str | None,
+    alias: str | None,
+    source: str,
+    scene: str | None,
+    reckit_type: str | None,
+    ts_given: bool,
+) -> dict:
+    ts_ms = int(ts.timestamp() * 1000)
+    key = request_id if request_id is not None else f"reckit\x1f{user_id}"
+    return {
+        "event_id": event_id(key, item_id, event_type, ts_ms if ts_given else None),
+        "ts": ts,
+        "user_id": user_id,
+        "item_id": item_id,
+        "event_type": event_type,
+        "request_id": request_id,
+        "position": position,
+        "device": device,
+        "model_version": model_version,
+        "alias": alias,
+        "source": source,
+        "scene": scene,
+        "reckit_type": reckit_type,
+    }
+
+
+def _window_message(ts: datetime, low: datetime, high: datetime) -> str:
+    return (
+        f"ts {ts.isoformat()} is outside [{low.isoformat()}, {high.isoformat()}]: feedback must "
+        f"fall within RECKIT_FEEDBACK_WINDOW_SECONDS of serving (clock skew "
+        f"RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS)"
+    )
+
+
 def _version_headers(version: str | None) -> dict[str, str]:
     return {"X-Model-Version": version} if version else {}
 
 
-def _json(payload: dict, status: int = 200, version: str | None = None) -> JSONResponse:
-    return JSONResponse(payload, status_code=status, headers=_version_headers(version))
+def _json(payload: dict, status: int = 200, version: str | None = None) -> SafeJSONResponse:
+    return SafeJSONResponse(payload, status_code=status, headers=_version_headers(version))
+
+
+# -- OpenAPI: every status each endpoint can answer, with its body schema ----------------------
+_WHY = {
+    400: "Body is not valid JSON text (NaN/Infinity literals, invalid Unicode) or a bad header",
+    401: "Missing or wrong token",
+    403: "Forbidden: feature disabled, or feedback not attributable to a served request",
+    404: "Unknown model, item or no such model served",
+    408: "Request body not received within RECKIT_BODY_TIMEOUT_SECONDS",
+    409: "The registry names a version this server refuses; the old one keeps serving",
+    413: "Body, candidates, rows or events beyond the configured limits",
+    422: "Request does not match the schema (field errors, never echoing values)",
+    429: "Per-client rate limit exceeded (Retry-After says when to retry)",
+    503: "No model or feature snapshot is loaded yet",
+}
+_BODY_ERRORS = (400, 408, 413, 422)
+
+
+def _responses(ok: type | None, *statuses: int, body: bool = False, limited: bool = False) -> dict:
+    out: dict[int | str, dict] = {}
+    if ok is not None:
+        out[200] = {"model": ok, "description": "Success"}
+    codes = set(statuses) | (set(_BODY_ERRORS) if body else set()) | ({429} if limited else set())
+    for code in sorted(codes):
+        out[code] = {"model": ErrorBody, "description": _WHY[code]}
+    return out
+
+
+def _given_token(request: Request, *headers: str) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    for name in headers:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return ""
+
+
+def _matches(given: str, expected: str | None) -> bool:
+    return bool(expected) and hmac.compare_digest(
+        given.encode("utf-8", "replace"), expected.encode("utf-8")
+    )
 
 
 def create_app(config: ServingConfig | None = None, registry: Registry | None = None) -> FastAPI:
@@ -334,7 +706,11 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
             await asyncio.gather(*tasks, return_exceptions=True)
             await service.flush()  # served traffic is not lost on a clean shutdown
 
-    app = FastAPI(title="reckit inference service", lifespan=lifespan)
+    app = FastAPI(
+        title="reckit inference service",
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+    )
     app.state.service = service
 
     def resolve(scope: dict) -> str | None:
@@ -349,26 +725,60 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         metrics=service.metrics,
         max_body_bytes=config.max_body_bytes,
         resolve=resolve,
+        body_timeout=config.body_timeout_seconds,
+        limiter=service.limiter,
     )
 
     @app.exception_handler(ServiceError)
-    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return _json({"detail": exc.detail}, exc.status, exc.version)
+    async def _service_error(_: Request, exc: ServiceError) -> SafeJSONResponse:
+        response = _json({"detail": exc.detail}, exc.status, exc.version)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> SafeJSONResponse:
+        # FastAPI's own handler echoes each rejected value ("input"): a NaN, an infinity or a
+        # lone surrogate there makes the error response itself unencodable (a 500).
+        errors = []
+        for err in exc.errors()[:50]:
+            msg = str(err.get("msg", "invalid"))
+            ctx = err.get("ctx") or {}
+            if err.get("type") == "json_invalid" and isinstance(ctx.get("error"), str):
+                msg = f"{msg}: {ctx['error']}"
+            errors.append(
+                {
+                    "loc": [_clean(part) for part in err.get("loc", ())],
+                    "msg": msg,
+                    "type": str(err.get("type", "invalid")),
+                }
+            )
+        return _json({"detail": errors}, 422)
 
     @app.exception_handler(UnicodeEncodeError)
-    async def _unencodable(_: Request, exc: UnicodeEncodeError) -> JSONResponse:
+    async def _unencodable(_: Request, exc: UnicodeEncodeError) -> SafeJSONResponse:
         # Only a request can bring such text (e.g. a lone surrogate "\\ud800" in JSON): the
         # client's error, not the server's.
         return _json({"detail": f"request text is not valid Unicode: {exc.reason}"}, 400)
 
     # -- reckit-compatible ------------------------------------------------------------------------
-    @app.get("/health")
-    async def health() -> JSONResponse:
+    @app.get("/health", responses=_responses(HealthBody, 503))
+    async def health() -> SafeJSONResponse:
+        """200 while something serves (``ok``, or ``degraded`` when a model, the features or a
+        promoted version is missing or refused); 503 until the primary model is loaded."""
         ready, body = service.manager.health()
-        return _json(body, 200 if ready else 503)
+        if not ready:
+            return _json({"detail": f"no {config.primary} version is loaded yet", **body}, 503)
+        return _json(body, 200)
 
-    @app.get("/")
-    async def root() -> JSONResponse:
+    @app.get("/ping", responses=_responses(PingBody, 503))
+    async def ping() -> SafeJSONResponse:
+        """reckit's / TorchServe's liveness call: ``{"status": "Healthy"}`` once a model serves."""
+        if service.manager.state.get(config.primary) is None:
+            raise ServiceError(503, "Model not loaded")
+        return _json({"status": "Healthy"})
+
+    @app.get("/", responses=_responses(RootBody))
+    async def root() -> SafeJSONResponse:
         state = service.manager.state
         model = state.get(config.ranker) or state.get(config.primary)
         return _json(
@@ -383,26 +793,47 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
             version=model.version if model else None,
         )
 
-    @app.post("/predict")
-    async def predict(body: PredictRequest) -> JSONResponse:
+    @app.post("/predict", responses=_responses(PredictBody, 404, 503, body=True, limited=True))
+    async def predict(body: PredictRequest) -> SafeJSONResponse:
+        """reckit's batch scoring: ``features_list`` or ``data`` rows -> ``scores`` and the same
+        values as ``predictions``."""
         model = service.ranker_model(service.manager.state)
-        scores = service.score_rows(model, body.features_list)
-        return _json({"scores": scores, "model_version": model.version}, version=model.version)
+        rows = body.data or body.features_list
+        scores, filled = service.score_rows(model, rows)
+        return _json(
+            {
+                "scores": scores,
+                "predictions": scores,
+                "model_version": model.version,
+                "filled_missing": filled,
+            },
+            version=model.version,
+        )
 
-    @app.post("/predictions/{model_name}")
-    async def predictions(model_name: str, body: PredictionsRequest) -> JSONResponse:
-        if model_name not in config.models:
+    @app.post(
+        "/predictions/{model_name}",
+        responses=_responses(PredictionsBody, 404, 503, body=True, limited=True),
+    )
+    async def predictions(
+        model_name: Annotated[str, Path(max_length=256)], body: PredictionsRequest
+    ) -> SafeJSONResponse:
+        """reckit's unified protocol. ``xgb`` names the XGBoost ranker, as in reckit."""
+        name = config.resolve_model(model_name)
+        if name is None:
             raise ServiceError(
-                404, f"model {model_name!r} is not served; served: {list(config.models)}"
+                404,
+                f"model {_clean(model_name)!r} is not served; served: {list(config.models)} "
+                f"(xgb = xgboost)",
             )
         state = service.manager.state
-        model = state.get(model_name)
+        model = state.get(name)
         if model is None:
-            raise ServiceError(503, f"no {model_name} version is loaded yet")
+            raise ServiceError(503, f"no {name} version is loaded yet")
         if model.is_ranker:
-            scores = service.score_rows(model, body.data)
+            scores, filled = service.score_rows(model, body.data)
             return _json(
-                {"predictions": scores, "model_version": model.version}, version=model.version
+                {"predictions": scores, "model_version": model.version, "filled_missing": filled},
+                version=model.version,
             )
         if len(body.data) > config.max_candidates:
             raise ServiceError(
@@ -410,7 +841,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
             )
         if not all(isinstance(i, str) for i in body.data):
             raise ServiceError(
-                422, f"{model_name}: data must be a list of item ids (strings)", model.version
+                422, f"{name}: data must be a list of item ids (strings)", model.version
             )
         vectors = [model.vector(i) for i in body.data]
         unknown = [i for i, v in zip(body.data, vectors, strict=True) if v is None]
@@ -419,18 +850,17 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
             version=model.version,
         )
 
-    @app.post("/reload")
-    async def reload(request: Request) -> JSONResponse:
+    @app.post("/reload", responses=_responses(ReloadBody, 401, 403, 409, body=True))
+    async def reload(request: Request) -> SafeJSONResponse:
+        """Force a reload. Token: ``Authorization: Bearer``, ``X-API-Key`` (reckit's header) or
+        ``X-Admin-Token``."""
         if not config.admin_token:
             raise ServiceError(403, "reload is disabled: RECKIT_ADMIN_TOKEN is not set")
-        given = request.headers.get("x-admin-token") or ""
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
-            return JSONResponse(
-                {"detail": "missing or wrong admin token (Authorization: Bearer <token>)"},
-                status_code=401,
+        given = _given_token(request, "x-api-key", "x-admin-token")
+        if not _matches(given, config.admin_token):
+            raise ServiceError(
+                401,
+                "missing or wrong admin token (Authorization: Bearer <token> or X-API-Key)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         report = await service.reload("api", force=True)
@@ -446,41 +876,64 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         return _json(body, 200 if report.ok else 409, primary.version if primary else None)
 
     # -- ours -----------------------------------------------------------------------------------
-    @app.post("/v1/rank")
-    async def rank(body: RankRequest) -> JSONResponse:
+    @app.post("/v1/rank", responses=_responses(RankBody, 404, 503, body=True, limited=True))
+    async def rank(body: RankRequest) -> SafeJSONResponse:
         result = service.rank(body)
         return _json(result, version=result["model_version"])
 
-    @app.get("/v1/similar/{item_id}")
+    @app.get("/v1/similar/{item_id}", responses=_responses(SimilarBody, 404, 422, 503))
     async def similar(
-        item_id: str,
+        item_id: Annotated[str, Path(max_length=256)],
         k: int = Query(10, ge=1, le=100),
         user_id: str | None = Query(None, max_length=256),
-    ) -> JSONResponse:
+        mode: Literal["ranked", "cosine"] = Query(
+            "ranked",
+            description="ranked: cosine plus the model's popularity prior (the default); "
+            "cosine: reckit's plain cosine over item2vec.json, in its order",
+        ),
+    ) -> SafeJSONResponse:
         model = service.embedding(service.manager.state, config.embedding, user_id)
         if not model.knows_item(item_id):
             raise ServiceError(
                 404,
-                f"item {item_id!r} is not in {model.name} {model.version} "
+                f"item {_clean(item_id)!r} is not in {model.name} {model.version} "
                 f"({len(model.item_ids)} items): it had too few clicks in the training window",
                 model.version,
             )
-        neighbours = [{"item_id": i, "score": s} for i, s in model.similar(item_id, k)]
+        found = model.cosine(item_id, k) if mode == "cosine" else model.similar(item_id, k)
+        neighbours = [{"item_id": i, "score": s} for i, s in found]
         return _json(
             {
                 "item_id": item_id,
                 "model": model.name,
                 "model_version": model.version,
+                "mode": mode,
                 "similar": neighbours,
             },
             version=model.version,
         )
 
-    @app.post("/v1/feedback")
-    async def feedback(body: FeedbackRequest) -> JSONResponse:
-        return _json(service.record_feedback(body))
+    @app.post(
+        "/v1/feedback",
+        responses=_responses(FeedbackBodyOut, 403, body=True, limited=True),
+    )
+    async def feedback(request: Request, body: Annotated[FeedbackBody, Body()]) -> SafeJSONResponse:
+        """Feedback on served rankings (ours: ``{"events": [...]}``), or reckit's own events
+        (one object, a list, or inside ``events``). See serving/README.md for provenance."""
+        given = _given_token(request, "x-ingest-token")
+        authorized = _matches(given, config.ingest_token) or _matches(given, config.admin_token)
+        return _json(service.record_feedback(body, authorized))
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format 0.0.4",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

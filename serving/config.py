@@ -7,7 +7,24 @@
                                ``xgboost,item2vec``); ``/v1/rank`` uses the first ranker listed
 ``RECKIT_POLL_SECONDS``        how often the registry's aliases are polled (default 30)
 ``RECKIT_CANARY_SHARE``        share of users served by a ``canary`` alias (default 0.1)
-``RECKIT_ADMIN_TOKEN``         bearer token for ``POST /reload`` (unset: reload is disabled)
+``RECKIT_ADMIN_TOKEN``         token for ``POST /reload`` (``Authorization: Bearer``, ``X-API-Key``
+                               or ``X-Admin-Token``; unset: reload is disabled); also admits feedback
+                               that carries no request token
+``RECKIT_INGEST_TOKEN``        token (``X-Ingest-Token`` or Bearer) that admits feedback without a
+                               request token, e.g. reckit's own events (unset: only the admin's)
+``RECKIT_FEEDBACK_SECRET``     HMAC key of the request tokens ``/v1/rank`` returns (unset: a random
+                               key per process; set it when several workers or replicas serve)
+``RECKIT_FEEDBACK_WINDOW_SECONDS`` feedback must arrive, and be timestamped, within this long after
+                               the request was served (default 86400)
+``RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS`` tolerated client clock error (default 300)
+``RECKIT_RATE_LIMIT_RANK`` / ``RECKIT_RATE_LIMIT_FEEDBACK``  requests per second per client on the
+                               ranking / feedback endpoints (default 1000 / 50; 0 disables)
+``RECKIT_RATE_LIMIT_BURST_SECONDS`` burst allowance, in seconds of the rate (default 2)
+``RECKIT_BODY_TIMEOUT_SECONDS`` a request body must arrive within this (default 10; else 408)
+``RECKIT_MISSING_FEATURES``    ``zero`` (reckit's: absent columns score as 0.0, counted in /metrics)
+                               or ``reject`` (422 naming them); default ``zero``
+``RECKIT_SERVED_IMPRESSIONS``  ranked positions logged as impressions when served: ``all``
+                               (default), a number N (the top N), or ``0``/``none``
 ``RECKIT_MAX_CANDIDATES``      candidates per ranking / rows per prediction request (default 500)
 ``RECKIT_MAX_BODY_BYTES``      request body limit (default 1 MiB)
 ``RECKIT_MAX_FEEDBACK_EVENTS`` events per feedback request (default 5000)
@@ -30,6 +47,10 @@ from dataclasses import dataclass
 DEFAULT_MODELS = ("xgboost", "item2vec")
 # Registry models that answer similarity queries rather than scoring feature rows.
 EMBEDDING_MODELS = frozenset({"item2vec", "popularity"})
+# Other names a registry model answers to on /predictions/{name}: reckit's Go client and its
+# Python service call the XGBoost ranker "xgb".
+MODEL_ALIASES = {"xgb": "xgboost"}
+MISSING_FEATURE_POLICIES = ("zero", "reject")
 
 
 class ConfigError(ValueError):
@@ -55,6 +76,16 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     access_log: bool = False
+    ingest_token: str | None = None
+    feedback_secret: str | None = None  # None: a random key per process (one worker only)
+    feedback_window_seconds: float = 86_400.0
+    feedback_clock_skew_seconds: float = 300.0
+    rate_limit_rank: float = 1000.0  # requests/s per client; 0 disables
+    rate_limit_feedback: float = 50.0
+    rate_limit_burst_seconds: float = 2.0
+    body_timeout_seconds: float = 10.0
+    missing_features: str = "zero"  # "zero" (reckit's fill) or "reject"
+    served_impressions: int | None = None  # top positions logged at serve time; None: all
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -72,10 +103,27 @@ class ServingConfig:
             "RECKIT_FEEDBACK_FLUSH_SECONDS": self.feedback_flush_seconds,
             "RECKIT_SERVED_REQUESTS": self.served_requests,
             "RECKIT_SCORING_THREADS": self.scoring_threads,
+            "RECKIT_FEEDBACK_WINDOW_SECONDS": self.feedback_window_seconds,
+            "RECKIT_RATE_LIMIT_BURST_SECONDS": self.rate_limit_burst_seconds,
+            "RECKIT_BODY_TIMEOUT_SECONDS": self.body_timeout_seconds,
         }
         for name, value in checks.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
+        non_negative = {
+            "RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS": self.feedback_clock_skew_seconds,
+            "RECKIT_RATE_LIMIT_RANK": self.rate_limit_rank,
+            "RECKIT_RATE_LIMIT_FEEDBACK": self.rate_limit_feedback,
+            "RECKIT_SERVED_IMPRESSIONS": self.served_impressions or 0,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.missing_features not in MISSING_FEATURE_POLICIES:
+            raise ConfigError(
+                f"RECKIT_MISSING_FEATURES={self.missing_features!r}: use one of "
+                f"{', '.join(MISSING_FEATURE_POLICIES)}"
+            )
 
     @property
     def rankers(self) -> tuple[str, ...]:
@@ -90,6 +138,11 @@ class ServingConfig:
     def embedding(self) -> str | None:
         """The model ``/v1/similar`` uses: the first embedding model listed."""
         return next((m for m in self.models if m in EMBEDDING_MODELS), None)
+
+    def resolve_model(self, name: str) -> str | None:
+        """The served registry model ``name`` (or its reckit alias, e.g. ``xgb``) stands for."""
+        name = MODEL_ALIASES.get(name, name)
+        return name if name in self.models else None
 
     @property
     def primary(self) -> str:
@@ -127,6 +180,13 @@ class ServingConfig:
         access_log = (text("RECKIT_ACCESS_LOG") or "0").lower()
         if access_log not in ("0", "1", "true", "false", "yes", "no"):
             raise ConfigError(f"RECKIT_ACCESS_LOG={access_log!r}: use 1 or 0")
+        served = (text("RECKIT_SERVED_IMPRESSIONS") or "all").lower()
+        if served == "all":
+            served_impressions = None
+        elif served == "none":
+            served_impressions = 0
+        else:
+            served_impressions = int(number("RECKIT_SERVED_IMPRESSIONS", int, 0))
         return cls(
             registry_uri=registry_uri,
             features_uri=text("RECKIT_FEATURES_URI"),
@@ -145,4 +205,14 @@ class ServingConfig:
             host=text("RECKIT_SERVING_HOST") or "127.0.0.1",
             port=int(number("RECKIT_SERVING_PORT", int, 8000)),
             access_log=access_log in ("1", "true", "yes"),
+            ingest_token=text("RECKIT_INGEST_TOKEN"),
+            feedback_secret=text("RECKIT_FEEDBACK_SECRET"),
+            feedback_window_seconds=number("RECKIT_FEEDBACK_WINDOW_SECONDS", float, 86_400.0),
+            feedback_clock_skew_seconds=number("RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS", float, 300.0),
+            rate_limit_rank=number("RECKIT_RATE_LIMIT_RANK", float, 1000.0),
+            rate_limit_feedback=number("RECKIT_RATE_LIMIT_FEEDBACK", float, 50.0),
+            rate_limit_burst_seconds=number("RECKIT_RATE_LIMIT_BURST_SECONDS", float, 2.0),
+            body_timeout_seconds=number("RECKIT_BODY_TIMEOUT_SECONDS", float, 10.0),
+            missing_features=(text("RECKIT_MISSING_FEATURES") or "zero").lower(),
+            served_impressions=served_impressions,
         )

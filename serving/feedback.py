@@ -1,29 +1,50 @@
 """Served traffic becomes tomorrow's training data: feedback events in the landing-zone format.
 
-The service remembers which version served each request id (a bounded LRU), so impressions and
-clicks reported later are counted per model version. Events are buffered and written as Parquet
-files with the landing ``events`` columns (``model_version`` included) under
+Provenance. Only feedback on a request this service served is written where the pipeline lands
+data. ``/v1/rank`` returns with each ranking a **signed request token** (HMAC-SHA256 over the
+request id, model, version, alias, user, device and serving time; key ``RECKIT_FEEDBACK_SECRET``):
+feedback that carries it is attributed in any worker or replica sharing the key, with no state.
+Feedback that carries only a ``request_id`` is attributed from this process's **served-request
+memory** (a bounded LRU, which also knows the served items, so a click on an item that was not in
+the ranking is refused). Anything else (an unknown request id, reckit's own events, which have
+none) is accepted only with the ingest or admin token and is written **apart**, under
+``unattributed/events/dt=.../``, never under the landing layout's ``events/``.
 
-    events/dt=YYYY-MM-DD/serving-<host>-<pid>-<seq>.parquet
+Files: buffered rows are written as Parquet under
 
-through ``reckit_assets.core.storage`` (atomic writes: a reader never sees a torn file). Flushes
-happen when the buffer is full, on a timer, and on shutdown. The service never writes the
-partition's ``_SUCCESS`` marker: only whoever knows a day is complete (the export that merges all
-servers' logs) may declare it so.
+    events/dt=YYYY-MM-DD/serving-<host>-<pid>-<start>-<seq>.parquet               (attributed)
+    unattributed/events/dt=YYYY-MM-DD/serving-<host>-<pid>-<start>-<seq>.parquet  (apart)
+
+with the landing ``events`` columns first, then ``alias``, ``source``, ``scene`` and
+``reckit_type`` (added columns only: landing readers ignore extras). Every ranked position is
+logged as an ``impression`` when it is served (``source=served``; ``RECKIT_SERVED_IMPRESSIONS``),
+so a day's impressions exist even when clients report only clicks; a client's own impression of
+the same (request, item) has the same ``event_id`` when it carries no ``ts``, and the pipeline's
+impression dedup on (request_id, item_id) keeps one either way. Writes go through
+``reckit_assets.core.io.storage`` (atomic: a reader never sees a torn file) when the buffer is
+full, on a timer, and on shutdown. The service never writes ``_SUCCESS``: only whoever knows a
+day is complete (the export that merges all servers' logs) may declare it so.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
+from array import array
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from reckit_assets.core.ingest.landing import SCHEMAS, partition_prefix
@@ -33,7 +54,19 @@ from reckit_assets.core.io.storage import Storage
 log = logging.getLogger("serving.feedback")
 
 EVENT_COLUMNS = tuple(c.name for c in SCHEMAS["events"])
-UNKNOWN_VERSION = "unknown"  # label for feedback on a request this process did not serve
+# Added after the landing columns (a reader that knows only those ignores these).
+EXTRA_COLUMNS = ("alias", "source", "scene", "reckit_type")
+LOG_COLUMNS = (*EVENT_COLUMNS, *EXTRA_COLUMNS)
+UNKNOWN_VERSION = "unknown"  # label for feedback not attributable to a served request
+UNATTRIBUTED_PREFIX = "unattributed"
+# Sources: "served" (logged by /v1/rank), "client" (our feedback shape), "reckit" (reckit's).
+SERVED, CLIENT, RECKIT = "served", "client", "reckit"
+
+
+def _item_key(item_id: str) -> int:
+    # 32 bits of a per-process hash: 4 bytes per served item in memory; a false "served" answer
+    # needs a collision among one request's items (~1e-8 for 100 items).
+    return hash(item_id) & 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,17 @@ class ServedRequest:
     model_version: str
     user_id: str
     device: str | None
+    alias: str = "production"
+    served_at: float = 0.0  # epoch seconds
+    items: array | None = None  # _item_key of each served item; None: unknown (from a token)
+
+    def served_item(self, item_id: str) -> bool | None:
+        """Whether ``item_id`` was in the ranking; None when this record cannot tell."""
+        return None if self.items is None else _item_key(item_id) in self.items
+
+    @staticmethod
+    def item_keys(item_ids: Sequence[str]) -> array:
+        return array("I", [_item_key(i) for i in item_ids])
 
 
 class ServedRequests:
@@ -67,6 +111,77 @@ class ServedRequests:
         return len(self._items)
 
 
+class TokenError(ValueError):
+    """A request token that is malformed or whose signature does not match (``reason``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class RequestTokens:
+    """Signed request tokens: ``v1.<payload>.<mac>``, both base64url; the payload is JSON.
+
+    A token proves the service served that request (id, model, version, alias, user, device, time)
+    to whoever holds it; it does not list the served items (it would grow with the candidates).
+    With no configured secret the key is random per process: tokens then verify only in the
+    process that issued them.
+    """
+
+    VERSION = "v1"
+
+    def __init__(self, secret: str | None) -> None:
+        self.shared = secret is not None
+        self._key = (secret or secrets.token_hex(32)).encode("utf-8")
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._key, f"{self.VERSION}.{payload}".encode(), hashlib.sha256)
+        return _b64(digest.digest()[:18])
+
+    def issue(self, request_id: str, served: ServedRequest) -> str:
+        body = {
+            "r": request_id,
+            "m": served.model,
+            "v": served.model_version,
+            "a": served.alias,
+            "u": served.user_id,
+            "d": served.device,
+            "t": round(served.served_at, 3),
+        }
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        return f"{self.VERSION}.{payload}.{self._mac(payload)}"
+
+    def verify(self, token: str) -> tuple[str, ServedRequest]:
+        """(request_id, who served it), or :class:`TokenError`."""
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != self.VERSION:
+            raise TokenError("bad_token", "request_token is not a token this service issues")
+        payload, mac = parts[1], parts[2]
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(payload).encode()):
+            raise TokenError("bad_token", "request_token signature does not match")
+        try:
+            body = json.loads(_unb64(payload))
+            served = ServedRequest(
+                model=str(body["m"]),
+                model_version=str(body["v"]),
+                user_id=str(body["u"]),
+                device=None if body["d"] is None else str(body["d"]),
+                alias=str(body["a"]),
+                served_at=float(body["t"]),
+            )
+            return str(body["r"]), served
+        except (ValueError, KeyError, TypeError) as exc:  # signed but unreadable: our bug
+            raise TokenError("bad_token", f"request_token payload unreadable: {exc}") from exc
+
+
 def event_id(request_id: str, item_id: str, event_type: str, ts_ms: int | None) -> str:
     """Deterministic: a client retrying the same event produces the same id, and the pipeline's
     dedup on ``event_id`` drops the copy."""
@@ -74,8 +189,26 @@ def event_id(request_id: str, item_id: str, event_type: str, ts_ms: int | None) 
     return "s" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class ServedList:
+    """One ranking as served: expanded into one impression row per position at flush time
+    (cheaper than building 100 dicts inside the request)."""
+
+    request_id: str
+    user_id: str
+    item_ids: Sequence[str]
+    model_version: str
+    alias: str
+    device: str | None
+    ts: datetime
+
+
 class FeedbackLog:
-    """A buffer of landing-format event rows and the files it is flushed to."""
+    """A buffer of event rows (and served lists) and the files it is flushed to.
+
+    ``prefix`` is prepended to the landing layout: "" writes ``events/dt=...`` (attributed
+    traffic), ``unattributed`` writes ``unattributed/events/dt=...`` (kept apart).
+    """
 
     def __init__(
         self,
@@ -83,8 +216,10 @@ class FeedbackLog:
         flush_rows: int = 5000,
         max_buffered: int = 1_000_000,
         host: str | None = None,
+        prefix: str = "",
     ) -> None:
         self.storage = storage
+        self.prefix = prefix.strip("/")
         self.flush_rows = flush_rows
         self.max_buffered = max_buffered
         self.host = _safe(host or socket.gethostname())
@@ -94,6 +229,8 @@ class FeedbackLog:
         self._run = f"{int(time.time() * 1000):x}"
         self._seq = 0
         self._rows: list[dict] = []
+        self._served: list[ServedList] = []
+        self._served_rows = 0
         self._lock = threading.Lock()  # guards the buffer
         self._flush_lock = threading.Lock()  # one flush at a time
         self.rows_written = 0
@@ -117,9 +254,22 @@ class FeedbackLog:
                 self.dropped += overflow
             return len(self._rows) >= self.flush_rows
 
+    def append_served(self, served: ServedList) -> bool:
+        """Buffer one served ranking (one impression per item); True when a flush is due."""
+        if not self.enabled:
+            return False
+        with self._lock:
+            self._served.append(served)
+            self._served_rows += len(served.item_ids)
+            while self._served_rows > self.max_buffered and self._served:
+                dropped = self._served.pop(0)
+                self._served_rows -= len(dropped.item_ids)
+                self.dropped += len(dropped.item_ids)
+            return len(self._rows) + self._served_rows >= self.flush_rows
+
     @property
     def buffered(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + self._served_rows
 
     def flush(self) -> int:
         """Write the buffered rows (one file per day); returns rows written. Blocking."""
@@ -128,14 +278,16 @@ class FeedbackLog:
         with self._flush_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
-            if not rows:
+                served, self._served, self._served_rows = self._served, [], 0
+            if not rows and not served:
                 return 0
-            frame = _frame(rows)
+            frame = _frame(rows, served)
             written = 0
+            base = f"{self.prefix}/" if self.prefix else ""
             for dt, part in frame.groupby(frame["ts"].dt.strftime("%Y-%m-%d"), sort=True):
                 self._seq += 1
                 key = (
-                    f"{partition_prefix('events', str(dt))}/"
+                    f"{base}{partition_prefix('events', str(dt))}/"
                     f"serving-{self.host}-{self.pid}-{self._run}-{self._seq:06d}.parquet"
                 )
                 try:
@@ -157,20 +309,45 @@ class FeedbackLog:
             return written
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
+def _served_frame(served: list[ServedList]) -> pd.DataFrame:
+    sizes = np.fromiter((len(s.item_ids) for s in served), dtype=np.int64, count=len(served))
+    rids = np.repeat(np.array([s.request_id for s in served], dtype=object), sizes)
+    items = [i for s in served for i in s.item_ids]
+    positions = np.concatenate([np.arange(n) for n in sizes]) if len(sizes) else np.zeros(0)
+    return pd.DataFrame(
+        {
+            "event_id": [
+                event_id(r, i, "impression", None) for r, i in zip(rids, items, strict=True)
+            ],
+            "ts": np.repeat(np.array([s.ts for s in served], dtype=object), sizes),
+            "user_id": np.repeat(np.array([s.user_id for s in served], dtype=object), sizes),
+            "item_id": items,
+            "event_type": "impression",
+            "request_id": rids,
+            "position": positions,
+            "device": np.repeat(np.array([s.device for s in served], dtype=object), sizes),
+            "model_version": np.repeat(
+                np.array([s.model_version for s in served], dtype=object), sizes
+            ),
+            "alias": np.repeat(np.array([s.alias for s in served], dtype=object), sizes),
+            "source": SERVED,
+            "scene": None,
+            "reckit_type": None,
+        },
+        columns=list(LOG_COLUMNS),
+    )
+
+
+def _frame(rows: list[dict], served: list[ServedList] = ()) -> pd.DataFrame:
+    parts = [pd.DataFrame(rows, columns=list(LOG_COLUMNS))] if rows else []
+    if served:
+        parts.append(_served_frame(served))
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ms, UTC]")
     frame["position"] = frame["position"].astype("Int64")
-    for col in (
-        "event_id",
-        "user_id",
-        "item_id",
-        "event_type",
-        "request_id",
-        "device",
-        "model_version",
-    ):
-        frame[col] = frame[col].astype("string")
+    for col in LOG_COLUMNS:
+        if col not in ("ts", "position"):
+            frame[col] = frame[col].astype("string")
     return frame
 
 

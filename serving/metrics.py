@@ -140,6 +140,40 @@ class ServingMetrics:
         self.feedback_flush_failures = Counter(
             "reckit_serving_feedback_flush_failures", "Feedback log flushes that failed", registry=r
         )
+        self.feedback_rejected = Counter(
+            "reckit_serving_feedback_rejected_events",
+            "Feedback events refused and never written, by reason (unknown_request, bad_token, "
+            "expired_token, outside_window, item_not_served, user_mismatch, invalid, "
+            "in_rejected_batch: valid events of a batch refused for another event)",
+            ["reason"],
+            registry=r,
+        )
+        self.feedback_unattributed = Counter(
+            "reckit_serving_feedback_unattributed_events",
+            "Feedback accepted with the ingest/admin token but not attributable to a request "
+            "this service served: written apart (unattributed/ prefix), never to events/",
+            ["event_type"],
+            registry=r,
+        )
+        self.served_impressions = Counter(
+            "reckit_serving_served_impressions",
+            "Ranked positions logged as impressions when served, by version and alias",
+            ["model_version", "alias"],
+            registry=r,
+        )
+        self.missing_features = Counter(
+            "reckit_serving_missing_features",
+            "Feature values absent from /predict rows and filled with 0.0 (RECKIT_MISSING_FEATURES"
+            "=zero), per column",
+            ["column"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "reckit_serving_rate_limited_requests",
+            "Requests refused with 429 by the per-client rate limit, per endpoint group",
+            ["group"],
+            registry=r,
+        )
         self.reloads = Counter(
             "reckit_serving_reloads",
             "Version loads by model, alias and result (success, failure)",

@@ -1,15 +1,29 @@
-"""The outermost layer of every HTTP request: body-size limit, then metrics.
+"""The outermost layer of every HTTP request: rate limit, body limits, JSON literals, metrics.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it costs microseconds, not a task per
-request. The body is read here, up to the limit, before the app sees it, so an oversized body is
-refused with 413 whether it announced its length (Content-Length) or not (chunked), and never
-reaches JSON parsing.
+request. In order, before the app sees a request:
+
+* per-client rate limit (token bucket per endpoint group and client address): 429 + Retry-After;
+* the body is read here, up to the size limit and within the body timeout, so an oversized body
+  is refused with 413 whether it announced its length (Content-Length) or not (chunked), and a
+  client that stops half-way through its body is cut off with 408 instead of holding the
+  connection;
+* a body holding the non-JSON literals ``NaN``, ``Infinity`` or ``-Infinity`` outside strings is
+  refused with 400 (Python's parser would accept them; RFC 8259 does not, and a non-finite number
+  echoed in an error would make the response itself unencodable).
+
+Every response refused here carries ``Connection: close``: the rest of an unread body must not be
+parsed as the next request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +39,58 @@ VERSION_HEADER = b"x-model-version"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+_NON_JSON_LITERALS = (b"NaN", b"Infinity")
+
+
+class RateLimiter:
+    """Token buckets per (group, client): ``rate`` requests/s, bursts of ``rate * burst_seconds``.
+
+    Memory is bounded: beyond ``max_clients`` the least recently seen client is forgotten (it
+    starts again with a full bucket, which only ever errs towards admitting).
+    """
+
+    def __init__(
+        self, rates: dict[str, float], burst_seconds: float, max_clients: int = 65_536
+    ) -> None:
+        self.rates = {group: rate for group, rate in rates.items() if rate > 0}
+        self.burst_seconds = burst_seconds
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, group: str, client: str, now: float | None = None) -> float:
+        """0.0 when admitted, else the seconds until a request would be."""
+        rate = self.rates.get(group)
+        if rate is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        capacity = max(1.0, rate * self.burst_seconds)
+        key = (group, client)
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = [capacity, now]
+                while len(self._buckets) > self.max_clients:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+                bucket[0] = min(capacity, bucket[0] + (now - bucket[1]) * rate)
+                bucket[1] = now
+            if bucket[0] >= 1.0:
+                bucket[0] -= 1.0
+                return 0.0
+            return (1.0 - bucket[0]) / rate
+
+
+def rate_group(path: str) -> str | None:
+    """Which rate limit a path falls under: ``rank`` (scoring), ``feedback``, or none."""
+    if path == "/v1/feedback":
+        return "feedback"
+    if path in ("/v1/rank", "/predict") or path.startswith("/predictions/"):
+        return "rank"
+    return None
+
+
 class ServingMiddleware:
     def __init__(
         self,
@@ -32,10 +98,14 @@ class ServingMiddleware:
         metrics: ServingMetrics,
         max_body_bytes: int,
         resolve: Callable[[Scope], str | None] = lambda scope: None,
+        body_timeout: float = 10.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.limiter = limiter
         # Names the endpoint of a request refused before routing (413), for its metrics label.
         self.resolve = resolve
 
@@ -55,6 +125,22 @@ class ServingMiddleware:
             await send(message)
 
         try:
+            group = rate_group(scope.get("path", "")) if self.limiter else None
+            if group is not None:
+                client = (scope.get("client") or ("unknown", 0))[0]
+                wait = self.limiter.admit(group, client)
+                if wait > 0:
+                    self.metrics.rate_limited.labels(group).inc()
+                    await _send_json(
+                        send_and_watch,
+                        429,
+                        {
+                            "detail": f"rate limit for {group} requests from {client} exceeded; "
+                            f"retry in {wait:.2f}s (RECKIT_RATE_LIMIT_{group.upper()})"
+                        },
+                        extra_headers=[(b"retry-after", str(max(1, math.ceil(wait))).encode())],
+                    )
+                    return
             if scope["method"] in _BODY_METHODS:
                 body_or_error = await self._read_body(scope, receive)
                 if isinstance(body_or_error, tuple):
@@ -75,6 +161,21 @@ class ServingMiddleware:
             )
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | tuple[int, str]:
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body_untimed(scope, receive)
+        except TimeoutError:
+            return 408, (
+                f"request body not received within {self.body_timeout:g}s "
+                f"(RECKIT_BODY_TIMEOUT_SECONDS)"
+            )
+        if isinstance(body, bytes) and any(lit in body for lit in _NON_JSON_LITERALS):
+            problem = non_json_literal(body)  # the fast check found the text; parse to be sure
+            if problem is not None:
+                return 400, problem
+        return body
+
+    async def _read_body_untimed(self, scope: Scope, receive: Receive) -> bytes | tuple[int, str]:
         limit = self.max_body_bytes
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -99,6 +200,30 @@ class ServingMiddleware:
                 return b"".join(chunks)
 
 
+class _Literal(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> float:
+    raise _Literal(name)
+
+
+def non_json_literal(body: bytes) -> str | None:
+    """A message when ``body`` is JSON only by Python's lenient parser (``NaN``, ``Infinity``,
+    ``-Infinity`` as values), else None (including for bodies that are not JSON at all: the
+    app's parser reports those)."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except _Literal as exc:
+        return (
+            f"request body is not valid JSON: {exc.args[0]} is not a JSON number "
+            "(RFC 8259 has no NaN or Infinity)"
+        )
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
 def _too_large(size: int, limit: int, at_least: bool = False) -> str:
     return (
         f"request body of {'at least ' if at_least else ''}{size} bytes exceeds the limit of "
@@ -119,7 +244,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _send_json(send: Send, status: int, payload: dict) -> None:
+async def _send_json(
+    send: Send, status: int, payload: dict, extra_headers: list[tuple[bytes, bytes]] = ()
+) -> None:
     body = json.dumps(payload).encode()
     await send(
         {
@@ -129,6 +256,7 @@ async def _send_json(send: Send, status: int, payload: dict) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *extra_headers,
             ],
         }
     )

@@ -18,9 +18,13 @@ import pandas as pd
 from reckit_assets.core.features.spec import DENSE_COLUMNS, FEATURES
 from reckit_assets.core.release.registry import CorruptVersionError, Registry
 from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
+from reckit_assets.core.training.item2vec import RECKIT_DECIMALS
 from serving.features import OnlineFeatures
 
 SPEC_COLUMNS = frozenset(f.name for f in FEATURES)
+# Models score float32 (xgboost's inplace_predict input, torch's tensors): a finite float64 beyond
+# this becomes inf there, so it is refused as out of range rather than scored.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ModelLoadError(RuntimeError):
@@ -45,6 +49,9 @@ class LoadedModel:
     input_columns: tuple[str, ...] = ()  # feature columns a ranker reads; () for embeddings
     loaded_at: float = 0.0
     load_seconds: float = 0.0
+    # Embeddings: the vectors exactly as reckit's item2vec.json carries them (rounded to its
+    # decimals), as float64, for reckit's plain cosine (``cosine``).
+    reckit_vectors: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def is_ranker(self) -> bool:
@@ -90,6 +97,34 @@ class LoadedModel:
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]]:
         return [(str(i), float(s)) for i, s in self.model.similar(item_id, k)]
+
+    def cosine(self, item_id: str, k: int) -> list[tuple[str, float]]:
+        """reckit's ``Word2VecModel.Similarity`` from ``item_id`` to every other item, best first.
+
+        Same inputs (item2vec.json's rounded values), same arithmetic: float64, dot and both
+        squared norms summed dimension by dimension in order, ``dot / (sqrt(n1) * sqrt(n2))``,
+        0.0 for a zero vector. Ties keep item2vec.json's order. The anchor itself is excluded.
+        """
+        vectors = self.reckit_vectors
+        items = self.item_ids
+        if vectors is None or item_id not in items:
+            return []
+        i = items.index(item_id)
+        q = vectors[i]
+        dot = np.zeros(len(items))
+        n1 = 0.0
+        n2 = np.zeros(len(items))
+        for d in range(vectors.shape[1]):  # Go's loop order, vectorised across items
+            column = vectors[:, d]
+            dot = dot + column * q[d]
+            n1 = n1 + q[d] * q[d]
+            n2 = n2 + column * column
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scores = dot / (np.sqrt(n1) * np.sqrt(n2))
+        scores = np.where((n1 == 0) | (n2 == 0), 0.0, scores)
+        scores[i] = -np.inf
+        order = np.argsort(-scores, kind="stable")[: min(k, len(items) - 1)]
+        return [(items[j], float(scores[j])) for j in order]
 
     def knows_item(self, item_id: str) -> bool:
         contains = getattr(self.model, "__contains__", None)
@@ -150,6 +185,11 @@ def load_version(
         raise ModelLoadError(
             f"{name} {version}: kind {kind!r} neither scores nor finds similar items"
         )
+    reckit_vectors = None
+    raw_vectors = getattr(model, "vectors", None)
+    if raw_vectors is not None and hasattr(model, "similar"):
+        # What item2vec.json holds: round(float(x), RECKIT_DECIMALS) of each float32 value.
+        reckit_vectors = np.round(np.asarray(raw_vectors, dtype=np.float64), RECKIT_DECIMALS)
     return LoadedModel(
         name=name,
         kind=kind,
@@ -159,6 +199,7 @@ def load_version(
         input_columns=columns,
         loaded_at=time.time(),
         load_seconds=time.perf_counter() - started,
+        reckit_vectors=reckit_vectors,
     )
 
 
@@ -174,56 +215,100 @@ def _limit_threads(model: object, kind: str, threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def check_feature_rows(rows: Sequence[dict], model: LoadedModel) -> tuple[pd.DataFrame, list[str]]:
-    """Feature dicts (``/predict``) -> a frame of the model's columns, or the problems found.
+def check_feature_rows(
+    rows: Sequence[dict | list], model: LoadedModel, fill_missing: bool = False
+) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    """Client rows (``/predict``) -> (a frame of the model's columns, problems, filled counts).
 
-    Dense columns must be finite numbers, sparse ones strings; missing columns are named.
-    Extra keys are ignored, as reckit's service does.
+    A row is a dict of feature columns (extra keys ignored, as reckit's service does) or, for a
+    model whose columns are all numeric, a list of numbers in ``input_columns`` order (reckit's
+    TorchServe client's ``Instances``). Dense values must be numbers finite in float32; sparse
+    (id) values strings. An absent dense column is filled with 0.0 when ``fill_missing``
+    (reckit's behaviour; counted per column in the third value), else named as a problem; an
+    absent sparse column is always a problem (no number stands for an id).
     """
     problems: list[str] = []
     missing: set[str] = set()
+    filled: dict[str, int] = {}
     dense = model.dense_columns
-    data: dict[str, list] = {c: [] for c in model.input_columns}
+    columns = model.input_columns
+    data: dict[str, list] = {c: [] for c in columns}
     for i, row in enumerate(rows):
-        for col in model.input_columns:
+        if isinstance(row, list):
+            if len(dense) != len(columns):
+                sparse = [c for c in columns if c not in dense]
+                problems.append(
+                    f"row {i}: a list of numbers cannot carry {model.name}'s id fields {sparse}: "
+                    f"send an object of feature columns (or rank with /v1/rank)"
+                )
+                continue
+            if len(row) != len(columns):
+                problems.append(
+                    f"row {i}: {len(row)} values; {model.name} {model.version} reads "
+                    f"{len(columns)} columns in this order: {list(columns)}"
+                )
+                continue
+            row = dict(zip(columns, row, strict=True))
+        for col in columns:
             if col not in row:
-                missing.add(col)
+                if fill_missing and col in dense:
+                    data[col].append(0.0)
+                    filled[col] = filled.get(col, 0) + 1
+                else:
+                    missing.add(col)
                 continue
             value = row[col]
             if col in dense:
                 number = _finite(value)
                 if number is None:
-                    problems.append(f"row {i}: {col} must be a finite number, got {value!r:.40}")
+                    problems.append(
+                        f"row {i}: {col} must be a number finite in float32 "
+                        f"(|x| <= {FLOAT32_MAX:.6g}), got {_describe(value)}"
+                    )
                     continue
                 data[col].append(number)
             else:
                 if not isinstance(value, str):
-                    problems.append(f"row {i}: {col} must be a string, got {value!r}")
+                    problems.append(f"row {i}: {col} must be a string, got {_describe(value)}")
                     continue
                 data[col].append(value)
     if missing:
-        ordered = [c for c in model.input_columns if c in missing]
+        ordered = [c for c in columns if c in missing]
+        how = "" if fill_missing else " (RECKIT_MISSING_FEATURES=reject)"
         problems.insert(
             0,
-            f"missing feature column(s) {ordered} (the model {model.version} reads {list(model.input_columns)})",
+            f"missing feature column(s) {ordered}{how} (the model {model.version} reads "
+            f"{list(columns)})",
         )
     if problems:
-        return pd.DataFrame(), problems[:20]
+        return pd.DataFrame(), problems[:20], {}
     frame = pd.DataFrame(
         {
             c: np.asarray(v, dtype=np.float64) if c in dense else pd.array(v, dtype="string")
             for c, v in data.items()
         }
     )
-    return frame, []
+    return frame, [], filled
+
+
+def _describe(value: object) -> str:
+    """A rejected value, shown safely: numbers and short text by repr, others by type."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, float | str):
+        return f"{value!r:.40}"
+    return type(value).__name__
 
 
 def _finite(value: object) -> float | None:
-    """``value`` as a finite float, or None (bools, strings, NaN, inf, ints beyond float range)."""
+    """``value`` as a float finite in float32, or None (bools, strings, NaN, inf, beyond the
+    float32 range)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
         number = float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= FLOAT32_MAX else None

@@ -114,6 +114,9 @@ class ModelManager:
         # so the poll skips it (a forced reload retries). Other errors (I/O) are retried.
         self._refused: dict[tuple[str, str], str] = {}
         self.failing: dict[str, str] = {}  # slot -> why it is not serving what the registry says
+        # slot -> the version the registry names there that this server refused for its bytes
+        # (hash mismatch, failed smoke test): what /health's "degraded" and a monitor care about.
+        self.refusing: dict[str, str] = {}
         self.last_error: dict | None = None  # {"at", "slot", "error"}: the latest failure
         self.last_report: ReloadReport | None = None
         self.reloads = 0
@@ -173,13 +176,13 @@ class ModelManager:
                 elif alias == PRODUCTION:
                     self._fail(report, slot, f"{slot}: no {alias} version in the registry")
                 else:  # the canary ended (or never was)
-                    self.failing.pop(slot, None)
+                    self._clear(slot)
                     if have is not None:
                         report.changed.append(f"{slot}: {have.version} -> none")
                 continue
             if have is not None and have.version == version:
                 out[alias] = have
-                self.failing.pop(slot, None)
+                self._clear(slot)
                 continue
             loaded = next((m for m in served.values() if m.version == version), None)
             if loaded is None:
@@ -189,7 +192,7 @@ class ModelManager:
                     out[alias] = have  # keep serving the old version
                 continue
             out[alias] = loaded
-            self.failing.pop(slot, None)
+            self._clear(slot)
             report.changed.append(f"{slot}: {have.version if have else 'none'} -> {version}")
             self._on_reload(name, alias, version, True)
         return out
@@ -208,6 +211,7 @@ class ModelManager:
         keeping = f"; still serving {have.version}" if have else "; nothing served in its place"
         if key in self._refused and not force:
             self._fail(report, slot, self._refused[key] + keeping, quiet=True)
+            self.refusing[slot] = version
             return None
         try:
             loaded = load_version(self.registry, name, version, self.config.scoring_threads)
@@ -215,6 +219,7 @@ class ModelManager:
             message = str(exc) if isinstance(exc, ModelLoadError) else f"{name} {version}: {exc!r}"
             if isinstance(exc, ModelLoadError) and exc.permanent:
                 self._refused[key] = message
+                self.refusing[slot] = version
             self._fail(report, slot, message + keeping)
             self._on_reload(name, slot.split("/")[1], version, False)
             return None
@@ -259,6 +264,10 @@ class ModelManager:
         self._on_reload(FEATURES_SLOT, "current", features.data_version, True)
         return features
 
+    def _clear(self, slot: str) -> None:
+        self.failing.pop(slot, None)
+        self.refusing.pop(slot, None)
+
     def _fail(self, report: ReloadReport, slot: str, message: str, quiet: bool = False) -> None:
         if not quiet and self.failing.get(slot) != message:  # once, not at every poll
             log.warning("reload: %s", message)
@@ -270,7 +279,10 @@ class ModelManager:
         state = self.state
         primary = state.get(self.config.primary)
         missing = [n for n in self.config.models if state.get(n) is None]
-        status = "ok" if not missing and state.features is not None else "degraded"
+        # degraded (still 200: something serves) when a model or the features are missing, or
+        # the registry names a version this server refuses or cannot load (failing).
+        healthy = not missing and state.features is not None and not self.failing
+        status = "ok" if healthy else "degraded"
         body = {
             "status": status if primary is not None else "unavailable",
             "model_loaded": primary is not None,
@@ -289,6 +301,7 @@ class ModelManager:
             "last_reload_at": self.last_report.started_at if self.last_report else None,
             "last_reload_error": self.last_error,
             "failing": dict(self.failing),
+            "refused": {slot: self.failing.get(slot, v) for slot, v in self.refusing.items()},
         }
         return primary is not None, body
 

@@ -75,10 +75,38 @@ def test_predict_takes_reckits_features_list(client, registry, demo):
     model = load_model("xgboost", registry.load_files("xgboost", version))
     np.testing.assert_allclose(scores, model.predict(pd.DataFrame(rows)), rtol=0, atol=1e-7)
 
-    missing = client.post("/predict", json={"features_list": [{"item_ctr": 0.1}]})
-    assert missing.status_code == 422
-    assert "missing feature column(s)" in missing.json()["detail"][0]
-    assert "user_age" in missing.json()["detail"][0]
+
+def test_missing_features_are_filled_with_zero_like_reckit_and_counted(client, registry, demo):
+    version = demo.versions["xgboost"][0]
+    columns = client.get("/").json()["feature_columns"]
+    partial = [{"item_ctr": 0.1}, {"item_ctr": 0.3, "user_age": 30.0}]
+    response = client.post("/predict", json={"features_list": partial})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["filled_missing"] == 2 * len(columns) - 3
+    full = [{c: row.get(c, 0.0) for c in columns} for row in partial]
+    model = load_model("xgboost", registry.load_files("xgboost", version))
+    np.testing.assert_allclose(body["scores"], model.predict(pd.DataFrame(full)), atol=1e-7)
+    counts = {
+        s.labels["column"]: s.value
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        if f.name == "reckit_serving_missing_features"
+        for s in f.samples
+        if s.name.endswith("_total")
+    }
+    assert counts["item_ctr"] == 0 if "item_ctr" in counts else True
+    assert counts["user_age"] == 1
+    assert all(counts[c] == 2 for c in columns if c not in ("item_ctr", "user_age"))
+
+
+def test_missing_features_are_a_422_under_the_reject_policy(config):
+    with TestClient(create_app(with_config(config, missing_features="reject"))) as client:
+        wait_until(lambda: ready(client))
+        missing = client.post("/predict", json={"features_list": [{"item_ctr": 0.1}]})
+        assert missing.status_code == 422
+        assert "missing feature column(s)" in missing.json()["detail"][0]
+        assert "user_age" in missing.json()["detail"][0]
+        assert "RECKIT_MISSING_FEATURES=reject" in missing.json()["detail"][0]
 
 
 def test_predictions_for_a_ranker_and_for_item2vec(client, demo, registry):

@@ -64,26 +64,34 @@ def test_feedback_is_counted_per_version_and_lands_in_the_pipelines_format(
     registry.set_alias("xgboost", CANARY, v2, "test", "canary")
     snap = online.load(LocalStorage(registry_dir))
     users, items = list(snap.users["user_id"][:30]), list(snap.items["item_id"][:5])
-    with TestClient(create_app(with_config(config, canary_share=0.5))) as client:
+    cfg = with_config(config, canary_share=0.5, ingest_token="ingest")
+    with TestClient(create_app(cfg)) as client:
         wait_until(lambda: ready(client))
         reload(client)
         served, events = _serve_and_report(client, users, items)
         assert set(served.values()) == {v1, v2}
-        # One more event for a request this server never served: logged, counted as unknown.
+        response = client.post("/v1/feedback", json={"events": events})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        # One more event for a request this server never served: refused without a token...
         stranger = {
             "request_id": "elsewhere",
             "item_id": items[0],
             "user_id": "u-x",
             "event_type": "click",
         }
-        response = client.post("/v1/feedback", json={"events": [*events, stranger]})
-        assert response.status_code == 200, response.text
-        body = response.json()
+        refused = client.post("/v1/feedback", json={"events": [stranger]})
+        assert refused.status_code == 403 and "unknown_request" in refused.text
+        # ...and with the ingest token accepted, counted as unknown, and kept apart.
+        apart = client.post(
+            "/v1/feedback", json={"events": [stranger]}, headers={"X-Ingest-Token": "ingest"}
+        )
+        assert apart.status_code == 200 and apart.json()["unattributed"] == 1
 
         expected = Counter((served[e["request_id"]], e["event_type"]) for e in events)
         expected[("unknown", "click")] += 1
         assert _feedback_counts(client) == dict(expected)
-        assert body["accepted"] == len(events) + 1 and body["unattributed"] == 1
+        assert body["accepted"] == len(events) and body["unattributed"] == 0
         assert body["by_model_version"][v1]["impression"] == expected[(v1, "impression")]
     # Leaving the client shut the server down: the buffered events were flushed.
 
@@ -93,18 +101,23 @@ def test_feedback_is_counted_per_version_and_lands_in_the_pipelines_format(
     assert landed.issues == [] and landed.missing_optional == []
     assert all(FILE_NAME.match(Path(f["key"]).name) for f in landed.files), landed.files
     frame = landed.frame
-    assert len(frame) == len(events) + 1
+    # Every served position was logged as an impression when served, plus the client's events.
+    assert len(frame) == len(served) * len(items) + len(events)
+    assert "elsewhere" not in set(frame["request_id"])  # unattributable: never in events/
     by_request = frame.groupby("request_id")["model_version"].first().to_dict()
     assert {rid: by_request[rid] for rid in served} == served
-    assert frame.loc[frame["request_id"] == "elsewhere", "model_version"].isna().all()
     assert set(frame["device"].dropna()) == {"web"}  # filled in from the ranking request
     assert (frame.loc[frame["event_type"] == "impression", "position"] >= 0).all()
+    kept_apart = read_landed(
+        LocalStorage(tmp_path / "feedback" / "unattributed"), "events", dt
+    ).frame
+    assert list(kept_apart["request_id"]) == ["elsewhere"]
 
     # The pipeline's own validation turns them into labelled impressions.
     validated, counts = validate_events(landed, dt)
-    assert counts.impressions == sum(e["event_type"] == "impression" for e in events)
+    assert counts.impressions == len(served) * len(items)
     assert counts.clicks == sum(e["event_type"] == "click" for e in events)
-    assert counts.orphan_clicks == 1  # the stranger's click had no impression
+    assert counts.orphan_clicks == 0
     assert set(validated["model_version"]) == {v1, v2}
 
 
@@ -125,7 +138,7 @@ def test_feedback_is_flushed_in_batches_and_retries_do_not_double_count(
         wait_until(lambda: bool(read_landed(storage, "events", dt).files), timeout=10)
         client.post("/v1/feedback", json={"events": events})  # the client retries the batch
     landed = read_landed(storage, "events", dt)
-    assert len(landed.frame) == 2 * len(events)
+    assert len(landed.frame) == len(users) * len(items) + 2 * len(events)  # + served impressions
     _, counts = validate_events(landed, dt)
     assert counts.duplicate_events == len(events)  # same event ids: the pipeline drops copies
     assert counts.impressions == sum(e["event_type"] == "impression" for e in events)

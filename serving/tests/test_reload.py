@@ -114,10 +114,17 @@ def test_a_corrupt_or_incomplete_version_is_refused_and_the_old_one_keeps_servin
         assert _rank_version(client, items) == v1
 
         health = client.get("/health")
+        # Still 200 (the old version serves) but "degraded": what a monitor alerts on.
         assert health.status_code == 200 and health.json()["model_version"] == v1
+        assert health.json()["status"] == "degraded"
+        assert set(health.json()["refused"]) == {"xgboost/production"}
+        assert says in health.json()["refused"]["xgboost/production"]
         assert says in health.json()["last_reload_error"]["error"]
         assert "xgboost/production" in health.json()["failing"]
         assert _metric(client, "reckit_serving_reload_failing", slot="xgboost/production") == 1
+        assert _metric(client, "reckit_serving_version_refused", version=v2) == 1
+        assert _metric(client, "reckit_serving_health_status", status="degraded") == 1
+        assert _metric(client, "reckit_serving_health_status", status="ok") == 0
         assert _metric(client, "reckit_serving_model_loaded_info", model="xgboost", version=v1) == 1
 
         # Restore the files for the next case (registering again rewrites identical bytes).
@@ -127,7 +134,9 @@ def test_a_corrupt_or_incomplete_version_is_refused_and_the_old_one_keeps_servin
 
     assert _metric(client, "reckit_serving_reloads", model="xgboost", result="failure") == 2
     assert reload(client).status_code == 200
-    assert client.get("/health").json()["failing"] == {}
+    health = client.get("/health").json()
+    assert health["failing"] == {} and health["refused"] == {} and health["status"] == "ok"
+    assert _metric(client, "reckit_serving_version_refused") == 0
 
 
 def test_the_poll_skips_a_refused_version_until_forced(client, registry, registry_dir, demo):

@@ -5,10 +5,16 @@ reckit's keys, so reckit's Python service loads it unchanged. reckit builds its 
 bare array ordered by ``feature_meta.feature_columns``, so the exported booster carries no feature
 names (xgboost would refuse an unnamed matrix otherwise) and only the trees up to the best
 iteration (reckit predicts with all trees).
+
+``xgb_model.json`` is written so that xgboost 2.x reads it the same way 3.x does: xgboost 3 writes
+``learner_model_param.base_score`` as a one-element vector (``"[3.25E-1]"``), which 2.x parses
+as the default 0.5 without any error (every logit shifts); the export writes the scalar form
+(``"3.25E-1"``), which both read. ``compat`` tests load the export with xgboost 2.1.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -110,7 +116,7 @@ class XGBRanker:
         return self.booster.predict(dm).astype(np.float64)
 
     def _model_bytes(self) -> bytes:
-        return bytes(self.booster.save_raw(raw_format="json"))
+        return portable_model_json(bytes(self.booster.save_raw(raw_format="json")))
 
     def reckit_export(self, model_version: str, created_at: str | None) -> dict[str, bytes]:
         """reckit's two files, with the registry's version and creation time stamped in."""
@@ -152,6 +158,23 @@ class XGBRanker:
                 f"{len(params.feature_columns)}"
             )
         return cls(booster, params)
+
+
+# xgboost 3's single-target base_score, e.g. "base_score":"[3.25E-1]" (one number in brackets).
+_VECTOR_BASE_SCORE = re.compile(rb'"base_score"\s*:\s*"\[\s*([^",\[\]\s]+)\s*\]"')
+
+
+def portable_model_json(raw: bytes) -> bytes:
+    """xgboost JSON with ``base_score`` as a scalar string, the form xgboost 2.x parses.
+
+    Only a single-target model's one-element vector is rewritten, in place in the text (the
+    number's digits are kept, so the value is bit-identical and every other byte is as xgboost
+    wrote it); a multi-target vector or an already scalar value is returned unchanged.
+    """
+    matches = list(_VECTOR_BASE_SCORE.finditer(raw))
+    if len(matches) != 1:
+        return raw
+    return _VECTOR_BASE_SCORE.sub(lambda m: b'"base_score":"' + m.group(1) + b'"', raw)
 
 
 def _params_json(params: XGBParams) -> dict:
