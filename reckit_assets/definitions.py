@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reckit_assets.defs.environments import environment_for
 from reckit_assets.defs.evaluation.assets import EVALUATIONS
 from reckit_assets.defs.features import assets as feature_assets
 from reckit_assets.defs.ingest import assets as ingest_assets
 from reckit_assets.defs.ingest.sensors import landing_arrival_sensor
 from reckit_assets.defs.jobs import daily_pipeline, daily_schedule
 from reckit_assets.defs.release.assets import REGISTRATIONS
-from reckit_assets.defs.resources import build_resources
 from reckit_assets.defs.samples import assets as sample_assets
 from reckit_assets.defs.training.assets import CANDIDATES
 from reckit_assets.settings import Settings, load_settings
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
+    # Resources and executor come from the environment (RECKIT_ENV: local | prod), chosen once.
+    environment = environment_for(settings)
     return dg.Definitions(
         assets=[
             *dg.load_assets_from_modules([ingest_assets, feature_assets, sample_assets]),
@@ -27,8 +29,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         jobs=[daily_pipeline],
         schedules=[daily_schedule],
         sensors=[landing_arrival_sensor],
-        resources=build_resources(settings),
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        resources=environment.resources,
+        executor=environment.executor,
     )
 
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.steps import models as model_steps
+from reckit_assets.defs.environments import k8s_op_tags
 from reckit_assets.defs.features.assets import PREVIOUS_WINDOW
 from reckit_assets.defs.partitions import DAILY, FIRST_DAY
 from reckit_assets.defs.resources import ReckitStorage
@@ -30,6 +31,8 @@ def build_candidate(kind: str) -> dg.AssetsDefinition:
         output_required=False,
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
+        # Pod settings under k8s_job_executor (deepfm: a GPU node); see defs/environments.py.
+        op_tags=k8s_op_tags(model_steps.candidate_asset(kind)),
         description=f"{KINDS_META[kind]['label']}, trained on the 7 days before dt. Skipped "
         "(no output) while fewer than `min_days` days are available.",
     )

@@ -1,0 +1,226 @@
+"""Where the code location runs: the one place that chooses resources and executor.
+
+``RECKIT_ENV`` is read once, when the definitions load; nothing else branches on it.
+
+``local`` (default)  the embedded default: storage URIs as settings give them (local folders),
+                     the multiprocess executor, no server needed.
+``prod``             landing, warehouse and registry on S3 through a dagster-aws ``S3Resource``
+                     (the storage layer takes its boto3 client from it); every step its own
+                     Kubernetes pod (``k8s_job_executor``) with per-step settings from
+                     :class:`K8sSteps`. Instance storage, run launcher, run coordinator and
+                     compute logs are the instance's business: ``deploy/dagster.yaml``.
+
+Variables read by ``prod`` (none is a secret; AWS credentials reach boto3 from the environment):
+
+``RECKIT_S3_ENDPOINT_URL``   an S3-compatible server (MinIO, a loopback test server); unset = AWS
+``RECKIT_S3_REGION``         region of the buckets (default: boto3's own resolution)
+``RECKIT_STEP_EXECUTOR``     ``k8s`` (default) or ``multiprocess``: where there is no cluster
+                             (the compose stack, the deployment test), steps run as processes
+``RECKIT_K8S_STEPS_FILE``    a YAML/JSON file overriding :class:`K8sSteps` (deploy/helm passes
+                             one from a ConfigMap); read at import so step tags stay stable
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+from dagster_aws.s3 import S3Resource
+from pydantic import BaseModel, Field
+
+from reckit_assets.core.io.s3 import S3Storage
+from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.defs.resources import ReckitStorage, build_resources
+from reckit_assets.settings import Settings
+
+ENVIRONMENTS = ("local", "prod")
+STEP_EXECUTORS = ("k8s", "multiprocess")
+K8S_CONFIG_TAG = "dagster-k8s/config"
+
+
+class PodSize(BaseModel):
+    """Kubernetes requests/limits of one step's container (quantities as Kubernetes writes them)."""
+
+    cpu: str
+    memory: str
+    cpu_limit: str | None = None  # None: no CPU limit (throttling hurts more than sharing)
+    memory_limit: str
+
+
+class GpuPool(BaseModel):
+    """Where GPU steps go: a node pool that only they may use (tainted, selected by label)."""
+
+    gpus: int = 1  # nvidia.com/gpu per DeepFM pod
+    node_selector: dict[str, str] = Field(default_factory=lambda: {"reckit.io/pool": "gpu"})
+    taint_key: str = "nvidia.com/gpu"  # toleration for the pool's NoSchedule taint
+    taint_value: str | None = None  # None: tolerate the key with operator Exists
+    taint_effect: str = "NoSchedule"
+
+
+class K8sSteps(BaseModel):
+    """Per-step pod settings of the ``prod`` executor. Defaults are sized for 10M impressions/day.
+
+    Data steps: docs/benchmarks.md measures 1.24 GB peak RSS for all data steps of one 1M-
+    impression day in one process, linear in rows; 10M gives ~12 GB, so 12Gi requested and 16Gi
+    as the limit leave headroom for skewed days. Model steps read 7 days of samples.
+    """
+
+    data: PodSize = PodSize(cpu="2", memory="12Gi", memory_limit="16Gi")
+    models: PodSize = PodSize(cpu="4", memory="16Gi", memory_limit="24Gi")
+    deepfm: PodSize = PodSize(cpu="4", memory="16Gi", memory_limit="24Gi")
+    gpu_pool: GpuPool = GpuPool()
+    max_concurrent_pods: int = 8  # pods of one run at a time (k8s_job_executor max_concurrent)
+    job_namespace: str | None = None  # None: the run launcher's namespace
+
+    @classmethod
+    def load(cls, env: dict[str, str] | None = None) -> K8sSteps:
+        """Defaults, overridden by the file named in RECKIT_K8S_STEPS_FILE (if set)."""
+        path = (os.environ if env is None else env).get("RECKIT_K8S_STEPS_FILE")
+        if not path:
+            return cls()
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"RECKIT_K8S_STEPS_FILE={path}: cannot read it: {exc}") from exc
+        try:
+            return cls.model_validate(raw)
+        except ValueError as exc:
+            raise ValueError(f"RECKIT_K8S_STEPS_FILE={path}: invalid step settings: {exc}") from exc
+
+
+def _container_resources(size: PodSize, gpus: int = 0) -> dict[str, Any]:
+    limits: dict[str, Any] = {"memory": size.memory_limit}
+    if size.cpu_limit:
+        limits["cpu"] = size.cpu_limit
+    if gpus:
+        limits["nvidia.com/gpu"] = gpus
+    return {"requests": {"cpu": size.cpu, "memory": size.memory}, "limits": limits}
+
+
+def step_k8s_config(steps: K8sSteps, step: str) -> dict[str, Any]:
+    """The ``dagster-k8s/config`` value for one step (a model candidate asset or a data step)."""
+    if step == "deepfm_candidate":
+        pool = steps.gpu_pool
+        toleration: dict[str, Any] = {"key": pool.taint_key, "effect": pool.taint_effect}
+        if pool.taint_value is None:
+            toleration["operator"] = "Exists"
+        else:
+            toleration.update(operator="Equal", value=pool.taint_value)
+        return {
+            "container_config": {"resources": _container_resources(steps.deepfm, pool.gpus)},
+            "pod_spec_config": {
+                "node_selector": dict(pool.node_selector),
+                "tolerations": [toleration],
+            },
+        }
+    if step.endswith("_candidate"):
+        return {"container_config": {"resources": _container_resources(steps.models)}}
+    return {"container_config": {"resources": _container_resources(steps.data)}}
+
+
+# Read once at import: op tags are part of the definitions, identical in every process.
+K8S_STEPS = K8sSteps.load()
+
+
+def k8s_op_tags(step: str) -> dict[str, str]:
+    """Op tags carrying this step's pod settings; only ``k8s_job_executor`` reads them."""
+    return {K8S_CONFIG_TAG: json.dumps(step_k8s_config(K8S_STEPS, step), sort_keys=True)}
+
+
+class S3ReckitStorage(ReckitStorage):
+    """:class:`ReckitStorage` whose ``s3://`` locations use the client of a dagster-aws S3Resource."""
+
+    s3: S3Resource
+
+    def _open(self, uri: str) -> Storage:
+        if uri.startswith("s3://"):
+            return S3Storage.from_uri(uri, client=self.s3.get_client())
+        return storage_from_uri(uri)
+
+    def landing(self) -> Storage:
+        return self._open(self.landing_uri)
+
+    def warehouse(self) -> Storage:
+        return self._open(self.warehouse_uri)
+
+    def registry(self) -> Storage:
+        return self._open(self.registry_uri)
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    resources: dict[str, Any]
+    executor: dg.ExecutorDefinition
+
+
+def _local(settings: Settings) -> Environment:
+    return Environment(
+        name="local",
+        resources=build_resources(settings),
+        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+    )
+
+
+def _prod(settings: Settings, env: dict[str, str]) -> Environment:
+    not_s3 = {
+        var: uri
+        for var, uri in (
+            ("RECKIT_LANDING_URI", settings.landing_uri),
+            ("RECKIT_WAREHOUSE_URI", settings.warehouse_uri),
+            ("RECKIT_REGISTRY_URI", settings.registry_uri),
+        )
+        if not uri.startswith("s3://")
+    }
+    if not_s3:
+        raise ValueError(
+            f"RECKIT_ENV=prod keeps data on S3, but {len(not_s3)} location(s) are not s3:// URIs: "
+            + ", ".join(f"{var}={uri!r}" for var, uri in not_s3.items())
+            + " (set them to s3://bucket/prefix)"
+        )
+    s3 = S3Resource(
+        endpoint_url=env.get("RECKIT_S3_ENDPOINT_URL") or None,
+        region_name=env.get("RECKIT_S3_REGION") or None,
+    )
+    resources = build_resources(settings)
+    resources["s3"] = s3
+    resources["storage"] = S3ReckitStorage(
+        landing_uri=settings.landing_uri,
+        warehouse_uri=settings.warehouse_uri,
+        registry_uri=settings.registry_uri,
+        s3=s3,
+    )
+    kind = env.get("RECKIT_STEP_EXECUTOR") or "k8s"
+    if kind not in STEP_EXECUTORS:
+        raise ValueError(f"RECKIT_STEP_EXECUTOR={kind!r}: expected one of {STEP_EXECUTORS}")
+    if kind == "multiprocess":
+        executor = dg.multiprocess_executor.configured({"max_concurrent": 2})
+    else:
+        from dagster_k8s import k8s_job_executor
+
+        config: dict[str, Any] = {
+            "max_concurrent": K8S_STEPS.max_concurrent_pods,
+            # Default for every step (the data steps); model steps override it by op tag.
+            "step_k8s_config": step_k8s_config(K8S_STEPS, "data"),
+        }
+        if K8S_STEPS.job_namespace:
+            config["job_namespace"] = K8S_STEPS.job_namespace
+        executor = k8s_job_executor.configured(config, name="k8s_steps")
+    return Environment(name="prod", resources=resources, executor=executor)
+
+
+def environment_for(settings: Settings, env: dict[str, str] | None = None) -> Environment:
+    """The resources and executor of the environment named by RECKIT_ENV (default ``local``)."""
+    env = dict(os.environ if env is None else env)
+    name = env.get("RECKIT_ENV") or "local"
+    if name == "local":
+        return _local(settings)
+    if name == "prod":
+        return _prod(settings, env)
+    raise ValueError(f"RECKIT_ENV={name!r}: expected one of {ENVIRONMENTS}")
