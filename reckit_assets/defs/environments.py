@@ -12,12 +12,14 @@
 
 Variables read by ``prod`` (none is a secret; AWS credentials reach boto3 from the environment):
 
-``RECKIT_S3_ENDPOINT_URL``   an S3-compatible server (MinIO, a loopback test server); unset = AWS
-``RECKIT_S3_REGION``         region of the buckets (default: boto3's own resolution)
+``AWS_ENDPOINT_URL``         boto3's own variable: an S3-compatible server (MinIO, a loopback
+                             test server); unset = AWS. ``AWS_DEFAULT_REGION`` likewise.
 ``RECKIT_STEP_EXECUTOR``     ``k8s`` (default) or ``multiprocess``: where there is no cluster
                              (the compose stack, the deployment test), steps run as processes
-``RECKIT_K8S_STEPS_FILE``    a YAML/JSON file overriding :class:`K8sSteps` (deploy/helm passes
-                             one from a ConfigMap); read at import so step tags stay stable
+``RECKIT_K8S_STEPS``         YAML overriding :class:`K8sSteps` (deploy/helm/dagster-values.yaml
+                             sets it on the code location; run and step pods inherit it), or
+``RECKIT_K8S_STEPS_FILE``    a file holding that YAML. Read once at import: op tags are part of
+                             the definitions and must be the same in every process.
 """
 
 from __future__ import annotations
@@ -80,18 +82,23 @@ class K8sSteps(BaseModel):
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None) -> K8sSteps:
-        """Defaults, overridden by the file named in RECKIT_K8S_STEPS_FILE (if set)."""
-        path = (os.environ if env is None else env).get("RECKIT_K8S_STEPS_FILE")
-        if not path:
+        """Defaults, overridden by YAML in RECKIT_K8S_STEPS (inline) or RECKIT_K8S_STEPS_FILE."""
+        env = os.environ if env is None else env
+        if env.get("RECKIT_K8S_STEPS"):
+            source, text = "RECKIT_K8S_STEPS", env["RECKIT_K8S_STEPS"]
+        elif env.get("RECKIT_K8S_STEPS_FILE"):
+            source = f"RECKIT_K8S_STEPS_FILE={env['RECKIT_K8S_STEPS_FILE']}"
+            try:
+                text = Path(env["RECKIT_K8S_STEPS_FILE"]).read_text()
+            except OSError as exc:
+                raise ValueError(f"{source}: cannot read it: {exc}") from exc
+        else:
             return cls()
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"RECKIT_K8S_STEPS_FILE={path}: cannot read it: {exc}") from exc
-        try:
+            raw = yaml.safe_load(text) or {}
             return cls.model_validate(raw)
-        except ValueError as exc:
-            raise ValueError(f"RECKIT_K8S_STEPS_FILE={path}: invalid step settings: {exc}") from exc
+        except (yaml.YAMLError, ValueError) as exc:
+            raise ValueError(f"{source}: invalid step settings: {exc}") from exc
 
 
 def _container_resources(size: PodSize, gpus: int = 0) -> dict[str, Any]:
@@ -184,9 +191,10 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
             + ", ".join(f"{var}={uri!r}" for var, uri in not_s3.items())
             + " (set them to s3://bucket/prefix)"
         )
+    # Shown in the UI's resource view; compute logs and serving read the same variables.
     s3 = S3Resource(
-        endpoint_url=env.get("RECKIT_S3_ENDPOINT_URL") or None,
-        region_name=env.get("RECKIT_S3_REGION") or None,
+        endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        region_name=env.get("AWS_DEFAULT_REGION") or None,
     )
     resources = build_resources(settings)
     resources["s3"] = s3
@@ -200,7 +208,13 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
     if kind not in STEP_EXECUTORS:
         raise ValueError(f"RECKIT_STEP_EXECUTOR={kind!r}: expected one of {STEP_EXECUTORS}")
     if kind == "multiprocess":
-        executor = dg.multiprocess_executor.configured({"max_concurrent": 2})
+        # Steps fork from a server that imported the code location once (torch & co. load once).
+        executor = dg.multiprocess_executor.configured(
+            {
+                "max_concurrent": 2,
+                "start_method": {"forkserver": {"preload_modules": ["reckit_assets.definitions"]}},
+            }
+        )
     else:
         from dagster_k8s import k8s_job_executor
 
