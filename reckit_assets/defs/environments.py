@@ -32,13 +32,9 @@ from typing import Any
 
 import dagster as dg
 import yaml
-from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, Field
 
-from reckit_assets.core.io.s3 import S3Storage
-from reckit_assets.core.io.storage import Storage
-from reckit_assets.core.io.uri import storage_from_uri
-from reckit_assets.defs.resources import ReckitStorage, build_resources
+from reckit_assets.defs.resources import build_resources
 from reckit_assets.settings import Settings
 
 ENVIRONMENTS = ("local", "prod")
@@ -140,26 +136,6 @@ def k8s_op_tags(step: str) -> dict[str, str]:
     return {K8S_CONFIG_TAG: json.dumps(step_k8s_config(K8S_STEPS, step), sort_keys=True)}
 
 
-class S3ReckitStorage(ReckitStorage):
-    """:class:`ReckitStorage` whose ``s3://`` locations use the client of a dagster-aws S3Resource."""
-
-    s3: S3Resource
-
-    def _open(self, uri: str) -> Storage:
-        if uri.startswith("s3://"):
-            return S3Storage.from_uri(uri, client=self.s3.get_client())
-        return storage_from_uri(uri)
-
-    def landing(self) -> Storage:
-        return self._open(self.landing_uri)
-
-    def warehouse(self) -> Storage:
-        return self._open(self.warehouse_uri)
-
-    def registry(self) -> Storage:
-        return self._open(self.registry_uri)
-
-
 @dataclass(frozen=True)
 class Environment:
     name: str
@@ -191,6 +167,11 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
             + ", ".join(f"{var}={uri!r}" for var, uri in not_s3.items())
             + " (set them to s3://bucket/prefix)"
         )
+    # Imported here: dagster_aws costs seconds of import time in every local step process.
+    from dagster_aws.s3 import S3Resource
+
+    from reckit_assets.defs.s3_storage import S3ReckitStorage
+
     # Shown in the UI's resource view; compute logs and serving read the same variables.
     s3 = S3Resource(
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
