@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-all lint format bench validate compat
+.PHONY: setup demo test test-all lint format bench validate compat test-deploy
 
 setup:  ## install everything into .venv (tested pins in constraints.txt) and create DAGSTER_HOME
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,6 @@ bench:  ## benchmarks (figures recorded in docs/benchmarks.md); a few minutes
 	$(BIN)/python bench/data_layer.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/serving.py
+
+test-deploy:  ## deploy/: multi-process prod test (PostgreSQL, S3, webserver, daemon, code server) + offline K8s checks; needs .ci/run's tools
+	$(BIN)/python -m pytest -q -m deploy reckit_assets_tests/deploy

@@ -35,6 +35,8 @@ DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
 def run_direct(root: str, dt: str) -> None:
     """Every step of the daily job for ``dt``, by calling the core functions (what the assets do,
     without Dagster)."""
+    from reckit_assets.defs.training.config import CONFIGS
+
     from reckit_assets.core.evaluation import gate
     from reckit_assets.core.features import online
     from reckit_assets.core.ingest.quality import Thresholds
@@ -43,7 +45,6 @@ def run_direct(root: str, dt: str) -> None:
     from reckit_assets.core.release.registry import Registry
     from reckit_assets.core.steps import data as steps
     from reckit_assets.core.steps import models as model_steps
-    from reckit_assets.defs.training.config import CONFIGS
 
     landing = LocalStorage(f"{root}/landing")
     store = LocalStorage(f"{root}/warehouse")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from reckit_assets.config import ReckitConfig, load_config
+from reckit_assets.defs.environments import environment_for
 from reckit_assets.defs.evaluation import assets as evaluation
 from reckit_assets.defs.features import assets as features
 from reckit_assets.defs.ingest import assets as ingest
@@ -17,29 +18,17 @@ from reckit_assets.defs.ingest.sensors import build_arrival_sensor
 from reckit_assets.defs.jobs import build_daily_job, build_daily_schedule
 from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.release import assets as release
-from reckit_assets.defs.resources import build_resources
 from reckit_assets.defs.samples import assets as samples
 from reckit_assets.defs.training import assets as training
 from reckit_assets.settings import Settings, load_settings
-
-# One process per step (a step's memory is returned when it ends; training cannot take the data
-# steps down with it), but forked from a server that has already imported the code location and
-# the ML stack: a step starts in milliseconds instead of re-importing dagster, polars, torch,
-# xgboost and gensim (~2-6 s each). bench/orchestration.py measures the difference. Kubernetes
-# (prod) replaces this with one pod per step.
-PRELOADED_MODULES = ["reckit_assets.definitions", "torch", "xgboost", "gensim"]
-STEP_EXECUTOR = dg.multiprocess_executor.configured(
-    {
-        "max_concurrent": 2,
-        "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}},
-    }
-)
 
 
 def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Definitions:
     config = config or load_config(settings.config_file).config
     s = structure_for(config)
     daily = build_daily_job()
+    # Resources and executor come from the environment (RECKIT_ENV: local | prod), chosen once.
+    environment = environment_for(settings)
     return dg.Definitions(
         assets=[
             *ingest.build(s),
@@ -52,8 +41,8 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
         jobs=[daily],
         schedules=[build_daily_schedule(daily)],
         sensors=[build_arrival_sensor(s, daily)],
-        resources=build_resources(settings),
-        executor=STEP_EXECUTOR,
+        resources=environment.resources,
+        executor=environment.executor,
     )
 
 

@@ -26,6 +26,8 @@ def build_registration(kind: str, s: Structure) -> dg.AssetsDefinition:
         partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds={"json"},
+        # Alias moves are serialized across runs: the prod instance limits this pool to 1.
+        pool="registry",
         description=f"The gated {kind} candidate registered as an immutable version; the "
         "`canary` alias moves to it (`production` when there is none yet).",
     )

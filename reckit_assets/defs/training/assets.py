@@ -10,6 +10,7 @@ from reckit_assets.defs.config import (
     config_metadata,
     overrides_of,
 )
+from reckit_assets.defs.environments import k8s_op_tags
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import to_result
@@ -34,6 +35,8 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         output_required=False,
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
+        # Pod settings under k8s_job_executor (deepfm: a GPU node); see defs/environments.py.
+        op_tags=k8s_op_tags(model_steps.candidate_asset(kind)),
         description=f"{KINDS_META[kind]['label']}, trained on the {s.training_window_days} "
         "days before dt (`training.window_days`). Skipped, with the reason, while fewer than "
         "`training.min_days` usable days are available.",
