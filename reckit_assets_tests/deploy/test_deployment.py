@@ -255,7 +255,7 @@ def test_daily_runs_through_webserver_daemon_and_code_server(tmp_path, s3_server
                 done = all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
                 return runs if done else None
 
-            runs = wait_for(finished, 900, f"runs {run_ids} to finish", interval=3)
+            runs = wait_for(finished, 1800, f"runs {run_ids} to finish", interval=3)
             assert [r["status"] for r in runs] == ["SUCCESS"] * len(RUN_DAYS), (
                 runs,
                 services[0].tail(),
