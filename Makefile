@@ -39,3 +39,4 @@ bench:  ## benchmarks (figures recorded in docs/benchmarks.md); a few minutes
 	$(BIN)/python bench/data_layer.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/sensor_listing.py
