@@ -242,11 +242,12 @@ def test_the_project_sensor_requests_the_first_day_then_waits(simulated):
 
 def test_an_old_cursor_is_migrated_and_its_days_decided_by_their_runs(simulated):
     h = Harness(simulated)
-    h.cursor = json.dumps(dict.fromkeys((D1, D2), "oldsig"))
-    h.run([dg.RunRequest(partition_key=D1)])
-    requests = h.tick()
-    assert h.day(D1)["state"] == "succeeded" or h.day(D1)["sig"] != "oldsig"
-    assert [r.partition_key for r in requests] in ([D1], [D2], [])
+    signatures = landing.ready_days(simulated.landing)
+    h.cursor = json.dumps({d: signatures[d] for d in (D1, D2)})  # the first format
+    assert h.run([dg.RunRequest(partition_key=D1)]) == {D1: True}  # D1 ran; D2's run was lost
+    (request,) = h.tick()
+    assert h.day(D1)["state"] == "succeeded"
+    assert request.partition_key == D2 and h.day(D3)["state"] == "due"
 
 
 def test_the_daily_schedule_targets_the_previous_day_and_is_off_by_default():

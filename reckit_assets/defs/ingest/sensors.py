@@ -7,8 +7,8 @@ attempt time, and the last run's outcome::
     landing    folders seen, markers incomplete: re-read every tick until complete
     due        needs a run (new, re-landed, a dependant of a re-landed day, or a failed run
                waiting out its backoff)
-    requested  a run was requested: its status is looked up on the instance every tick, by
-               partition tag and job, among runs created since the request
+    requested  a run was requested: its outcome is looked up on the instance every tick (the
+               run tagged with this request, or a successful run of the partition since)
     succeeded  a run for it succeeded (a manual one counts too)
     gave_up    ``max_attempts`` runs failed for this landing; a re-landing starts over
 
@@ -103,18 +103,33 @@ def _load(cursor: str | None) -> dict:
     return {"format": CURSOR_FORMAT, "listed_through": max(days, default=None), "days": days}
 
 
-def _latest_finished_run(instance: dg.DagsterInstance, job_name: str, dt: str, since: float):
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(
+def _outcome(instance: dg.DagsterInstance, job_name: str, dt: str, entry: dict):
+    """The finished run that decides a requested day, or None while none has finished.
+
+    First the run of this very request (tag ``reckit/request`` = its run key); failing that, a
+    SUCCESS of any run of the job for the partition created since the request (someone ran the
+    day by hand). A failed manual run does not count against the sensor's attempts.
+    """
+
+    def finished(filters: dg.RunsFilter):
+        records = instance.get_run_records(filters=filters, limit=20)
+        done = [r for r in records if r.dagster_run.is_finished]
+        return max(done, key=lambda r: r.create_timestamp, default=None)
+
+    if entry.get("run_key"):
+        own = finished(dg.RunsFilter(tags={"reckit/request": entry["run_key"]}))
+        if own is not None:
+            return own
+    since = entry.get("requested_at", 0)
+    other = finished(
+        dg.RunsFilter(
             job_name=job_name,
             tags={"dagster/partition": dt},
+            statuses=[dg.DagsterRunStatus.SUCCESS],
             created_after=datetime.fromtimestamp(since, tz=UTC) if since else None,
-        ),
-        limit=20,
+        )
     )
-    finished = [r for r in records if r.dagster_run.is_finished]
-    # newest first by creation; the newest finished run decides
-    return max(finished, key=lambda r: r.create_timestamp, default=None)
+    return other
 
 
 def evaluate_arrivals(
@@ -171,7 +186,7 @@ def evaluate_arrivals(
     for dt, entry in sorted(days.items()):
         if entry["state"] != "requested":
             continue
-        record = _latest_finished_run(context.instance, job_name, dt, entry.get("requested_at", 0))
+        record = _outcome(context.instance, job_name, dt, entry)
         if record is None:
             if now - entry.get("requested_at", 0) > policy.lost_after_seconds:
                 entry.update(state="due", why="requested but no run finished", next_at=0)
@@ -218,8 +233,8 @@ def evaluate_arrivals(
             continue
         entry["attempts"] = entry.get("attempts", 0) + 1
         entry["requests"] = entry.get("requests", 0) + 1
-        entry.update(state="requested", requested_at=now)
         run_key = f"{dt}:{entry['sig']}:r{entry['requests']}"
+        entry.update(state="requested", requested_at=now, run_key=run_key)
         requests.append(
             dg.RunRequest(
                 partition_key=dt,
@@ -227,6 +242,7 @@ def evaluate_arrivals(
                 tags={
                     "reckit/landing_signature": entry["sig"],
                     "reckit/trigger": "arrival",
+                    "reckit/request": run_key,
                     "reckit/why": entry["why"][:200],
                     "reckit/attempt": f"{entry['attempts']}/{policy.max_attempts}",
                 },
