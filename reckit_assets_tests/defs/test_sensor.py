@@ -264,3 +264,17 @@ def test_the_daily_schedule_targets_the_previous_day_and_is_off_by_default():
 def test_the_sensor_is_built_with_its_policy():
     sensor = build_arrival_sensor(STRUCTURE, JOB, ArrivalPolicy(max_attempts=9))
     assert "at most 9 attempts" in sensor.description
+
+
+def test_a_request_still_running_is_waited_for_and_a_lost_one_is_made_again(simulated):
+    h = Harness(simulated)
+    (first,) = h.tick()
+    h.now += 2 * 3600  # past lost_after_seconds, but the run exists and is still running
+    run = h.instance.create_run_for_job(
+        h.job, tags={**first.tags, "dagster/partition": D1}, status=dg.DagsterRunStatus.STARTED
+    )
+    assert h.tick() == [] and h.day(D1)["state"] == "requested"
+    h.instance.delete_run(run.run_id)  # the daemon never launched it (or it vanished)
+    h.now += 2 * 3600
+    (again,) = h.tick()
+    assert again.partition_key == D1 and again.run_key.endswith(":r2")

@@ -52,7 +52,8 @@ class ArrivalPolicy:
     max_attempts: int = 4  # failed runs of one landing of a day before the sensor gives up
     backoff_seconds: float = 300.0  # wait after the first failure; doubles after each one
     max_backoff_seconds: float = 6 * 3600.0
-    lost_after_seconds: float = 3600.0  # a request with no run after this is made again
+    lost_after_seconds: float = 3600.0  # a request with no run (queued, running or finished)
+    # after this long is made again (the daemon never launched it)
     recheck_days: int | None = None  # newest days re-stat'ed every tick (None: the window)
 
     def backoff(self, attempts: int) -> float:
@@ -101,6 +102,16 @@ def _load(cursor: str | None) -> dict:
         for dt, sig in doc.items()
     }
     return {"format": CURSOR_FORMAT, "listed_through": max(days, default=None), "days": days}
+
+
+def _in_flight(instance: dg.DagsterInstance, entry: dict) -> bool:
+    """Whether the run of this request exists and has not finished (queued or running)."""
+    if not entry.get("run_key"):
+        return False
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={"reckit/request": entry["run_key"]}), limit=5
+    )
+    return any(not r.dagster_run.is_finished for r in records)
 
 
 def _outcome(instance: dg.DagsterInstance, job_name: str, dt: str, entry: dict):
@@ -188,7 +199,8 @@ def evaluate_arrivals(
             continue
         record = _outcome(context.instance, job_name, dt, entry)
         if record is None:
-            if now - entry.get("requested_at", 0) > policy.lost_after_seconds:
+            waited = now - entry.get("requested_at", 0)
+            if waited > policy.lost_after_seconds and not _in_flight(context.instance, entry):
                 entry.update(state="due", why="requested but no run finished", next_at=0)
                 log.warning(f"{dt}: no finished run since its request; requesting it again")
             continue
