@@ -169,7 +169,9 @@ def evaluate_arrivals(
     previous = state["listed_through"]
     listed = landed_days_after(landing, _day(previous, -(recheck + 1)) if previous else None)
     newest = max([*listed, previous or ""]) or None
-    candidates = set(listed) | {dt for dt, e in days.items() if e["state"] != "succeeded"}
+    # Days before the first partition never become partitions: not tracked at all.
+    candidates = {d for d in listed if d >= s.first_day}
+    candidates |= {dt for dt, e in days.items() if e["state"] != "succeeded"}
     for dt in sorted(candidates):
         sig = day_signature(landing, dt)
         entry = days.get(dt)
