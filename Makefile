@@ -43,6 +43,7 @@ bench:  ## benchmarks (figures recorded in docs/benchmarks.md); a few minutes
 	$(BIN)/python bench/data_layer.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/sensor_listing.py
 
 test-deploy:  ## deploy/: multi-process prod test (PostgreSQL, S3, webserver, daemon, code server) + offline K8s checks; needs .ci/run's tools
 	$(BIN)/python -m pytest -q -m deploy reckit_assets_tests/deploy

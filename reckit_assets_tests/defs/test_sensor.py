@@ -242,11 +242,12 @@ def test_the_project_sensor_requests_the_first_day_then_waits(simulated):
 
 def test_an_old_cursor_is_migrated_and_its_days_decided_by_their_runs(simulated):
     h = Harness(simulated)
-    h.cursor = json.dumps(dict.fromkeys((D1, D2), "oldsig"))
-    h.run([dg.RunRequest(partition_key=D1)])
-    requests = h.tick()
-    assert h.day(D1)["state"] == "succeeded" or h.day(D1)["sig"] != "oldsig"
-    assert [r.partition_key for r in requests] in ([D1], [D2], [])
+    signatures = landing.ready_days(simulated.landing)
+    h.cursor = json.dumps({d: signatures[d] for d in (D1, D2)})  # the first format
+    assert h.run([dg.RunRequest(partition_key=D1)]) == {D1: True}  # D1 ran; D2's run was lost
+    (request,) = h.tick()
+    assert h.day(D1)["state"] == "succeeded"
+    assert request.partition_key == D2 and h.day(D3)["state"] == "due"
 
 
 def test_the_daily_schedule_targets_the_previous_day_and_is_off_by_default():
@@ -263,3 +264,17 @@ def test_the_daily_schedule_targets_the_previous_day_and_is_off_by_default():
 def test_the_sensor_is_built_with_its_policy():
     sensor = build_arrival_sensor(STRUCTURE, JOB, ArrivalPolicy(max_attempts=9))
     assert "at most 9 attempts" in sensor.description
+
+
+def test_a_request_still_running_is_waited_for_and_a_lost_one_is_made_again(simulated):
+    h = Harness(simulated)
+    (first,) = h.tick()
+    h.now += 2 * 3600  # past lost_after_seconds, but the run exists and is still running
+    run = h.instance.create_run_for_job(
+        h.job, tags={**first.tags, "dagster/partition": D1}, status=dg.DagsterRunStatus.STARTED
+    )
+    assert h.tick() == [] and h.day(D1)["state"] == "requested"
+    h.instance.delete_run(run.run_id)  # the daemon never launched it (or it vanished)
+    h.now += 2 * 3600
+    (again,) = h.tick()
+    assert again.partition_key == D1 and again.run_key.endswith(":r2")

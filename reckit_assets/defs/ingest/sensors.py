@@ -7,8 +7,8 @@ attempt time, and the last run's outcome::
     landing    folders seen, markers incomplete: re-read every tick until complete
     due        needs a run (new, re-landed, a dependant of a re-landed day, or a failed run
                waiting out its backoff)
-    requested  a run was requested: its status is looked up on the instance every tick, by
-               partition tag and job, among runs created since the request
+    requested  a run was requested: its outcome is looked up on the instance every tick (the
+               run tagged with this request, or a successful run of the partition since)
     succeeded  a run for it succeeded (a manual one counts too)
     gave_up    ``max_attempts`` runs failed for this landing; a re-landing starts over
 
@@ -52,7 +52,8 @@ class ArrivalPolicy:
     max_attempts: int = 4  # failed runs of one landing of a day before the sensor gives up
     backoff_seconds: float = 300.0  # wait after the first failure; doubles after each one
     max_backoff_seconds: float = 6 * 3600.0
-    lost_after_seconds: float = 3600.0  # a request with no run after this is made again
+    lost_after_seconds: float = 3600.0  # a request with no run (queued, running or finished)
+    # after this long is made again (the daemon never launched it)
     recheck_days: int | None = None  # newest days re-stat'ed every tick (None: the window)
 
     def backoff(self, attempts: int) -> float:
@@ -103,18 +104,43 @@ def _load(cursor: str | None) -> dict:
     return {"format": CURSOR_FORMAT, "listed_through": max(days, default=None), "days": days}
 
 
-def _latest_finished_run(instance: dg.DagsterInstance, job_name: str, dt: str, since: float):
+def _in_flight(instance: dg.DagsterInstance, entry: dict) -> bool:
+    """Whether the run of this request exists and has not finished (queued or running)."""
+    if not entry.get("run_key"):
+        return False
     records = instance.get_run_records(
-        filters=dg.RunsFilter(
+        filters=dg.RunsFilter(tags={"reckit/request": entry["run_key"]}), limit=5
+    )
+    return any(not r.dagster_run.is_finished for r in records)
+
+
+def _outcome(instance: dg.DagsterInstance, job_name: str, dt: str, entry: dict):
+    """The finished run that decides a requested day, or None while none has finished.
+
+    First the run of this very request (tag ``reckit/request`` = its run key); failing that, a
+    SUCCESS of any run of the job for the partition created since the request (someone ran the
+    day by hand). A failed manual run does not count against the sensor's attempts.
+    """
+
+    def finished(filters: dg.RunsFilter):
+        records = instance.get_run_records(filters=filters, limit=20)
+        done = [r for r in records if r.dagster_run.is_finished]
+        return max(done, key=lambda r: r.create_timestamp, default=None)
+
+    if entry.get("run_key"):
+        own = finished(dg.RunsFilter(tags={"reckit/request": entry["run_key"]}))
+        if own is not None:
+            return own
+    since = entry.get("requested_at", 0)
+    other = finished(
+        dg.RunsFilter(
             job_name=job_name,
             tags={"dagster/partition": dt},
+            statuses=[dg.DagsterRunStatus.SUCCESS],
             created_after=datetime.fromtimestamp(since, tz=UTC) if since else None,
-        ),
-        limit=20,
+        )
     )
-    finished = [r for r in records if r.dagster_run.is_finished]
-    # newest first by creation; the newest finished run decides
-    return max(finished, key=lambda r: r.create_timestamp, default=None)
+    return other
 
 
 def evaluate_arrivals(
@@ -143,7 +169,9 @@ def evaluate_arrivals(
     previous = state["listed_through"]
     listed = landed_days_after(landing, _day(previous, -(recheck + 1)) if previous else None)
     newest = max([*listed, previous or ""]) or None
-    candidates = set(listed) | {dt for dt, e in days.items() if e["state"] != "succeeded"}
+    # Days before the first partition never become partitions: not tracked at all.
+    candidates = {d for d in listed if d >= s.first_day}
+    candidates |= {dt for dt, e in days.items() if e["state"] != "succeeded"}
     for dt in sorted(candidates):
         sig = day_signature(landing, dt)
         entry = days.get(dt)
@@ -171,9 +199,10 @@ def evaluate_arrivals(
     for dt, entry in sorted(days.items()):
         if entry["state"] != "requested":
             continue
-        record = _latest_finished_run(context.instance, job_name, dt, entry.get("requested_at", 0))
+        record = _outcome(context.instance, job_name, dt, entry)
         if record is None:
-            if now - entry.get("requested_at", 0) > policy.lost_after_seconds:
+            waited = now - entry.get("requested_at", 0)
+            if waited > policy.lost_after_seconds and not _in_flight(context.instance, entry):
                 entry.update(state="due", why="requested but no run finished", next_at=0)
                 log.warning(f"{dt}: no finished run since its request; requesting it again")
             continue
@@ -218,8 +247,8 @@ def evaluate_arrivals(
             continue
         entry["attempts"] = entry.get("attempts", 0) + 1
         entry["requests"] = entry.get("requests", 0) + 1
-        entry.update(state="requested", requested_at=now)
         run_key = f"{dt}:{entry['sig']}:r{entry['requests']}"
+        entry.update(state="requested", requested_at=now, run_key=run_key)
         requests.append(
             dg.RunRequest(
                 partition_key=dt,
@@ -227,6 +256,7 @@ def evaluate_arrivals(
                 tags={
                     "reckit/landing_signature": entry["sig"],
                     "reckit/trigger": "arrival",
+                    "reckit/request": run_key,
                     "reckit/why": entry["why"][:200],
                     "reckit/attempt": f"{entry['attempts']}/{policy.max_attempts}",
                 },

@@ -66,7 +66,7 @@ def _worker(*args: str, env: dict | None = None, wait: bool = True):
     return subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120)
 
 
-def _verify(registry_root: Path, capsys) -> tuple[int, str]:
+def _verify(registry_root: str, capsys) -> tuple[int, str]:
     code = cli.main(["registry", "--registry", str(registry_root), "verify"])
     return code, capsys.readouterr().out
 
@@ -75,10 +75,13 @@ class Scenario:
     """A lake with a registry; ``first``: no production yet (dt=D1), else production = D1's
     version and dt=D2's candidate goes to canary."""
 
-    def __init__(self, root: Path, first: bool) -> None:
+    def __init__(self, root: Path, first: bool, s3: tuple[str, dict] | None = None) -> None:
+        from reckit_assets.core.io.uri import storage_from_uri
+
         self.wh = LocalStorage(root / "warehouse")
-        self.registry_root = root / "registry"
-        self.registry = Registry(LocalStorage(self.registry_root))
+        self.env = s3[1] if s3 else {}
+        self.registry_root = f"s3://{s3[0]}/{root.name}" if s3 else str(root / "registry")
+        self.registry = Registry(storage_from_uri(self.registry_root))
         v1 = _stage(self.wh, D1, None)
         self.dt, self.alias, self.expected = D1, PRODUCTION, v1
         if not first:
@@ -87,10 +90,10 @@ class Scenario:
             self.expected = _stage(self.wh, D2, v1)
 
     def args(self) -> list[str]:
-        return ["register", "--registry", str(self.registry_root), "--warehouse"]
+        return ["register", "--registry", self.registry_root, "--warehouse"]
 
     def run(self, *extra: str):
-        return _worker(*self.args(), str(self.wh.root), "--dt", self.dt, *extra)
+        return _worker(*self.args(), str(self.wh.root), "--dt", self.dt, *extra, env=self.env)
 
     def retry(self) -> dict:
         """The same registration again, in this process (the code a rerun of the step runs)."""
@@ -101,25 +104,30 @@ class Scenario:
         return self.registry.alias(KIND, self.alias) == self.expected and len(moves) == 1
 
 
-def _write_points(tmp_path: Path, first: bool) -> list[str]:
-    scenario = Scenario(tmp_path / "trace", first)
+def _write_points(tmp_path: Path, first: bool, s3) -> list[str]:
+    scenario = Scenario(tmp_path / "trace", first, s3)
     done = scenario.run("--trace")
     assert done.returncode == 0, done.stderr
     assert scenario.released()
     return [line for line in done.stderr.splitlines() if line.startswith("write ")]
 
 
-@pytest.mark.parametrize("first", [True, False], ids=["first-version", "canary"])
+@pytest.mark.parametrize(
+    ("first", "backend"),
+    [(True, "local"), (False, "local"), (True, "s3")],
+    ids=["first-version", "canary", "first-version-s3"],
+)
 def test_registration_killed_at_every_write_point_verifies_and_retry_completes(
-    tmp_path, capsys, first
+    tmp_path, capsys, first, backend, request
 ):
-    points = _write_points(tmp_path, first)
+    s3 = request.getfixturevalue("s3_bucket") if backend == "s3" else None
+    points = _write_points(tmp_path, first, s3)
     # files, then the manifest (create-if-absent), then one ledger write for the alias move
     assert len(points) == 3
     assert "create-if-absent" in points[-2] and "manifest.json" in points[-2]
     assert "ledger.json" in points[-1]
     for n in range(len(points) + 1):  # 0: killed before its first write
-        scenario = Scenario(tmp_path / f"kill-{n}", first)
+        scenario = Scenario(tmp_path / f"kill-{n}", first, s3)
         before = scenario.registry.history(KIND)
         killed = scenario.run("--kill-after", str(n))
         assert killed.returncode == -signal.SIGKILL, (n, killed.stderr)
