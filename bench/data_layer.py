@@ -79,13 +79,30 @@ def config(impressions: int, days: int):
     )
 
 
-def simulate(impressions: int, root: str, days: int) -> None:
+def simulate(impressions: int, root: str, days: int, replicas: int = 1) -> None:
+    """Land ``days`` simulated days. With ``replicas`` > 1 the simulator runs at
+    ``impressions / replicas`` and each day's users and events are landed ``replicas`` times with
+    suffixed user, request and event ids: as many distinct users, requests and events as a
+    simulation at full scale, same catalog, for a fraction of the simulator's time."""
+    import polars as pl
+
+    from reckit_assets.core.io.frames import frame_to_parquet_bytes
     from reckit_assets.core.io.storage import LocalStorage
     from reckit_assets.simulation.simulate import write_simulation
 
-    write_simulation(
-        config(impressions, days), LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/oracle")
-    )
+    landing = LocalStorage(f"{root}/landing")
+    write_simulation(config(impressions // replicas, days), landing, LocalStorage(f"{root}/oracle"))
+    if replicas == 1:
+        return
+    suffixed = {"events": ["event_id", "user_id", "request_id"], "users": ["user_id"]}
+    for table, columns in suffixed.items():
+        for dt in DAYS[:days]:
+            key = f"{table}/dt={dt}/part-00000.parquet"
+            one = pl.read_parquet(landing.read_bytes(key))
+            many = pl.concat(
+                one.with_columns(pl.col(c) + f".{k}" for c in columns) for k in range(replicas)
+            )
+            landing.write_bytes(key, frame_to_parquet_bytes(many))
 
 
 DUCKDB_VALIDATE = """
@@ -266,11 +283,14 @@ def main() -> None:
     parser.add_argument(
         "--days", type=int, default=8, help="simulated days (the last is timed; default 8)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="simulate 1/R of the rows and land them R times"
+    )
     parser.add_argument("--simulate", metavar="ROOT")
     parser.add_argument("--run", metavar="ROOT")
     args = parser.parse_args()
     if args.simulate:
-        simulate(args.scales[0], args.simulate, args.days)
+        simulate(args.scales[0], args.simulate, args.days, args.replicas)
         return
     if args.run:
         print(json.dumps(run(args.scales[0], args.run, args.repeats, DAYS[: args.days])))
