@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-DAYS = [f"2026-10-0{d}" for d in range(1, 9)]
+DAYS = [f"2026-10-0{d}" for d in range(1, 9)]  # --days N keeps the first N
 THREADS = 2  # the CI-class machine's cores
 
 
@@ -66,12 +66,12 @@ class PeakRss:
         self.peak = max(self.peak, _rss_mb())
 
 
-def config(impressions: int):
+def config(impressions: int, days: int):
     from reckit_assets.simulation.simulate import SimulationConfig
 
     return SimulationConfig(
         start=DAYS[0],
-        days=len(DAYS),
+        days=days,
         n_users=max(3000, impressions // 20),
         n_items=max(600, impressions // 100),
         impressions_per_day=impressions,
@@ -79,13 +79,30 @@ def config(impressions: int):
     )
 
 
-def simulate(impressions: int, root: str) -> None:
+def simulate(impressions: int, root: str, days: int, replicas: int = 1) -> None:
+    """Land ``days`` simulated days. With ``replicas`` > 1 the simulator runs at
+    ``impressions / replicas`` and each day's users and events are landed ``replicas`` times with
+    suffixed user, request and event ids: as many distinct users, requests and events as a
+    simulation at full scale, same catalog, for a fraction of the simulator's time."""
+    import polars as pl
+
+    from reckit_assets.core.io.frames import frame_to_parquet_bytes
     from reckit_assets.core.io.storage import LocalStorage
     from reckit_assets.simulation.simulate import write_simulation
 
-    write_simulation(
-        config(impressions), LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/oracle")
-    )
+    landing = LocalStorage(f"{root}/landing")
+    write_simulation(config(impressions // replicas, days), landing, LocalStorage(f"{root}/oracle"))
+    if replicas == 1:
+        return
+    suffixed = {"events": ["event_id", "user_id", "request_id"], "users": ["user_id"]}
+    for table, columns in suffixed.items():
+        for dt in DAYS[:days]:
+            key = f"{table}/dt={dt}/part-00000.parquet"
+            one = pl.read_parquet(landing.read_bytes(key))
+            many = pl.concat(
+                one.with_columns(pl.col(c) + f".{k}" for c in columns) for k in range(replicas)
+            )
+            landing.write_bytes(key, frame_to_parquet_bytes(many))
 
 
 DUCKDB_VALIDATE = """
@@ -155,7 +172,7 @@ def _next(dt: str) -> str:
     return (date.fromisoformat(dt) + timedelta(days=1)).isoformat()
 
 
-def run(impressions: int, root: str, repeats: int) -> dict:
+def run(impressions: int, root: str, repeats: int, days: list[str]) -> dict:
     import polars as pl
 
     from reckit_assets.core.ingest.quality import Thresholds
@@ -182,17 +199,21 @@ def run(impressions: int, root: str, repeats: int) -> dict:
             store, steps.ACTIVITY, dt, steps.activity(store, dt)
         ),
         "features": lambda dt: warehouse.publish(
-            store, steps.FEATURES, dt, steps.features(store, dt, DAYS[0])
+            store, steps.FEATURES, dt, steps.features(store, dt, days[0])
         ),
         "samples": samples,
         "sequences": lambda dt: warehouse.publish(
             store, steps.SEQUENCES, dt, steps.sequences(store, dt)
         ),
     }
-    for dt in DAYS[:-1]:
-        for fn in step_fns.values():
-            fn(dt)
-    dt = DAYS[-1]
+    # The window days need only what the timed day reads: their activity, and the previous
+    # day's samples (drift and row-count checks) and features (its window length).
+    for dt in days[:-1]:
+        for name in ("landing_checks", "validate", "activity"):
+            step_fns[name](dt)
+    for name in ("features", "samples"):
+        step_fns[name](days[-2])
+    dt = days[-1]
     base_rss = _rss_mb()
     timings, cpu, peaks = {}, {}, {}
     with PeakRss() as whole:
@@ -229,6 +250,7 @@ def run(impressions: int, root: str, repeats: int) -> dict:
     assert int(ref["converted"].sum()) == info["conversions"]
     return {
         "impressions_per_day": impressions,
+        "days": len(days),
         "validated_rows": mine.height,
         "clicks": info["clicks"],
         "conversions": info["conversions"],
@@ -258,14 +280,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("scales", nargs="*", type=int, default=[1_000_000])
     parser.add_argument("--repeats", type=int, default=3, help="DuckDB/ours alternations")
+    parser.add_argument(
+        "--days", type=int, default=8, help="simulated days (the last is timed; default 8)"
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="simulate 1/R of the rows and land them R times"
+    )
     parser.add_argument("--simulate", metavar="ROOT")
     parser.add_argument("--run", metavar="ROOT")
     args = parser.parse_args()
     if args.simulate:
-        simulate(args.scales[0], args.simulate)
+        simulate(args.scales[0], args.simulate, args.days, args.replicas)
         return
     if args.run:
-        print(json.dumps(run(args.scales[0], args.run, args.repeats)))
+        print(json.dumps(run(args.scales[0], args.run, args.repeats, DAYS[: args.days])))
         return
     env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     results = []
@@ -276,11 +304,14 @@ def main() -> None:
                 [sys.executable, __file__, str(n), "--simulate", root], check=True, env=env
             )
             print(
-                f"simulated {n:,}/day x {len(DAYS)} days in {time.perf_counter() - t:.0f} s",
+                f"simulated {n:,}/day x {args.days} days in {time.perf_counter() - t:.0f} s",
                 flush=True,
             )
             out = subprocess.run(
-                [sys.executable, __file__, str(n), "--run", root, "--repeats", str(args.repeats)],
+                [
+                    *(sys.executable, __file__, str(n), "--run", root),
+                    *("--repeats", str(args.repeats), "--days", str(args.days)),
+                ],
                 check=True,
                 capture_output=True,
                 text=True,
