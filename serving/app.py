@@ -366,7 +366,13 @@ class Service:
         apart: list[dict] = []
         rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
         for i, raw in enumerate(events):
-            ev, source, scene, reckit_type = _normalise(raw)
+            try:
+                ev, source, scene, reckit_type = _normalise(raw)
+            except ValueError:  # pydantic's ValidationError: labels/extras unfit as our fields
+                rejected.append(
+                    (i, "invalid", "labels.request_id or extras.request_token is not valid")
+                )
+                continue
             if ev is None:  # a reckit event naming no request
                 if not authorized:
                     rejected.append(

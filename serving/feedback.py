@@ -310,45 +310,57 @@ class FeedbackLog:
 
 
 def _served_frame(served: list[ServedList]) -> pd.DataFrame:
+    """One impression row per served position, built column-wise (the flush runs beside
+    requests: per-row Python work here is CPU the event loop does not get)."""
     sizes = np.fromiter((len(s.item_ids) for s in served), dtype=np.int64, count=len(served))
-    rids = np.repeat(np.array([s.request_id for s in served], dtype=object), sizes)
+
+    def per_request(values: list) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=object), sizes)
+
+    rids = per_request([s.request_id for s in served])
     items = [i for s in served for i in s.item_ids]
-    positions = np.concatenate([np.arange(n) for n in sizes]) if len(sizes) else np.zeros(0)
+    ms = np.repeat(
+        np.fromiter((int(s.ts.timestamp() * 1000) for s in served), np.int64, len(served)), sizes
+    )
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
     return pd.DataFrame(
         {
-            "event_id": [
-                event_id(r, i, "impression", None) for r, i in zip(rids, items, strict=True)
-            ],
-            "ts": np.repeat(np.array([s.ts for s in served], dtype=object), sizes),
-            "user_id": np.repeat(np.array([s.user_id for s in served], dtype=object), sizes),
-            "item_id": items,
-            "event_type": "impression",
-            "request_id": rids,
-            "position": positions,
-            "device": np.repeat(np.array([s.device for s in served], dtype=object), sizes),
-            "model_version": np.repeat(
-                np.array([s.model_version for s in served], dtype=object), sizes
+            "event_id": pd.array(
+                [event_id(r, i, "impression", None) for r, i in zip(rids, items, strict=True)],
+                dtype="string",
             ),
-            "alias": np.repeat(np.array([s.alias for s in served], dtype=object), sizes),
-            "source": SERVED,
-            "scene": None,
-            "reckit_type": None,
+            "ts": pd.to_datetime(ms, unit="ms", utc=True).astype("datetime64[ms, UTC]"),
+            "user_id": pd.array(per_request([s.user_id for s in served]), dtype="string"),
+            "item_id": pd.array(items, dtype="string"),
+            "event_type": pd.array(["impression"] * len(items), dtype="string"),
+            "request_id": pd.array(rids, dtype="string"),
+            "position": pd.array(np.arange(len(items)) - starts, dtype="Int64"),
+            "device": pd.array(per_request([s.device for s in served]), dtype="string"),
+            "model_version": pd.array(
+                per_request([s.model_version for s in served]), dtype="string"
+            ),
+            "alias": pd.array(per_request([s.alias for s in served]), dtype="string"),
+            "source": pd.array([SERVED] * len(items), dtype="string"),
+            "scene": pd.array([None] * len(items), dtype="string"),
+            "reckit_type": pd.array([None] * len(items), dtype="string"),
         },
         columns=list(LOG_COLUMNS),
     )
 
 
 def _frame(rows: list[dict], served: list[ServedList] = ()) -> pd.DataFrame:
-    parts = [pd.DataFrame(rows, columns=list(LOG_COLUMNS))] if rows else []
+    parts = []
+    if rows:
+        frame = pd.DataFrame(rows, columns=list(LOG_COLUMNS))
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ms, UTC]")
+        frame["position"] = frame["position"].astype("Int64")
+        for col in LOG_COLUMNS:
+            if col not in ("ts", "position"):
+                frame[col] = frame[col].astype("string")
+        parts.append(frame)
     if served:
-        parts.append(_served_frame(served))
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[ms, UTC]")
-    frame["position"] = frame["position"].astype("Int64")
-    for col in LOG_COLUMNS:
-        if col not in ("ts", "position"):
-            frame[col] = frame[col].astype("string")
-    return frame
+        parts.append(_served_frame(list(served)))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
 def _safe(host: str) -> str:

@@ -220,6 +220,9 @@ def test_reckits_events_need_the_ingest_token_and_are_written_apart_mapped(cfg, 
         assert wrapped.status_code == 200
         stale = _reckit_event("click", now - 3 * 86_400)
         assert client.post("/v1/feedback", json=stale, headers=headers).status_code == 422
+        odd = _reckit_event("click", now, labels={"request_id": "r" * 200})
+        response = client.post("/v1/feedback", json=odd, headers=headers)
+        assert response.status_code == 422 and "invalid" in response.text
     assert len(_landed(tmp_path)) == 0  # nothing of it in the landing layout
     apart = _landed(tmp_path, apart=True)
     assert len(apart) == len(events) + 2

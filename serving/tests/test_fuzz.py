@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from serving.app import create_app
 from serving.tests.support import TOKEN, LiveServer, ready, wait_until, with_config
 
-FUZZ_EXAMPLES = int(os.environ.get("RECKIT_FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("RECKIT_FUZZ_EXAMPLES", "20"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

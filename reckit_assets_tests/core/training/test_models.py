@@ -440,3 +440,17 @@ def test_item_ctr_prior_scores_with_the_item_ctr_feature(splits):
     loaded = load_model("item_ctr_prior", prior.files())
     np.testing.assert_array_equal(loaded.predict(frame), prior.predict(frame))
     assert _auc(prior, frame) > 0.6  # item quality is part of the known function
+
+
+def test_xgb_export_writes_base_score_in_the_form_xgboost_2_reads(xgb_trained, splits):
+    # xgboost 3 writes "[5.1E-2]"; 2.x parses that as 0.5 with no error (serving -m compat
+    # checks 2.1 itself). The export keeps the digits and drops the brackets.
+    model, _ = xgb_trained
+    raw = bytes(model.booster.save_raw(raw_format="json"))
+    native = json.loads(raw)["learner"]["learner_model_param"]["base_score"]
+    exported = model.reckit_export("v1", None)["xgb_model.json"]
+    scalar = json.loads(exported)["learner"]["learner_model_param"]["base_score"]
+    assert native.startswith("[") and scalar == native.strip("[]")
+    assert len(raw) - len(exported) == 2  # nothing else changed
+    loaded = load_model("xgboost", model.files())
+    np.testing.assert_array_equal(loaded.predict(splits["test"]), model.predict(splits["test"]))
