@@ -25,6 +25,7 @@ and, from this process (httpx clients in threads, bounded in time and count):
 The client shares the machine's cores with the server: on 2 cores, its CPU is part of the cost.
 
     python bench/serving.py                 # ~2 min, most of it building the registry
+    python bench/serving.py --compare-ref eeb1e80   # + the same wrk load on that ref's server
     python bench/serving.py --keep /tmp/b   # reuse (or keep) the registry under /tmp/b
 """
 
