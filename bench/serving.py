@@ -25,6 +25,7 @@ and, from this process (httpx clients in threads, bounded in time and count):
 The client shares the machine's cores with the server: on 2 cores, its CPU is part of the cost.
 
     python bench/serving.py                 # ~2 min, most of it building the registry
+    python bench/serving.py --compare-ref eeb1e80   # + the same wrk load on that ref's server
     python bench/serving.py --keep /tmp/b   # reuse (or keep) the registry under /tmp/b
 """
 
@@ -416,6 +417,62 @@ def _rss_mib(pid: int) -> dict[str, float]:
     return out
 
 
+def _start_server(tree: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    """``python -m serving`` from ``tree`` (its own package first on the path); healthy."""
+    port = _free_port()
+    env = {**env, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "serving", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(cmd, env=env, cwd=tree)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            raise SystemExit(f"the server from {tree} did not become healthy within 120 s")
+        time.sleep(0.2)
+
+
+def compare(ref: str, env: dict, bodies: list[bytes], args: argparse.Namespace) -> dict:
+    """The same wrk run against this tree's server and ``ref``'s, alternated ``--rounds`` times
+    on the same machine and registry: the cost of what changed, measured side by side."""
+    old = Path(tempfile.mkdtemp(prefix="reckit-serving-ref-"))
+    archive = subprocess.run(
+        ["git", "archive", ref, "serving", "reckit_assets"], cwd=ROOT, capture_output=True,
+        check=True,
+    )  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    out: dict[str, list[dict]] = {"current": [], ref: []}
+    try:
+        for _ in range(args.rounds):
+            for name, tree in (("current", ROOT), (ref, old)):
+                server, url = _start_server(tree, env)
+                try:
+                    for body in bodies[:200]:  # warm-up
+                        httpx.post(f"{url}/v1/rank", content=body, headers=JSON)
+                    out[name].append(
+                        wrk_fixed_rate(
+                            url,
+                            server.pid,
+                            bodies,
+                            args.rps,
+                            args.wrk_seconds,
+                            args.wrk_connections,
+                            2.0,
+                        )
+                    )
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -428,6 +485,12 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=20_000, help="cap per phase")
     parser.add_argument("--wrk-seconds", type=float, default=30.0, help="duration of the wrk run")
     parser.add_argument("--wrk-connections", type=int, default=10, help="wrk's connections")
+    parser.add_argument(
+        "--compare-ref",
+        help="also run wrk against the server of this git ref (e.g. the previous release), "
+        "alternating with this tree's, and print both",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternations for --compare-ref")
     args = parser.parse_args()
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="reckit-serving-bench-"))
@@ -502,6 +565,8 @@ def main() -> int:
         )
         shutil.rmtree(feedback, ignore_errors=True)
     results["in_process_floor"] = floor(registry_uri, payloads, min(args.seconds, 5.0))
+    if args.compare_ref:
+        results["compare"] = compare(args.compare_ref, env, bodies, args)
     results["load_average_after"] = os.getloadavg()
     _print(results, args)
     out = Path(__file__).resolve().parent / "out" / "serving.json"
@@ -574,6 +639,18 @@ def _print(r: dict, args: argparse.Namespace) -> None:
         f"p99 {w['p99_ms'] / floor_p99:.1f}x"
     )
     print(f"feedback rows logged by the server during the run: {r['feedback_rows_logged']}")
+    if "compare" in r:
+        print()
+        print(f"side by side, wrk at {w['offered_rps']:.0f} req/s, alternating servers:")
+        for name, runs in r["compare"].items():
+            for run in runs:
+                print(
+                    f"  {name:<12} achieved {run['rps']:6.1f} req/s  client p50 {run['p50_ms']:6.2f} "
+                    f"p99 {run['p99_ms']:7.2f} ms  server p50 <= {run['server_p50_le_ms']} "
+                    f"p99 <= {run['server_p99_le_ms']} ms  server CPU "
+                    f"{run['server_cpu_ms_per_request']:.2f} ms/req  others "
+                    f"{run['other_processes_cores']:.2f} cores"
+                )
     target = w["p99_ms"] <= 20.0 and w["errors"] == 0
     print(f"target p99 <= 20 ms at {args.rps:.0f} req/s (wrk): {'met' if target else 'NOT met'}")
 

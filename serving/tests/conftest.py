@@ -43,6 +43,9 @@ def config(registry_dir: Path, tmp_path: Path) -> ServingConfig:
         poll_seconds=3600,  # tests reload explicitly unless they test the poll
         admin_token=TOKEN,
         feedback_uri=str(tmp_path / "feedback"),
+        # Tests hammer one server from one address; the limiter has its own tests.
+        rate_limit_rank=0,
+        rate_limit_feedback=0,
     )
 
 
