@@ -6,6 +6,8 @@
 ``RECKIT_REGISTRY_URI``   model registry (default: ``$RECKIT_DATA_DIR/registry``)
 ``RECKIT_ORACLE_URI``     simulator ground truth, outside the landing zone
 ``RECKIT_PARTITIONS_START`` first daily partition (default 2026-10-01)
+``RECKIT_FEEDBACK_URI``   the service's feedback log (default: ``$RECKIT_DATA_DIR/feedback``)
+``RECKIT_PROMETHEUS_URL`` the Prometheus server scraping the service (default: none)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Settings:
     registry_uri: str
     oracle_uri: str
     partitions_start: str
+    feedback_uri: str = ""
+    prometheus_url: str = ""
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -38,4 +42,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         registry_uri=env.get("RECKIT_REGISTRY_URI") or f"{data_dir}/registry",
         oracle_uri=env.get("RECKIT_ORACLE_URI") or f"{data_dir}/oracle",
         partitions_start=env.get("RECKIT_PARTITIONS_START") or DEFAULT_PARTITIONS_START,
+        feedback_uri=env.get("RECKIT_FEEDBACK_URI") or f"{data_dir}/feedback",
+        prometheus_url=env.get("RECKIT_PROMETHEUS_URL") or "",
     )

@@ -14,6 +14,22 @@ daily_pipeline = dg.define_asset_job(
     tags={"reckit/lane": "daily"},
 )
 
+monitoring_job = dg.define_asset_job(
+    "monitoring_job",
+    selection=dg.AssetSelection.groups("monitoring", "release"),
+    description="Served feedback -> landing, online metrics, the canary judge and the production "
+    "guard for one day (after the day's traffic is complete).",
+    tags={"reckit/lane": "monitoring"},
+)
+
+retraining_job = dg.define_asset_job(
+    "retraining_job",
+    selection=dg.AssetSelection.groups("models", "evaluation", "registry"),
+    description="Train, gate and register the models for one day: what the retraining sensor "
+    "requests when production regresses or drifts.",
+    tags={"reckit/lane": "retraining"},
+)
+
 # Fallback for a missed sensor tick: 02:00 UTC, the previous day. Off until switched on.
 daily_schedule = dg.build_schedule_from_partitioned_job(
     daily_pipeline,

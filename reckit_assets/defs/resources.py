@@ -43,6 +43,21 @@ class DataQuality(dg.ConfigurableResource):
         return Thresholds(**self.model_dump())
 
 
+class Monitoring(dg.ConfigurableResource):
+    """Where served traffic is observed: the service's feedback log and the Prometheus server
+    that scrapes it (empty: not configured), and the ranking models whose canaries are judged."""
+
+    feedback_uri: str = ""
+    prometheus_url: str = ""
+    models: str = "xgboost"  # comma-separated rankers whose canaries are judged
+
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def feedback(self) -> Storage:
+        return storage_from_uri(self.feedback_uri)
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "storage": ReckitStorage(
@@ -51,4 +66,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             registry_uri=settings.registry_uri,
         ),
         "data_quality": DataQuality(),
+        "monitoring": Monitoring(
+            feedback_uri=settings.feedback_uri, prometheus_url=settings.prometheus_url
+        ),
     }

@@ -36,7 +36,11 @@ EXPECTED_BLOCKING_CHECKS = {
 def test_definitions_load_with_every_job_sensor_and_schedule():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("daily_pipeline") is not None
-    assert {s.name for s in defs.sensors} == {"landing_arrival_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "landing_arrival_sensor",
+        "retraining_sensor",
+        "run_failure_alert",
+    }
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
 
 

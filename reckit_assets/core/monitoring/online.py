@@ -199,3 +199,13 @@ def arm_metrics(
         latency_p99_ms=service.latency_p99_ms if service else None,
         score_psi=psi,
     )
+
+
+def offline_scores(
+    registry_files: dict[str, bytes], kind: str, holdout: pd.DataFrame
+) -> np.ndarray:
+    """The version's scores on its offline holdout (the day it was evaluated on): the reference
+    distribution for the online score PSI."""
+    from reckit_assets.core.training.base import load_model
+
+    return np.asarray(load_model(kind, registry_files).predict(holdout), dtype=np.float64)

@@ -1,0 +1,93 @@
+"""Monitoring-driven retraining and failure alerts.
+
+``retraining_sensor`` reads each new day's ``production_guard`` record (the statistically tested
+CTR drop vs production's trailing baseline, and score drift vs the offline holdout). A day that
+asks for retraining gets one ``retraining_job`` run for that partition (train on the 7 days
+before it, gate on it), tagged with the reason; then nothing more for ``cooldown_days`` days, so
+a lasting regression cannot start a retraining storm. The cursor holds the last day read and
+the last day a retraining was requested; run keys are the model, the day and the record's data
+version (Dagster deduplicates run keys forever, so a re-evaluated day with a new record can ask
+again).
+"""
+
+import json
+from datetime import date
+
+import dagster as dg
+
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.monitoring.rollout import GuardConfig
+from reckit_assets.defs.jobs import retraining_job
+from reckit_assets.defs.partitions import DAILY
+from reckit_assets.defs.resources import ReckitStorage
+
+GUARD = "production_guard"
+REASON_TAG = "reckit/retrain_reason"
+
+
+@dg.sensor(
+    name="retraining_sensor",
+    job=retraining_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a retraining run when production's online CTR drops significantly "
+    "against its trailing baseline or its scores drift (with a cooldown).",
+)
+def retraining_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    last_seen, last_request = cursor.get("last_seen"), cursor.get("last_request")
+    cooldown = GuardConfig().cooldown_days
+    store = storage.warehouse()
+    keys = DAILY.get_partition_keys(dynamic_partitions_store=context.instance)
+    requests, notes = [], []
+    for dt in keys:
+        if last_seen is not None and dt <= last_seen:
+            continue
+        found = warehouse.manifest(store, GUARD, dt)
+        if found is None:
+            break  # days are read in order: wait for this one
+        last_seen = dt
+        record = json.loads(warehouse.read_file(store, GUARD, dt, "guard.json"))
+        wanted = {m: r for m, r in record.items() if r.get("retrain")}
+        if not wanted:
+            continue
+        if last_request and (date.fromisoformat(dt) - date.fromisoformat(last_request)).days < (
+            cooldown
+        ):
+            notes.append(f"{dt}: retraining wanted but in cooldown since {last_request}")
+            continue
+        reason = "; ".join(f"{m}: {', '.join(r['reasons'])}" for m, r in sorted(wanted.items()))
+        requests.append(
+            dg.RunRequest(
+                partition_key=dt,
+                run_key=f"retrain:{dt}:{found['data_version']}",
+                tags={REASON_TAG: reason[:1000], "reckit/trigger": "monitoring"},
+            )
+        )
+        last_request = dt
+    for note in notes:
+        context.log.info(note)
+    new_cursor = json.dumps({"last_seen": last_seen, "last_request": last_request}, sort_keys=True)
+    if not requests:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(
+                "no new retraining signal" + (f" ({notes})" if notes else "")
+            ),
+            cursor=new_cursor,
+        )
+    return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (to the log) on every failed run, with its job, partition and error.",
+)
+def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
+    run = context.dagster_run
+    error = context.failure_event.message if context.failure_event else "unknown error"
+    context.log.error(
+        f"ALERT: run {run.run_id} of {run.job_name} failed "
+        f"(partition {run.tags.get('dagster/partition', '-')}, trigger "
+        f"{run.tags.get('reckit/trigger', '-')}): {error}"
+    )

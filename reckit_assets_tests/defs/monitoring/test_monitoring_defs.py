@@ -1,0 +1,197 @@
+"""The monitoring/release layer in Dagster: the retraining sensor (requests, run keys, cooldown)
+through build_sensor_context, and the canary judge applied through the registry by a real
+materialization of ``canary_release`` over published online metrics."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.monitoring.rollout import Rollout, read_rollout, write_rollout
+from reckit_assets.core.monitoring.salting import in_canary
+from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
+from reckit_assets.definitions import defs
+from reckit_assets.defs.monitoring.assets import canary_release
+from reckit_assets.defs.monitoring.sensors import REASON_TAG, retraining_sensor
+from reckit_assets.defs.resources import Monitoring, ReckitStorage
+
+
+def resources(root):
+    return {
+        "storage": ReckitStorage(
+            landing_uri=str(root / "landing"),
+            warehouse_uri=str(root / "warehouse"),
+            registry_uri=str(root / "registry"),
+        ),
+        "monitoring": Monitoring(feedback_uri=str(root / "feedback")),
+    }
+
+
+def test_release_and_monitoring_groups_follow_the_registry():
+    graph = defs.resolve_asset_graph()
+    for name, group in (
+        ("online_metrics", "monitoring"),
+        ("canary_release", "release"),
+        ("production_guard", "release"),
+    ):
+        assert graph.get(dg.AssetKey(name)).group_name == group
+    parents = graph.get(dg.AssetKey("canary_release")).parent_keys
+    assert dg.AssetKey("xgboost_registered") in parents
+    assert dg.AssetKey("online_metrics") in parents
+    assert defs.get_sensor_def("retraining_sensor") and defs.get_sensor_def("run_failure_alert")
+
+
+def _guard(store, dt, retrain, reason="CTR down 12.0% vs trailing baseline"):
+    record = {"xgboost": {"retrain": retrain, "reasons": [reason] if retrain else ["ok"]}}
+    warehouse.publish(
+        store,
+        "production_guard",
+        dt,
+        warehouse.Artifact(blobs={"guard.json": json.dumps(record).encode()}),
+    )
+
+
+def _tick(root, instance, cursor):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=resources(root), definitions=defs
+    )
+    result = retraining_sensor(context)
+    return list(result.run_requests or []), result.cursor
+
+
+def test_retraining_sensor_requests_with_reason_and_respects_cooldown(tmp_path):
+    store = LocalStorage(tmp_path / "warehouse")
+    instance = dg.DagsterInstance.ephemeral()
+    flags = {"2026-10-01": False, "2026-10-02": True, "2026-10-03": True, "2026-10-04": True}
+    for dt, retrain in flags.items():
+        _guard(store, dt, retrain)
+    requests, cursor = _tick(tmp_path, instance, None)
+    # Day 2 asks; days 3 and 4 ask too but are inside the 3-day cooldown.
+    assert [r.partition_key for r in requests] == ["2026-10-02"]
+    assert "CTR down 12.0%" in requests[0].tags[REASON_TAG]
+    assert requests[0].tags["reckit/trigger"] == "monitoring"
+    assert json.loads(cursor) == {"last_request": "2026-10-02", "last_seen": "2026-10-04"}
+    # Nothing new: nothing requested, cursor unchanged.
+    again, cursor2 = _tick(tmp_path, instance, cursor)
+    assert again == [] and json.loads(cursor2) == json.loads(cursor)
+    # After the cooldown, a new signal asks again, with its own run key.
+    _guard(store, "2026-10-05", True, "score drift PSI 0.400 > max_score_psi")
+    requests, cursor = _tick(tmp_path, instance, cursor)
+    assert [r.partition_key for r in requests] == ["2026-10-05"]
+    assert "score drift" in requests[0].tags[REASON_TAG]
+    assert requests[0].run_key.startswith("retrain:2026-10-05:")
+    # A missing day stops the scan until it exists (days are read in order).
+    _guard(store, "2026-10-07", True)
+    requests, cursor = _tick(tmp_path, instance, cursor)
+    assert requests == [] and json.loads(cursor)["last_seen"] == "2026-10-05"
+
+
+def _registry(root):
+    registry = Registry(LocalStorage(root / "registry"))
+    for v in ("xgboost-2026-10-01-aaaa", "xgboost-2026-10-02-bbbb"):
+        registry.register(
+            "xgboost", v, {"x.bin": v.encode()}, {"kind": "xgboost", "partition": v[8:18]}
+        )
+    registry.set_alias("xgboost", PRODUCTION, "xgboost-2026-10-01-aaaa", "test", "first")
+    registry.set_alias("xgboost", CANARY, "xgboost-2026-10-02-bbbb", "test", "registered")
+    return registry
+
+
+def _publish_day(store, dt, prod, canary, share, canary_ctr, seed):
+    """Online metrics of a day as online_metrics publishes them (per-user rows + service)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(3000):
+        user = f"u{u:05d}"
+        arm = in_canary(user, "xgboost", canary, share)
+        imps = int(rng.poisson(12))
+        if imps == 0:
+            continue
+        ctr = canary_ctr if arm else 0.05
+        rows.append(
+            {
+                "model_version": canary if arm else prod,
+                "alias": CANARY if arm else PRODUCTION,
+                "user_id": user,
+                "impressions": imps,
+                "clicks": int(rng.binomial(imps, ctr)),
+                "conversions": 0,
+            }
+        )
+    users = pd.DataFrame(rows)
+    service = {
+        v: {
+            "requests": 5000,
+            "errors": 2,
+            "latency_p99_ms": 9.0,
+            "score_bounds": [0.5, float("inf")],
+            "score_counts": [10, 10],
+        }
+        for v in (prod, canary)
+    }
+    warehouse.publish(
+        store,
+        "online_metrics",
+        dt,
+        warehouse.Artifact(
+            frames={"summary": users.head(0), "users": users},
+            info={"service": service, "score_psi": {prod: 0.01, canary: 0.02}},
+        ),
+    )
+
+
+def test_bad_canary_is_rolled_back_by_the_judge_and_audited(tmp_path):
+    registry = _registry(tmp_path)
+    store = LocalStorage(tmp_path / "warehouse")
+    prod, canary = registry.alias("xgboost", PRODUCTION), registry.alias("xgboost", CANARY)
+    write_rollout(
+        registry.storage, "xgboost", Rollout("xgboost", canary, "2026-10-03", 0.10, "2026-10-03")
+    )
+    _publish_day(store, "2026-10-03", prod, canary, 0.10, canary_ctr=0.025, seed=1)
+    result = dg.materialize(
+        [canary_release],
+        partition_key="2026-10-03",
+        resources=resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert registry.alias("xgboost", CANARY) is None
+    assert registry.alias("xgboost", PRODUCTION) == prod  # never moved to the bad canary
+    move = registry.history("xgboost", CANARY)[-1]
+    assert move.by.startswith("canary judge (run ") and move.from_version == canary
+    reason = json.loads(move.reason.removeprefix("rollback: "))
+    assert reason["verdict"] == "rollback" and reason["figures"]["ctr_canary"] < 0.03
+    assert read_rollout(registry.storage, "xgboost") is None
+    decisions = json.loads(
+        warehouse.read_file(store, "canary_release", "2026-10-03", "decisions.json")
+    )
+    assert decisions["xgboost"]["action"] == "rollback"
+
+
+def test_equal_canary_steps_up_then_is_promoted(tmp_path):
+    registry = _registry(tmp_path)
+    store = LocalStorage(tmp_path / "warehouse")
+    prod, canary = registry.alias("xgboost", PRODUCTION), registry.alias("xgboost", CANARY)
+    write_rollout(
+        registry.storage, "xgboost", Rollout("xgboost", canary, "2026-10-03", 0.25, "2026-10-03")
+    )
+    _publish_day(store, "2026-10-03", prod, canary, 0.25, canary_ctr=0.05, seed=2)
+    run = dict(resources=resources(tmp_path), instance=dg.DagsterInstance.ephemeral())
+    assert dg.materialize([canary_release], partition_key="2026-10-03", **run).success
+    stepped = read_rollout(registry.storage, "xgboost")
+    assert stepped.share == 0.5 and stepped.share_since == "2026-10-04"
+    assert registry.alias("xgboost", CANARY) == canary
+    for k, dt in enumerate(("2026-10-04", "2026-10-05", "2026-10-06", "2026-10-07")):
+        _publish_day(store, dt, prod, canary, 0.5, canary_ctr=0.05, seed=10 + k)
+        assert dg.materialize([canary_release], partition_key=dt, **run).success
+        if registry.alias("xgboost", PRODUCTION) == canary:
+            break
+    assert registry.alias("xgboost", PRODUCTION) == canary
+    assert registry.alias("xgboost", CANARY) is None
+    promote = registry.history("xgboost", PRODUCTION)[-1]
+    assert promote.by.startswith("canary judge") and promote.reason.startswith("promote: ")
