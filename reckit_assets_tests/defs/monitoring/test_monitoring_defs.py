@@ -195,3 +195,79 @@ def test_equal_canary_steps_up_then_is_promoted(tmp_path):
     assert registry.alias("xgboost", CANARY) is None
     promote = registry.history("xgboost", PRODUCTION)[-1]
     assert promote.by.startswith("canary judge") and promote.reason.startswith("promote: ")
+
+
+def _serve_a_day(root, registry, dt="2026-10-03"):
+    """A simulated day's traffic written as the service's feedback log, with the registry's
+    production version on every request (users and items landed by the world's export)."""
+    from reckit_assets.core.ingest.landing import write_partition
+    from reckit_assets.core.io.frames import frame_to_parquet_bytes
+    from reckit_assets.simulation.simulate import SimulationConfig, simulate_day
+
+    sim = SimulationConfig(
+        start="2026-10-01", days=3, n_users=400, n_items=120, impressions_per_day=4000, seed=3
+    )
+    day = simulate_day(sim, 2)
+    events = day.events.copy()
+    prod = registry.alias("xgboost", PRODUCTION)
+    events["model_version"] = events["model_version"].where(events["model_version"].isna(), prod)
+    feedback = LocalStorage(root / "feedback")
+    feedback.write_bytes(
+        f"events/dt={dt}/serving-h-1-0-000001.parquet", frame_to_parquet_bytes(events)
+    )
+    landing = LocalStorage(root / "landing")
+    write_partition(landing, "users", dt, day.users)
+    write_partition(landing, "items", dt, day.items)
+    return events
+
+
+def test_online_metrics_from_landed_feedback_with_blocking_checks(tmp_path):
+    from reckit_assets.defs.monitoring.assets import feedback_landing, online_metrics
+
+    registry = _registry(tmp_path)
+    events = _serve_a_day(tmp_path, registry)
+    result = dg.materialize(
+        [feedback_landing, online_metrics],
+        partition_key="2026-10-03",
+        resources=resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"has_traffic": True, "figures_finite": True}
+    store = LocalStorage(tmp_path / "warehouse")
+    summary = warehouse.read(store, "online_metrics", "2026-10-03", "summary")
+    prod = summary[summary["alias"] == PRODUCTION].iloc[0]
+    in_day = events[
+        (events["ts"] >= "2026-10-03")
+        & (events["ts"] < "2026-10-04")
+        & events["model_version"].notna()
+    ].drop_duplicates("event_id")
+    # Attributable impressions only; orphan clicks and unattributed requests are kept apart.
+    assert prod["impressions"] == (in_day["event_type"] == "impression").sum()
+    assert prod["clicks"] < (in_day["event_type"] == "click").sum()
+    assert prod["ctr_se_user"] > prod["ctr_se_binomial"]
+    assert LocalStorage(tmp_path / "warehouse").exists(
+        "unattributed/dt=2026-10-03/part-00000.parquet"
+    )
+
+
+def test_no_production_traffic_blocks_the_release_step(tmp_path):
+    from reckit_assets.defs.monitoring.assets import feedback_landing, online_metrics
+
+    registry = _registry(tmp_path)
+    _serve_a_day(tmp_path, registry)
+    registry.set_alias("xgboost", PRODUCTION, None, "test", "no production")
+    result = dg.materialize(
+        [feedback_landing, online_metrics, canary_release],
+        partition_key="2026-10-03",
+        resources=resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["has_traffic"] is False
+    assert not result.success
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey("online_metrics") in materialized
+    assert dg.AssetKey("canary_release") not in materialized
