@@ -5,6 +5,7 @@ materialization of ``canary_release`` over published online metrics."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import dagster as dg
 import numpy as np
@@ -271,3 +272,83 @@ def test_no_production_traffic_blocks_the_release_step(tmp_path):
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert dg.AssetKey("online_metrics") in materialized
     assert dg.AssetKey("canary_release") not in materialized
+
+
+def _publish_production(store, dt, version, ctr, seed):
+    rng = np.random.default_rng(seed)
+    imps = rng.poisson(12, 3000) + 1
+    users = pd.DataFrame(
+        {
+            "model_version": version,
+            "alias": PRODUCTION,
+            "user_id": [f"u{u}" for u in range(3000)],
+            "impressions": imps,
+            "clicks": rng.binomial(imps, ctr),
+            "conversions": 0,
+        }
+    )
+    service = {
+        version: {
+            "requests": 5000,
+            "errors": 2,
+            "latency_p99_ms": 9.0,
+            "score_bounds": [0.5, float("inf")],
+            "score_counts": [10, 10],
+        }
+    }
+    warehouse.publish(
+        store,
+        "online_metrics",
+        dt,
+        warehouse.Artifact(
+            frames={"users": users}, info={"service": service, "score_psi": {version: 0.01}}
+        ),
+    )
+
+
+def _guarded_registry(tmp_path):
+    from serving.testing import build_demo_registry
+
+    demo = build_demo_registry(tmp_path / "demo", item2vec=False)
+    old, new = demo.versions["xgboost"]
+    registry = Registry(LocalStorage(tmp_path / "registry"))
+    shutil.copytree(demo.registry_uri, tmp_path / "registry", dirs_exist_ok=True)
+    registry.set_alias("xgboost", PRODUCTION, new, "test", "promoted")
+    return registry, old, new
+
+
+def test_production_regression_rolls_back_after_verifying_the_target(tmp_path):
+    from reckit_assets.defs.monitoring.assets import production_guard
+
+    registry, old, new = _guarded_registry(tmp_path)
+    store = LocalStorage(tmp_path / "warehouse")
+    for k, dt in enumerate(("2026-10-04", "2026-10-05", "2026-10-06")):
+        _publish_production(store, dt, new, 0.05, k)
+    run = dict(resources=resources(tmp_path), instance=dg.DagsterInstance.ephemeral())
+    assert dg.materialize([production_guard], partition_key="2026-10-06", **run).success
+    assert registry.alias("xgboost", PRODUCTION) == new  # a steady day: nothing moves
+    _publish_production(store, "2026-10-07", new, 0.03, 9)
+    assert dg.materialize([production_guard], partition_key="2026-10-07", **run).success
+    assert registry.alias("xgboost", PRODUCTION) == old
+    move = registry.history("xgboost", PRODUCTION)[-1]
+    assert move.by.startswith("production guard") and move.reason.startswith("rollback: ")
+    guard = json.loads(warehouse.read_file(store, "production_guard", "2026-10-07", "guard.json"))
+    assert guard["xgboost"]["retrain"] and guard["xgboost"]["figures"]["relative_drop"] > 0.3
+
+
+def test_production_rollback_to_a_corrupt_target_is_refused(tmp_path):
+    from reckit_assets.defs.monitoring.assets import production_guard
+
+    registry, old, new = _guarded_registry(tmp_path)
+    store = LocalStorage(tmp_path / "warehouse")
+    for k, dt in enumerate(("2026-10-04", "2026-10-05", "2026-10-06")):
+        _publish_production(store, dt, new, 0.05, k)
+    _publish_production(store, "2026-10-07", new, 0.03, 9)
+    target = tmp_path / "registry" / "xgboost" / "versions" / old / "files"
+    victim = sorted(p for p in target.iterdir() if p.is_file())[0]
+    victim.write_bytes(b"corrupt")
+    run = dict(resources=resources(tmp_path), instance=dg.DagsterInstance.ephemeral())
+    assert dg.materialize([production_guard], partition_key="2026-10-07", **run).success
+    assert registry.alias("xgboost", PRODUCTION) == new
+    guard = json.loads(warehouse.read_file(store, "production_guard", "2026-10-07", "guard.json"))
+    assert guard["xgboost"]["action"] == "refused" and "corrupt" in guard["xgboost"]["error"]
