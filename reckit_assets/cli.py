@@ -5,6 +5,7 @@ reckit init-home                   create DAGSTER_HOME with the local dagster.ya
 reckit dev                         simulate (if the landing zone is empty) and start the UI
 reckit materialize --from D [--to D]   run the daily pipeline for a range of days, recorded
                                    in the local instance (same as a UI backfill)
+reckit loop --days 20 [--drift-from D] [--bad-canary-on D]   closed-loop simulation
 """
 
 from __future__ import annotations
@@ -103,6 +104,26 @@ def _materialize(args: argparse.Namespace) -> int:
             if not result.success and not args.keep_going:
                 break
     return 0 if ok else 1
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reckit_assets.simulation.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig(
+        out=Path(args.out),
+        days=args.days,
+        drift_from=args.drift_from,
+        bad_canary_on=args.bad_canary_on,
+        users=args.users,
+        items=args.items,
+        impressions=args.impressions,
+        seed=args.seed,
+    )
+    run_loop(cfg)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
 
 
 def _registry(args: argparse.Namespace) -> int:
@@ -220,6 +241,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rollback.add_argument("model")
     rollback.add_argument("--reason", required=True)
     reg.set_defaults(func=_registry)
+
+    loop = sub.add_parser(
+        "loop", help="closed-loop simulation: world <-> real service <-> pipeline"
+    )
+    loop.add_argument("--days", type=int, default=20)
+    loop.add_argument("--drift-from", type=int, default=None, help="day number drift starts")
+    loop.add_argument("--bad-canary-on", type=int, default=None, help="day number of a bad canary")
+    loop.add_argument("--users", type=int, default=3000)
+    loop.add_argument("--items", type=int, default=600)
+    loop.add_argument("--impressions", type=int, default=30000, help="impressions per day")
+    loop.add_argument("--seed", type=int, default=7)
+    loop.add_argument("--out", default="loop_out", help="output folder (report, timeline, plot)")
+    loop.set_defaults(func=_loop)
 
     sub.add_parser("serve", help="run the inference service (reckit serve --help)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
 from reckit_assets.core.ingest.quality import Thresholds
@@ -50,6 +52,13 @@ class Monitoring(dg.ConfigurableResource):
     feedback_uri: str = ""
     prometheus_url: str = ""
     models: str = "xgboost"  # comma-separated rankers whose canaries are judged
+    # JSON {dt: [start, end]} (unix seconds): when a day was served, where that is not the
+    # calendar day (the closed-loop simulation serves a simulated day in minutes).
+    service_windows: str = ""
+
+    def service_window(self, dt: str) -> tuple[float, float] | None:
+        found = json.loads(self.service_windows).get(dt) if self.service_windows else None
+        return (float(found[0]), float(found[1])) if found else None
 
     def model_names(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]

@@ -204,8 +204,12 @@ def arm_metrics(
 def offline_scores(
     registry_files: dict[str, bytes], kind: str, holdout: pd.DataFrame
 ) -> np.ndarray:
-    """The version's scores on its offline holdout (the day it was evaluated on): the reference
-    distribution for the online score PSI."""
+    """The version's scores on its offline holdout (the day it was evaluated on), scored as the
+    service scores (``position`` 0: the ranking decides the slot): the reference distribution
+    for the online score PSI. With logged positions the offline scores would sit lower than
+    any served score (position is a feature), and the PSI would flag every version."""
     from reckit_assets.core.training.base import load_model
 
+    if "position" in holdout.columns:
+        holdout = holdout.assign(position=0.0)
     return np.asarray(load_model(kind, registry_files).predict(holdout), dtype=np.float64)

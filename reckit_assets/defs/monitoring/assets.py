@@ -65,8 +65,11 @@ def feedback_landing(
 def _service_figures(monitoring: Monitoring, dt: str) -> dict[str, online.ServiceFigures]:
     if not monitoring.prometheus_url:
         return {}
-    start = datetime.fromisoformat(dt).replace(tzinfo=UTC).timestamp()  # the calendar day, UTC
-    end = start + timedelta(days=1).total_seconds()
+    window = monitoring.service_window(dt)
+    if window is None:  # the calendar day, UTC
+        start = datetime.fromisoformat(dt).replace(tzinfo=UTC).timestamp()
+        window = (start, start + timedelta(days=1).total_seconds())
+    start, end = window
     return online.Prometheus(monitoring.prometheus_url).service_figures(start, end)
 
 
