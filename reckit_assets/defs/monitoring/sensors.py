@@ -5,7 +5,7 @@ CTR drop vs production's trailing baseline, and score drift vs the offline holdo
 asks for retraining gets one ``retraining_job`` run for that partition (train on the 7 days
 before it, gate on it), tagged with the reason; then nothing more for ``cooldown_days`` days, so
 a lasting regression cannot start a retraining storm. The cursor holds the last day read and
-the last day a retraining was requested; run keys are the model, the day and the record's data
+the last day a retraining was requested (days are read in date order, as published); run keys are the model, the day and the record's data
 version (Dagster deduplicates run keys forever, so a re-evaluated day with a new record can ask
 again).
 """
@@ -38,14 +38,19 @@ def retraining_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorag
     last_seen, last_request = cursor.get("last_seen"), cursor.get("last_request")
     cooldown = GuardConfig().cooldown_days
     store = storage.warehouse()
-    keys = DAILY.get_partition_keys(dynamic_partitions_store=context.instance)
+    valid = set(DAILY.get_partition_keys(dynamic_partitions_store=context.instance))
+    published = sorted(
+        info.key.split("/")[1].removeprefix("dt=")
+        for info in store.list(GUARD)
+        if info.key.endswith("/_manifest.json")
+    )
     requests, notes = [], []
-    for dt in keys:
-        if last_seen is not None and dt <= last_seen:
+    for dt in published:
+        if dt not in valid or (last_seen is not None and dt <= last_seen):
             continue
         found = warehouse.manifest(store, GUARD, dt)
         if found is None:
-            break  # days are read in order: wait for this one
+            continue
         last_seen = dt
         record = json.loads(warehouse.read_file(store, GUARD, dt, "guard.json"))
         wanted = {m: r for m, r in record.items() if r.get("retrain")}

@@ -86,10 +86,19 @@ def test_retraining_sensor_requests_with_reason_and_respects_cooldown(tmp_path):
     assert [r.partition_key for r in requests] == ["2026-10-05"]
     assert "score drift" in requests[0].tags[REASON_TAG]
     assert requests[0].run_key.startswith("retrain:2026-10-05:")
-    # A missing day stops the scan until it exists (days are read in order).
+    # A later day inside the new cooldown is read but does not ask again.
     _guard(store, "2026-10-07", True)
     requests, cursor = _tick(tmp_path, instance, cursor)
-    assert requests == [] and json.loads(cursor)["last_seen"] == "2026-10-05"
+    assert requests == [] and json.loads(cursor)["last_seen"] == "2026-10-07"
+
+
+def test_retraining_sensor_starts_at_the_first_monitored_day(tmp_path):
+    # Days before monitoring began (bootstrap) have no record: they are not waited for.
+    store = LocalStorage(tmp_path / "warehouse")
+    _guard(store, "2026-10-06", True)
+    requests, cursor = _tick(tmp_path, dg.DagsterInstance.ephemeral(), None)
+    assert [r.partition_key for r in requests] == ["2026-10-06"]
+    assert json.loads(cursor) == {"last_request": "2026-10-06", "last_seen": "2026-10-06"}
 
 
 def _registry(root):
