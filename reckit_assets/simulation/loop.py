@@ -87,13 +87,21 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class _Prometheus:
     """A real Prometheus scraping the service's port (started only if installed)."""
 
-    def __init__(self, root: Path, target_port: int) -> None:
+    def __init__(self) -> None:
         self.binary = shutil.which("prometheus")
         self.url = ""
-        self.proc = None
+        self.proc: subprocess.Popen | None = None
+        self.root: Path | None = None
+
+    def start(self, root: Path, target_port: int) -> None:
+        # One server (and one fresh TSDB) per simulated day: the service restarts every day,
+        # and counters of a restarted process must not be subtracted from yesterday's.
+        self.stop()
         if self.binary is None:
             return
+        self.root = root
         port = _free_port()
+        root.mkdir(parents=True, exist_ok=True)
         config = root / "prometheus.yml"
         config.write_text(
             "global: {scrape_interval: 1s}\nscrape_configs:\n"
@@ -111,10 +119,34 @@ class _Prometheus:
         )
         self.url = f"http://127.0.0.1:{port}"
 
+    def wait_for(self, requests: int, timeout: float = 120.0) -> None:
+        """Until Prometheus has scraped ``requests`` /v1/rank requests of the running service."""
+        if not self.url:
+            return
+        import httpx
+
+        expr = 'sum(reckit_serving_requests_total{endpoint="/v1/rank"})'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+                result = got.json()["data"]["result"]
+                if result and float(result[0]["value"][1]) >= requests:
+                    time.sleep(1.5)  # one more scrape: every series of the same instant
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"Prometheus did not scrape {requests} requests within {timeout} s")
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+            self.proc, self.url = None, ""
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
 
 
 class _Service:
@@ -124,7 +156,9 @@ class _Service:
     def __init__(self, registry_uri: str, feedback_uri: str, port: int) -> None:
         self.registry_uri, self.feedback_uri, self.port = registry_uri, feedback_uri, port
 
-    def run_day(self, share: float, work) -> None:
+    def run_day(self, share: float, work, settle) -> float:
+        """Serve one day; returns the moment the day's counts were all scraped (before the
+        server stops: after that Prometheus marks its series stale)."""
         import httpx
         import uvicorn
 
@@ -160,8 +194,8 @@ class _Service:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the service did not become healthy within 60 s")
                     time.sleep(0.1)
-                work(client)
-                time.sleep(2.5)  # let Prometheus scrape the day's last counts
+                settle(work(client))  # until Prometheus has scraped the day's last counts
+                return time.time()
         finally:
             server.should_exit = True
             thread.join(timeout=60)
@@ -243,6 +277,7 @@ def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
         _post_feedback(client, pending)
     n = len(oracle)
     return {
+        "requests": int(oracle["request_id"].nunique()),
         "impressions": n,
         "expected_ctr": float(np.sum(served_p) / n),
         "oracle_ctr": float(np.sum(optimal_p) / n),
@@ -336,7 +371,7 @@ def run_loop(cfg: LoopConfig) -> dict:
     mon_sel = dg.AssetSelection.assets("online_metrics", "canary_release", "production_guard")
     instance = dg.DagsterInstance.ephemeral()
     port = _free_port()
-    prom = _Prometheus(out, port)
+    prom = _Prometheus()
     service = _Service(settings.registry_uri, feedback_uri, port)
     windows: dict[str, list[float]] = {}
     rng = np.random.default_rng([cfg.seed, 99])
@@ -392,11 +427,13 @@ def run_loop(cfg: LoopConfig) -> dict:
                 start = time.time()
                 figures: dict = {}
 
-                def work(client, world=world, figures=figures):
+                def work(client, world=world, figures=figures) -> int:
                     figures.update(_serve_day(client, world, rng, cfg.rank_batch))
+                    return figures.pop("requests")
 
-                service.run_day(share, work)
-                windows[dt] = [start - 1.0, time.time()]
+                prom.start(out / "prometheus" / dt, port)
+                end = service.run_day(share, work, prom.wait_for)
+                windows[dt] = [start - 1.0, end]
                 record |= {"policy": "served", "canary_share": share, **figures}
                 result = run(dg.AssetSelection.assets("feedback_landing"), dt)
                 if not result.success:
@@ -458,7 +495,7 @@ def run_loop(cfg: LoopConfig) -> dict:
         prom.stop()
     summary = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
-        "prometheus": bool(prom.url),
+        "prometheus": shutil.which("prometheus") is not None,
         "seconds": round(time.monotonic() - t0, 1),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "production": registry.alias(MODEL, PRODUCTION),

@@ -51,12 +51,15 @@ def _checks(cfg, days: list[dict], timeline: list[dict]) -> list[tuple[str, bool
             base = sum(d["expected_ctr"] / d["oracle_ctr"] for d in pre[-3:]) / len(pre[-3:])
             best = max(post, key=lambda d: d["expected_ctr"] / d["oracle_ctr"])
             ratio = best["expected_ctr"] / best["oracle_ctr"] / base
+            last = post[-1]
+            at_end = last["expected_ctr"] / last["oracle_ctr"] / base
             out.append(
                 (
                     "online CTR recovers to >= 90% of its pre-drift ratio to the oracle within 5 days",
                     ratio >= 0.9,
                     f"pre-drift CTR/oracle {base:.3f} (last 3 served days); best within 5 days "
-                    f"of onset: {ratio:.1%} of it (day {best['day']})",
+                    f"of onset: {ratio:.1%} of it (day {best['day']}); on day {last['day']}: "
+                    f"{at_end:.1%}",
                 )
             )
     return out

@@ -174,16 +174,21 @@ def _window_users(store: Storage, first: str, last: str) -> pd.DataFrame:
 
 
 def _window_service(store: Storage, first: str, last: str, version: str):
-    """(service figures of ``version`` summed over the days, the worst day's score PSI); the
-    latency is the worst day's p99. Any day without figures makes them unknown (None)."""
+    """(service figures of ``version`` summed over the window's days, the worst day's score PSI);
+    latency is the worst day's p99. The last day must have figures (else None: unknown, which
+    never passes); earlier days without them are left out (a monitoring gap on one day must
+    not freeze a canary until it expires)."""
     figs, psis = [], []
     for d in rollout.days(first, last):
         found = warehouse.manifest(store, ONLINE, d)
-        if found is None:
+        fig = found["info"].get("service", {}).get(version) if found else None
+        if fig is None:
+            if d == last:
+                return None, None
             continue
-        figs.append(found["info"].get("service", {}).get(version))
+        figs.append(fig)
         psis.append(found["info"].get("score_psi", {}).get(version))
-    if not figs or any(f is None for f in figs):
+    if not figs:
         return None, None
     lat = [f["latency_p99_ms"] for f in figs]
     service = online.ServiceFigures(
