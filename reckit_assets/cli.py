@@ -6,6 +6,7 @@ reckit dev                         simulate (if the landing zone is empty) and s
 reckit materialize --from D [--to D]   run the daily pipeline for a range of days, recorded
                                    in the local instance (same as a UI backfill)
 reckit config show [--json]        every effective setting and where it came from
+reckit loop --days 20 [--drift-from D] [--bad-canary-on D]   closed-loop simulation
 """
 
 from __future__ import annotations
@@ -170,6 +171,26 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _loop(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from reckit_assets.simulation.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig(
+        out=Path(args.out),
+        days=args.days,
+        drift_from=args.drift_from,
+        bad_canary_on=args.bad_canary_on,
+        users=args.users,
+        items=args.items,
+        impressions=args.impressions,
+        seed=args.seed,
+    )
+    run_loop(cfg)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def _registry(args: argparse.Namespace) -> int:
     from reckit_assets.core.io.uri import storage_from_uri
     from reckit_assets.core.release.registry import PRODUCTION, Registry, RegistryError
@@ -315,6 +336,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     show_config.add_argument("--run-config", default=None, help="preview a launch's run config")
     config.set_defaults(func=_config)
+    loop = sub.add_parser(
+        "loop", help="closed-loop simulation: world <-> real service <-> pipeline"
+    )
+    loop.add_argument("--days", type=int, default=20)
+    loop.add_argument("--drift-from", type=int, default=None, help="day number drift starts")
+    loop.add_argument("--bad-canary-on", type=int, default=None, help="day number of a bad canary")
+    loop.add_argument("--users", type=int, default=3000)
+    loop.add_argument("--items", type=int, default=600)
+    loop.add_argument("--impressions", type=int, default=30000, help="impressions per day")
+    loop.add_argument("--seed", type=int, default=7)
+    loop.add_argument("--out", default="loop_out", help="output folder (report, timeline, plot)")
+    loop.set_defaults(func=_loop)
 
     sub.add_parser("serve", help="run the inference service (reckit serve --help)")
 

@@ -15,7 +15,14 @@ from reckit_assets.defs.evaluation import assets as evaluation
 from reckit_assets.defs.features import assets as features
 from reckit_assets.defs.ingest import assets as ingest
 from reckit_assets.defs.ingest.sensors import build_arrival_sensor
-from reckit_assets.defs.jobs import build_daily_job, build_daily_schedule
+from reckit_assets.defs.jobs import (
+    build_daily_job,
+    build_daily_schedule,
+    build_monitoring_job,
+    build_retraining_job,
+)
+from reckit_assets.defs.monitoring import assets as monitoring
+from reckit_assets.defs.monitoring.sensors import build_retraining_sensor, run_failure_alert
 from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.release import assets as release
 from reckit_assets.defs.samples import assets as samples
@@ -26,7 +33,7 @@ from reckit_assets.settings import Settings, load_settings
 def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Definitions:
     config = config or load_config(settings.config_file).config
     s = structure_for(config)
-    daily = build_daily_job()
+    daily, retraining = build_daily_job(), build_retraining_job()
     # Resources and executor come from the environment (RECKIT_ENV: local | prod), chosen once.
     environment = environment_for(settings)
     return dg.Definitions(
@@ -37,10 +44,15 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             *training.build(s),
             *evaluation.build(s),
             *release.build(s),
+            *monitoring.build(s),
         ],
-        jobs=[daily],
+        jobs=[daily, build_monitoring_job(), retraining],
         schedules=[build_daily_schedule(daily)],
-        sensors=[build_arrival_sensor(s, daily)],
+        sensors=[
+            build_arrival_sensor(s, daily),
+            build_retraining_sensor(s, retraining),
+            run_failure_alert,
+        ],
         resources=environment.resources,
         executor=environment.executor,
     )

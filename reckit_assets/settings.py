@@ -8,6 +8,8 @@
 ``RECKIT_CONFIG``         the project config file (default: ``reckit.yaml`` at the project root,
                           when present); limits, windows and hyperparameters live there, see
                           reckit_assets/config.py
+``RECKIT_FEEDBACK_URI``   the service's feedback log (default: ``$RECKIT_DATA_DIR/feedback``)
+``RECKIT_PROMETHEUS_URL`` the Prometheus server scraping the service (default: none)
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Settings:
     registry_uri: str
     oracle_uri: str
     config_file: str | None = None  # None: $RECKIT_CONFIG, else reckit.yaml if present
+    feedback_uri: str = ""
+    prometheus_url: str = ""
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -39,4 +43,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         registry_uri=env.get("RECKIT_REGISTRY_URI") or f"{data_dir}/registry",
         oracle_uri=env.get("RECKIT_ORACLE_URI") or f"{data_dir}/oracle",
         config_file=env.get("RECKIT_CONFIG") or None,
+        feedback_uri=env.get("RECKIT_FEEDBACK_URI") or f"{data_dir}/feedback",
+        prometheus_url=env.get("RECKIT_PROMETHEUS_URL") or "",
     )

@@ -1,4 +1,4 @@
-"""The daily job (everything partitioned by day) and its fallback schedule."""
+"""The jobs: the daily pipeline (and its fallback schedule), monitoring, and retraining."""
 
 from __future__ import annotations
 
@@ -15,6 +15,26 @@ def build_daily_job() -> UnresolvedAssetJobDefinition:
         description="Everything for one day: landed logs -> samples -> candidates -> gate -> "
         "registry. The arrival sensor, the schedule and manual launches run it for a partition.",
         tags={"reckit/lane": "daily"},
+    )
+
+
+def build_monitoring_job() -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "monitoring_job",
+        selection=dg.AssetSelection.groups("monitoring", "release"),
+        description="Served feedback -> landing, online metrics, the canary judge and the "
+        "production guard for one day (after the day's traffic is complete).",
+        tags={"reckit/lane": "monitoring"},
+    )
+
+
+def build_retraining_job() -> UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        "retraining_job",
+        selection=dg.AssetSelection.groups("models", "evaluation", "registry"),
+        description="Train, gate and register the models for one day: what the retraining "
+        "sensor requests when production regresses or drifts.",
+        tags={"reckit/lane": "retraining"},
     )
 
 

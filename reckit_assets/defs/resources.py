@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 
 from reckit_assets.core.io.storage import Storage
@@ -27,6 +29,28 @@ class ReckitStorage(dg.ConfigurableResource):
         return storage_from_uri(self.registry_uri)
 
 
+class Monitoring(dg.ConfigurableResource):
+    """Where served traffic is observed: the service's feedback log and the Prometheus server
+    that scrapes it (empty: not configured), and the ranking models whose canaries are judged."""
+
+    feedback_uri: str = ""
+    prometheus_url: str = ""
+    models: str = "xgboost"  # comma-separated rankers whose canaries are judged
+    # JSON {dt: [start, end]} (unix seconds): when a day was served, where that is not the
+    # calendar day (the closed-loop simulation serves a simulated day in minutes).
+    service_windows: str = ""
+
+    def service_window(self, dt: str) -> tuple[float, float] | None:
+        found = json.loads(self.service_windows).get(dt) if self.service_windows else None
+        return (float(found[0]), float(found[1])) if found else None
+
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def feedback(self) -> Storage:
+        return storage_from_uri(self.feedback_uri)
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "storage": ReckitStorage(
@@ -35,4 +59,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             registry_uri=settings.registry_uri,
         ),
         "project": ProjectConfig(file=settings.config_file),
+        "monitoring": Monitoring(
+            feedback_uri=settings.feedback_uri, prometheus_url=settings.prometheus_url
+        ),
     }

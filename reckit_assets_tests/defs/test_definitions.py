@@ -33,6 +33,12 @@ EXPECTED_DEPS = {
         for kind in ("xgboost", "deepfm", "item2vec")
     },
     **{f"{kind}_registered": {f"{kind}_evaluation"} for kind in ("xgboost", "deepfm", "item2vec")},
+    "feedback_landing": set(),
+    "online_metrics": {"feedback_landing"},
+    **{
+        name: {"online_metrics", *(f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec"))}
+        for name in ("canary_release", "production_guard")
+    },
 }
 EXPECTED_GROUPS = {
     "ingest": {"landed_logs", "validated_events", "user_profiles", "item_catalog"},
@@ -41,6 +47,8 @@ EXPECTED_GROUPS = {
     "models": {f"{k}_candidate" for k in ("xgboost", "deepfm", "item2vec")},
     "evaluation": {f"{k}_evaluation" for k in ("xgboost", "deepfm", "item2vec")},
     "registry": {f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec")},
+    "monitoring": {"feedback_landing", "online_metrics"},
+    "release": {"canary_release", "production_guard"},
 }
 EXPECTED_BLOCKING_CHECKS = {
     "landed_logs": {
@@ -67,16 +75,21 @@ EXPECTED_BLOCKING_CHECKS = {
         "recall_vs_baseline",
         "baseline_out_of_time",
     },
+    "online_metrics": {"has_traffic", "figures_finite"},
 }
 
 
 def test_definitions_load_with_every_job_sensor_and_schedule():
     dg.Definitions.validate_loadable(defs)
-    assert {j.name for j in defs.jobs} == {"daily_pipeline"}
+    assert {j.name for j in defs.jobs} == {"daily_pipeline", "monitoring_job", "retraining_job"}
     assert defs.resolve_job_def("daily_pipeline") is not None
-    assert {s.name for s in defs.sensors} == {"landing_arrival_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "landing_arrival_sensor",
+        "retraining_sensor",
+        "run_failure_alert",
+    }
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
-    assert set(defs.resources) == {"storage", "project"}
+    assert set(defs.resources) == {"storage", "project", "monitoring"}
 
 
 def test_every_asset_and_group_is_in_the_snapshot():

@@ -42,7 +42,7 @@ def test_local_is_the_default_and_needs_no_server(monkeypatch):
     env = environment_for(load_settings({}))
     assert env.name == "local"
     assert env.executor.name == "multiprocess"
-    assert set(env.resources) == {"storage", "project"}
+    assert set(env.resources) == {"storage", "project", "monitoring"}
 
 
 def test_prod_keeps_data_on_s3_through_the_dagster_aws_resource(monkeypatch):

@@ -1,0 +1,329 @@
+"""Monitoring and release, after the registry: served feedback -> landing, online metrics per
+day, the canary judge applied through the registry, and production's own regression guard.
+
+Every alias move here goes through the registry (audited: ``by`` the judge or the guard, the
+verdict's figures as the reason); every decision is computed by core.monitoring.
+"""
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from reckit_assets.core.ingest.landing import is_ready, read_landed
+from reckit_assets.core.io import warehouse
+from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.monitoring import online, rollout
+from reckit_assets.core.monitoring.feedback import FeedbackLandingError, land_feedback
+from reckit_assets.core.monitoring.judge import JudgeConfig, judge
+from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry, RegistryError
+from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
+from reckit_assets.defs.partitions import Structure
+from reckit_assets.defs.resources import Monitoring, ReckitStorage
+
+CODE_VERSION = "monitoring-1"
+ONLINE = "online_metrics"
+REGISTERED = [dg.AssetKey(f"{kind}_registered") for kind in ("xgboost", "deepfm", "item2vec")]
+SAMPLES = "training_samples"
+MIN_ATTRIBUTED_SHARE = 0.5  # below this, the day's feedback is mostly unattributable: block
+
+
+def _by(context: dg.AssetExecutionContext, who: str) -> str:
+    return f"{who} (run {context.run_id})"
+
+
+def _service_figures(monitoring: Monitoring, dt: str) -> dict[str, online.ServiceFigures]:
+    if not monitoring.prometheus_url:
+        return {}
+    window = monitoring.service_window(dt)
+    if window is None:  # the calendar day, UTC
+        start = datetime.fromisoformat(dt).replace(tzinfo=UTC).timestamp()
+        window = (start, start + timedelta(days=1).total_seconds())
+    start, end = window
+    return online.Prometheus(monitoring.prometheus_url).service_figures(start, end)
+
+
+def _offline_scores(registry: Registry, store: Storage, model: str, version: str):
+    manifest = registry.manifest(model, version)
+    if manifest is None or warehouse.manifest(store, SAMPLES, manifest["partition"]) is None:
+        return None
+    holdout = warehouse.read(store, SAMPLES, manifest["partition"])
+    return online.offline_scores(registry.load_files(model, version), model, holdout)
+
+
+def _window_users(store: Storage, first: str, last: str) -> pd.DataFrame:
+    return rollout.concat_users(
+        [
+            warehouse.read(store, ONLINE, d, "users")
+            for d in rollout.days(first, last)
+            if warehouse.manifest(store, ONLINE, d) is not None
+        ]
+    )
+
+
+def _window_service(store: Storage, first: str, last: str, version: str):
+    """(service figures of ``version`` summed over the window's days, the worst day's score PSI);
+    latency is the worst day's p99. The last day must have figures (else None: unknown, which
+    never passes); earlier days without them are left out (a monitoring gap on one day must
+    not freeze a canary until it expires)."""
+    figs, psis = [], []
+    for d in rollout.days(first, last):
+        found = warehouse.manifest(store, ONLINE, d)
+        fig = found["info"].get("service", {}).get(version) if found else None
+        if fig is None:
+            if d == last:
+                return None, None
+            continue
+        figs.append(fig)
+        psis.append(found["info"].get("score_psi", {}).get(version))
+    if not figs:
+        return None, None
+    lat = [f["latency_p99_ms"] for f in figs]
+    service = online.ServiceFigures(
+        requests=sum(f["requests"] for f in figs),
+        errors=sum(f["errors"] for f in figs),
+        latency_p99_ms=None if any(x is None for x in lat) else max(lat),
+        score_bounds=figs[-1]["score_bounds"],
+        score_counts=[sum(c) for c in zip(*[f["score_counts"] for f in figs], strict=False)],
+    )
+    return service, None if any(p is None for p in psis) else max(psis)
+
+
+def _arm(store: Storage, model: str, version: str, users: pd.DataFrame, window: tuple[str, str]):
+    service, psi = _window_service(store, *window, version)
+    arm = online.arm_metrics(users, version, window, service, None)
+    return None if arm is None else dataclasses.replace(arm, score_psi=psi)
+
+
+def build(s: Structure) -> list:
+    """The monitoring and release stage's assets for this code location's partitions."""
+
+    @dg.asset(
+        group_name="monitoring",
+        partitions_def=s.daily,
+        code_version=CODE_VERSION,
+        kinds={"parquet"},
+        description="The day's served feedback (attributable to a served request) landed as the "
+        "landing zone's `events` partition with `_SUCCESS`: tomorrow's training data. Write-once; "
+        "unattributable feedback is counted and kept apart under the warehouse's `unattributed/`.",
+    )
+    def feedback_landing(
+        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+    ) -> dg.MaterializeResult:
+        if not monitoring.feedback_uri:
+            raise dg.Failure(
+                "no feedback log configured (Monitoring.feedback_uri, RECKIT_FEEDBACK_URI)"
+            )
+        try:
+            report = land_feedback(
+                monitoring.feedback(), storage.landing(), storage.warehouse(), context.partition_key
+            )
+        except FeedbackLandingError as exc:
+            raise dg.Failure(str(exc)) from exc
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(report["sha256"][:16]),
+            metadata={k: v for k, v in report.items() if isinstance(v, int | str | bool)},
+        )
+
+    @dg.asset(
+        group_name="monitoring",
+        partitions_def=s.daily,
+        code_version=CODE_VERSION,
+        deps=[feedback_landing],
+        kinds={"parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("has_traffic", asset=ONLINE, blocking=True),
+            dg.AssetCheckSpec("figures_finite", asset=ONLINE, blocking=True),
+        ],
+        description="Per day, model version and alias: impressions, clicks, conversions, CTR with "
+        "user-level SE, per-user counts (for windows), and the service's requests, 5xx, latency p99 "
+        "and score PSI vs the version's offline holdout, read from Prometheus.",
+    )
+    def online_metrics(
+        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+    ):
+        dt = context.partition_key
+        landing, store, registry = (
+            storage.landing(),
+            storage.warehouse(),
+            Registry(storage.registry()),
+        )
+        if not is_ready(landing, dt):
+            raise dg.Failure(f"landing dt={dt} is not complete (no _SUCCESS on all three tables)")
+        events = read_landed(landing, "events", dt).frame
+        aliases = {}
+        for model in monitoring.model_names():
+            for alias, version in registry.aliases(model).items():
+                aliases[version] = alias
+        users = online.per_user(online.with_alias(events, aliases))
+        summary = online.summarize(users)
+        service = _service_figures(monitoring, dt)
+        psi, extra = {}, []
+        for row in summary.itertuples():
+            fig = service.get(row.model_version)
+            model = next(
+                (m for m in monitoring.model_names() if row.model_version.startswith(m)), None
+            )
+            scores = None
+            if fig and model:
+                scores = _offline_scores(registry, store, model, row.model_version)
+            if fig and scores is not None and fig.score_bounds:
+                psi[row.model_version] = online.psi_counts(
+                    online.histogram(scores, fig.score_bounds), fig.score_counts
+                )
+            extra.append(
+                {
+                    "requests": fig.requests if fig else None,
+                    "errors": fig.errors if fig else None,
+                    "latency_p99_ms": fig.latency_p99_ms if fig else None,
+                    "score_psi": psi.get(row.model_version),
+                }
+            )
+        if len(summary):
+            summary = pd.concat([summary, pd.DataFrame(extra)], axis=1)
+        published = warehouse.publish(
+            store,
+            ONLINE,
+            dt,
+            warehouse.Artifact(
+                frames={"summary": summary, "users": users},
+                info={"service": {v: f.__dict__ for v, f in service.items()}, "score_psi": psi},
+            ),
+        )
+        production = [r for r in summary.to_dict("records") if r["alias"] == PRODUCTION]
+        yield dg.MaterializeResult(
+            data_version=dg.DataVersion(published["data_version"]),
+            metadata={
+                "summary": dg.MetadataValue.md(
+                    summary.to_markdown(index=False) if len(summary) else ""
+                ),
+                "impressions": int(summary["impressions"].sum()) if len(summary) else 0,
+                "prometheus": bool(service),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="has_traffic",
+            passed=bool(production) and production[0]["impressions"] > 0,
+            metadata={"production_rows": len(production)},
+            description="production served impressions this day",
+        )
+        finite = (
+            summary[["impressions", "clicks", "users"]].notna().all().all()
+            if len(summary)
+            else False
+        )
+        yield dg.AssetCheckResult(check_name="figures_finite", passed=bool(finite))
+
+    @dg.asset(
+        group_name="release",
+        partitions_def=s.daily,
+        code_version=CODE_VERSION,
+        deps=[online_metrics, *REGISTERED],
+        kinds={"json"},
+        description="The canary judge, once a day per model: verdict over the canary's whole window "
+        "(same days for both arms) applied through the registry: promote, roll back, step the "
+        "share up, or expire. Audited in the alias log: by the judge, the verdict's figures as reason.",
+    )
+    def canary_release(
+        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+    ) -> dg.MaterializeResult:
+        dt = context.partition_key
+        store, registry = storage.warehouse(), Registry(storage.registry())
+        cfg = JudgeConfig()
+        decisions = {}
+        for model in monitoring.model_names():
+            current, started = rollout.sync_rollout(registry, model, dt, cfg)
+            if current is None or started or current.started > dt:
+                decisions[model] = {
+                    "action": "none" if current is None else "started",
+                    "rollout": current and current.__dict__,
+                }
+                continue
+            window = (current.started, dt)
+            users = _window_users(store, *window)
+            prod_version = registry.alias(model, PRODUCTION)
+            canary = _arm(store, model, current.version, users, window)
+            production = _arm(store, model, prod_version, users, window) if prod_version else None
+            today = (
+                warehouse.read(store, ONLINE, dt, "users")
+                if warehouse.manifest(store, ONLINE, dt)
+                else users.iloc[:0]
+            )
+            day_users = today.groupby("alias")["user_id"].nunique().to_dict()
+            state = current.state(dt, day_users.get(CANARY, 0), day_users.get(PRODUCTION, 0))
+            verdict = judge(canary, production, state, cfg)
+            applied = rollout.apply_verdict(
+                registry, current, verdict, dt, _by(context, "canary judge"), cfg
+            )
+            decisions[model] = {"verdict": verdict.as_dict(), **applied}
+            context.log.info(f"{model}: {verdict.summary()} -> {applied['action']}")
+        blob = json.dumps(decisions, indent=2, sort_keys=True, default=str).encode()
+        warehouse.publish(
+            store, "canary_release", dt, warehouse.Artifact(blobs={"decisions.json": blob})
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "decisions": dg.MetadataValue.json(json.loads(blob)),
+                "actions": ", ".join(f"{m}: {d.get('action')}" for m, d in decisions.items()),
+            }
+        )
+
+    @dg.asset(
+        group_name="release",
+        partitions_def=s.daily,
+        code_version=CODE_VERSION,
+        deps=[online_metrics, *REGISTERED],
+        kinds={"json"},
+        description="Production's own online metrics today vs its trailing baseline (same version): "
+        "a significant CTR drop beyond GuardConfig.rollback_ctr_drop, or an error-rate/latency "
+        "regression, rolls production back (target verified and smoke-tested first). Also records "
+        "the retraining signal the retraining sensor reads.",
+    )
+    def production_guard(
+        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+    ) -> dg.MaterializeResult:
+        dt = context.partition_key
+        store, registry = storage.warehouse(), Registry(storage.registry())
+        cfg = rollout.GuardConfig()
+        out = {}
+        for model in monitoring.model_names():
+            version = registry.alias(model, PRODUCTION)
+            if version is None or warehouse.manifest(store, ONLINE, dt) is None:
+                out[model] = {"action": "none", "reasons": ["no production or no metrics"]}
+                continue
+            base_days = [
+                d
+                for d in warehouse.window(dt, cfg.baseline_days)
+                if warehouse.manifest(store, ONLINE, d) is not None
+            ]
+            today_users = warehouse.read(store, ONLINE, dt, "users")
+            today = _arm(store, model, version, today_users, (dt, dt))
+            baseline = None
+            if base_days:
+                base_users = _window_users(store, base_days[0], base_days[-1])
+                baseline = _arm(store, model, version, base_users, (base_days[0], base_days[-1]))
+            regression = rollout.compare_with_baseline(today, baseline, cfg)
+            try:
+                applied = rollout.guard_production(
+                    registry, model, regression, _by(context, "production guard"), smoke_test
+                )
+            except (RegistryError, SmokeTestError) as exc:
+                applied = {"action": "refused", "error": str(exc)}
+                context.log.error(f"{model}: production regressed but rollback refused: {exc}")
+            out[model] = {
+                "version": version,
+                "rollback": regression.rollback,
+                "retrain": regression.retrain,
+                "reasons": regression.reasons,
+                "figures": regression.figures,
+                **applied,
+            }
+        blob = json.dumps(out, indent=2, sort_keys=True, default=str).encode()
+        warehouse.publish(
+            store, "production_guard", dt, warehouse.Artifact(blobs={"guard.json": blob})
+        )
+        return dg.MaterializeResult(metadata={"guard": dg.MetadataValue.json(json.loads(blob))})
+
+    return [feedback_landing, online_metrics, canary_release, production_guard]

@@ -1,0 +1,510 @@
+"""The closed loop: the simulator as a world that answers a real service, day after day.
+
+Each simulated day:
+
+1. The world's users arrive with their candidate slates (``simulate_day``: who, when, which
+   items). For the first ``bootstrap_days`` the legacy policy's logged traffic is landed as is,
+   so the pipeline can train a first model.
+2. Afterwards a real uvicorn serving the registry (production, and the canary at the share the
+   rollout state says) ranks every slate over HTTP on loopback. Users click with the world's true
+   probabilities *given the served order*: the logit of the position effect
+   (-0.25 per position) moves with each item's new position. Impressions, clicks and conversions
+   go back to the service as feedback; a real Prometheus scrapes the service.
+3. The service's feedback log becomes the day's landing partition (``feedback_landing``), with
+   the world's users and items; the pipeline then runs the day through Dagster as the sensors
+   would: data assets, online metrics, the canary judge, the production guard, the retraining
+   sensor (whose requests run the xgboost training path: gate, registration as canary).
+4. ``--bad-canary-on D``: after day D's pipeline a deliberately degraded model (XGBoost trained on
+   inverted labels) is force-registered as canary, with an audited reason.
+
+Outputs under ``out``: ``report.md``, ``timeline.json`` (every alias move, verdict, retraining
+request, with day and reason) and ``online_ctr.png`` (online CTR per day and model version
+against the oracle-optimal CTR of the same slates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reckit_assets.simulation.simulate import SimulationConfig, simulate_day
+
+MODEL = "xgboost"
+BY = "reckit loop"
+
+
+@dataclass
+class LoopConfig:
+    out: Path
+    days: int = 20
+    drift_from: int | None = None  # 1-based day number from which preferences shift
+    bad_canary_on: int | None = None  # 1-based day number after which a bad canary is registered
+    users: int = 3000
+    items: int = 600
+    impressions: int = 30000
+    seed: int = 7
+    bootstrap_days: int = 4
+    rank_batch: int = 25  # requests per feedback POST
+    start: str = field(default="")  # first day; default: so that the last day is yesterday
+
+    def __post_init__(self) -> None:
+        if not self.start:
+            self.start = (date.today() - timedelta(days=self.days)).isoformat()
+        if self.days <= self.bootstrap_days:
+            raise ValueError(f"--days must exceed bootstrap_days {self.bootstrap_days}")
+
+    def dt(self, day: int) -> str:
+        """Date of 1-based day number ``day``."""
+        return (date.fromisoformat(self.start) + timedelta(days=day - 1)).isoformat()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class _Prometheus:
+    """A real Prometheus scraping the service's port (started only if installed)."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("prometheus")
+        self.url = ""
+        self.proc: subprocess.Popen | None = None
+        self.root: Path | None = None
+
+    def start(self, root: Path, target_port: int) -> None:
+        # One server (and one fresh TSDB) per simulated day: the service restarts every day,
+        # and counters of a restarted process must not be subtracted from yesterday's.
+        self.stop()
+        if self.binary is None:
+            return
+        self.root = root
+        port = _free_port()
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 1s}\nscrape_configs:\n"
+            f"  - job_name: reckit\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
+        )
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={root / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_for(self, requests: int, timeout: float = 120.0) -> None:
+        """Until Prometheus has scraped ``requests`` /v1/rank requests of the running service."""
+        if not self.url:
+            return
+        import httpx
+
+        expr = 'sum(reckit_serving_requests_total{endpoint="/v1/rank"})'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                got = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+                result = got.json()["data"]["result"]
+                if result and float(result[0]["value"][1]) >= requests:
+                    time.sleep(1.5)  # one more scrape: every series of the same instant
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"Prometheus did not scrape {requests} requests within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc, self.url = None, ""
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+class _Service:
+    """The real service (uvicorn, in a thread) on a fixed loopback port, restarted per day with
+    the canary share the rollout state asks for (the deployment applying the traffic split)."""
+
+    def __init__(self, registry_uri: str, feedback_uri: str, port: int) -> None:
+        self.registry_uri, self.feedback_uri, self.port = registry_uri, feedback_uri, port
+
+    def run_day(self, share: float, work, settle) -> float:
+        """Serve one day; returns the moment the day's counts were all scraped (before the
+        server stops: after that Prometheus marks its series stale)."""
+        import httpx
+        import uvicorn
+
+        from serving.app import create_app
+        from serving.config import ServingConfig
+
+        config = ServingConfig(
+            registry_uri=self.registry_uri,
+            models=(MODEL,),
+            poll_seconds=3600,
+            canary_share=share,
+            admin_token=os.environ.get("RECKIT_ADMIN_TOKEN", "loop"),
+            feedback_uri=self.feedback_uri,
+            feedback_flush_rows=20000,
+        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(config), log_level="warning", access_log=False)
+        )
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30) as client:
+                deadline = time.monotonic() + 60
+                while True:
+                    try:
+                        if client.get("/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the service did not become healthy within 60 s")
+                    time.sleep(0.1)
+                settle(work(client))  # until Prometheus has scraped the day's last counts
+                return time.time()
+        finally:
+            server.should_exit = True
+            thread.join(timeout=60)
+            sock.close()
+
+
+def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
+    """Rank every slate through the service; click with the true probabilities at the served
+    positions; send the feedback. Returns the day's figures (served and oracle-optimal CTR)."""
+    oracle = day.oracle
+    imps = day.events[day.events["event_type"] == "impression"]
+    meta = imps.drop_duplicates("request_id").set_index("request_id")[["ts", "device"]]
+    base = _logit(oracle["p_click"].to_numpy()) + 0.25 * oracle["position"].to_numpy()
+    oracle = oracle.assign(base_logit=base)
+    served_p, optimal_p, by_version = [], [], {}
+    pending: list[dict] = []
+    for request_id, slate in oracle.groupby("request_id", sort=False):
+        user = slate["user_id"].iloc[0]
+        ts, device = meta.loc[request_id, "ts"], meta.loc[request_id, "device"]
+        items = slate["item_id"].tolist()
+        body = client.post(
+            "/v1/rank",
+            json={
+                "user_id": user,
+                "item_ids": items,
+                "context": {"device": device},
+                "request_id": request_id,
+            },
+        ).json()
+        order = {item: pos for pos, item in enumerate(body["ranked_item_ids"])}
+        pos = np.array([order[i] for i in items])
+        p = _sigmoid(slate["base_logit"].to_numpy() - 0.25 * pos)
+        best = _sigmoid(
+            np.sort(slate["base_logit"].to_numpy())[::-1] - 0.25 * np.arange(len(items))
+        )
+        served_p.append(p.sum())
+        optimal_p.append(best.sum())
+        clicks = rng.random(len(items)) < p
+        convs = clicks & (rng.random(len(items)) < slate["p_conversion_given_click"].to_numpy())
+        v = by_version.setdefault(body["model_version"], {"impressions": 0, "clicks": 0, "p": 0.0})
+        v["impressions"] += len(items)
+        v["clicks"] += int(clicks.sum())
+        v["p"] += float(p.sum())
+        stamp = pd.Timestamp(ts)
+        for item, k, c, cv in zip(items, pos, clicks, convs, strict=True):
+            pending.append(
+                {
+                    "request_id": request_id,
+                    "item_id": item,
+                    "event_type": "impression",
+                    "position": int(k),
+                    "ts": stamp.isoformat(),
+                }
+            )
+            if c:
+                click_ts = (stamp + pd.Timedelta(seconds=5)).isoformat()
+                pending.append(
+                    {
+                        "request_id": request_id,
+                        "item_id": item,
+                        "event_type": "click",
+                        "ts": click_ts,
+                    }
+                )
+            if cv:
+                conv_ts = (stamp + pd.Timedelta(seconds=60)).isoformat()
+                pending.append(
+                    {
+                        "request_id": request_id,
+                        "item_id": item,
+                        "event_type": "conversion",
+                        "ts": conv_ts,
+                    }
+                )
+        if len(pending) >= batch * 12:
+            _post_feedback(client, pending)
+            pending = []
+    if pending:
+        _post_feedback(client, pending)
+    n = len(oracle)
+    return {
+        "requests": int(oracle["request_id"].nunique()),
+        "impressions": n,
+        "expected_ctr": float(np.sum(served_p) / n),
+        "oracle_ctr": float(np.sum(optimal_p) / n),
+        "by_version": {
+            k: {
+                "impressions": v["impressions"],
+                "clicks": v["clicks"],
+                "ctr": v["clicks"] / v["impressions"],
+                "expected_ctr": v["p"] / v["impressions"],
+            }
+            for k, v in by_version.items()
+        },
+    }
+
+
+def _post_feedback(client, events: list[dict]) -> None:
+    resp = client.post("/v1/feedback", json={"events": events})
+    if resp.status_code != 200:
+        raise RuntimeError(f"feedback refused: {resp.status_code} {resp.text[:500]}")
+
+
+def _degraded_canary(store, registry, dt: str, first_day: str) -> str:
+    """An XGBoost trained on inverted labels: loads and scores fine, ranks badly."""
+    from reckit_assets.core.io import warehouse
+    from reckit_assets.core.release.registry import CANARY
+    from reckit_assets.core.training.xgb_ranker import XGBParams, train_xgb
+
+    days = [d for d in warehouse.window(dt, 4, first_day)] + [dt]
+    frames = [warehouse.read(store, "training_samples", d) for d in days]
+    frames = [f.assign(label=1 - f["label"]) for f in frames]
+    train, valid = pd.concat(frames[:-1], ignore_index=True), frames[-1]
+    model = train_xgb(train, valid, XGBParams(n_estimators=30, max_depth=4, seed=1))[0]
+    version = f"{MODEL}-{dt}-degraded"
+    files = {**model.files(), **model.reckit_export(version, f"{dt}T00:00:00Z")}
+    reason = "deliberately degraded model (trained on inverted labels), forced as canary"
+    registry.register(
+        MODEL,
+        version,
+        files,
+        {"kind": MODEL, "partition": dt, "override": {"forced": True, "reason": reason}},
+    )
+    registry.set_alias(MODEL, CANARY, version, f"{BY} --bad-canary-on", reason)
+    return version
+
+
+def run_loop(cfg: LoopConfig) -> dict:
+    """Run the whole loop; returns the summary written to report.md and timeline.json."""
+    out = cfg.out.resolve()
+    data = out / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["RECKIT_DATA_DIR"] = str(data)
+    os.environ["RECKIT_PARTITIONS_START"] = cfg.start
+    for key in ("RECKIT_LANDING_URI", "RECKIT_WAREHOUSE_URI", "RECKIT_REGISTRY_URI"):
+        os.environ.pop(key, None)
+
+    import dagster as dg
+
+    from reckit_assets.core.ingest.landing import write_partition
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.monitoring.judge import JudgeConfig
+    from reckit_assets.core.monitoring.rollout import read_rollout, sync_rollout
+    from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
+    from reckit_assets.definitions import build_defs
+    from reckit_assets.defs.monitoring.sensors import REASON_TAG
+    from reckit_assets.defs.resources import Monitoring
+    from reckit_assets.settings import load_settings
+
+    settings = load_settings()
+    defs = build_defs(settings)
+    landing, store = LocalStorage(settings.landing_uri), LocalStorage(settings.warehouse_uri)
+    registry = Registry(LocalStorage(settings.registry_uri))
+    feedback_uri = str(data / "feedback")
+    drift_dt = cfg.dt(cfg.drift_from) if cfg.drift_from else None
+    sim = SimulationConfig(
+        start=cfg.start,
+        days=cfg.days,
+        n_users=cfg.users,
+        n_items=cfg.items,
+        impressions_per_day=cfg.impressions,
+        seed=cfg.seed,
+        drift_from=drift_dt,
+        messy=False,
+    )
+    all_assets = list(defs.assets)
+    data_sel = dg.AssetSelection.groups("ingest", "features", "samples")
+    model_sel = dg.AssetSelection.assets(
+        f"{MODEL}_candidate", f"{MODEL}_evaluation", f"{MODEL}_registered"
+    )
+    mon_sel = dg.AssetSelection.assets("online_metrics", "canary_release", "production_guard")
+    instance = dg.DagsterInstance.ephemeral()
+    port = _free_port()
+    prom = _Prometheus()
+    service = _Service(settings.registry_uri, feedback_uri, port)
+    windows: dict[str, list[float]] = {}
+    rng = np.random.default_rng([cfg.seed, 99])
+    timeline: list[dict] = []
+    days: list[dict] = []
+    sensor_cursor = None
+    seen_moves = 0
+    t0 = time.monotonic()
+
+    def resources() -> dict:
+        res = dict(defs.resources)
+        res["monitoring"] = Monitoring(
+            feedback_uri=feedback_uri,
+            prometheus_url=prom.url,
+            models=MODEL,
+            service_windows=json.dumps(windows),
+        )
+        return res
+
+    def run(selection, dt: str, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(
+            all_assets,
+            selection=selection,
+            partition_key=dt,
+            resources=resources(),
+            instance=instance,
+            raise_on_error=False,
+            tags=tags or {},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        for e in result.get_asset_check_evaluations():
+            if not e.passed:
+                timeline.append(
+                    {"day": day_no, "dt": dt, "kind": "check_failed",
+                     "what": f"{e.asset_key.to_user_string()}.{e.check_name}",
+                     "reason": e.description or ""}
+                )  # fmt: skip
+        return result
+
+    try:
+        for day_no in range(1, cfg.days + 1):
+            dt = cfg.dt(day_no)
+            world = simulate_day(sim, day_no - 1)
+            write_partition(landing, "users", dt, world.users)
+            write_partition(landing, "items", dt, world.items)
+            record = {"day": day_no, "dt": dt, "drifted": bool(drift_dt and dt >= drift_dt)}
+            if day_no <= cfg.bootstrap_days:
+                write_partition(landing, "events", dt, world.events)  # the legacy policy's log
+                record["policy"] = "legacy (logged)"
+            else:
+                rollout = read_rollout(registry.storage, MODEL)
+                share = rollout.share if rollout and rollout.started <= dt else 0.0
+                start = time.time()
+                figures: dict = {}
+
+                def work(client, world=world, figures=figures) -> int:
+                    figures.update(_serve_day(client, world, rng, cfg.rank_batch))
+                    return figures.pop("requests")
+
+                prom.start(out / "prometheus" / dt, port)
+                end = service.run_day(share, work, prom.wait_for)
+                windows[dt] = [start - 1.0, end]
+                record |= {"policy": "served", "canary_share": share, **figures}
+                result = run(dg.AssetSelection.assets("feedback_landing"), dt)
+                if not result.success:
+                    raise RuntimeError(f"day {day_no}: feedback landing failed")
+            result = run(data_sel, dt)
+            if not result.success:
+                raise RuntimeError(f"day {day_no} {dt}: data pipeline failed")
+            if day_no == cfg.bootstrap_days:  # the first model: production
+                run(model_sel, dt, {"reckit/trigger": "bootstrap"})
+            if day_no > cfg.bootstrap_days:
+                run(mon_sel, dt)
+                decisions = json.loads(
+                    store.read_bytes(f"canary_release/dt={dt}/decisions.json")
+                ).get(MODEL, {})
+                if "verdict" in decisions:
+                    v = decisions["verdict"]
+                    timeline.append(
+                        {"day": day_no, "dt": dt, "kind": "verdict", "verdict": v["decision"],
+                         "action": decisions["action"], "reason": "; ".join(v["reasons"]),
+                         "figures": {k: v["figures"].get(k) for k in (
+                             "ctr_canary", "ctr_production", "likelihood_ratio", "ci_low",
+                             "ci_high", "share", "version_canary")}}
+                    )  # fmt: skip
+                guard = json.loads(store.read_bytes(f"production_guard/dt={dt}/guard.json"))[MODEL]
+                record["guard"] = {k: guard.get(k) for k in ("rollback", "retrain", "reasons")}
+                context = dg.build_sensor_context(
+                    instance=instance, cursor=sensor_cursor, resources=resources(), definitions=defs
+                )
+                sensed = defs.get_sensor_def("retraining_sensor")(context)
+                sensor_cursor = sensed.cursor or sensor_cursor
+                for req in sensed.run_requests or []:
+                    timeline.append(
+                        {"day": day_no, "dt": dt, "kind": "retrain_request",
+                         "partition": req.partition_key, "reason": req.tags[REASON_TAG]}
+                    )  # fmt: skip
+                    # A canary under judgement is not replaced by a retrained one.
+                    if registry.alias(MODEL, CANARY) is None:
+                        run(model_sel, req.partition_key, dict(req.tags))
+                        sync_rollout(registry, MODEL, dt, JudgeConfig())
+                    else:
+                        timeline.append(
+                            {"day": day_no, "dt": dt, "kind": "retrain_deferred",
+                             "reason": "a canary is under judgement"}
+                        )  # fmt: skip
+            if cfg.bad_canary_on and day_no == cfg.bad_canary_on:
+                version = _degraded_canary(store, registry, dt, cfg.start)
+                sync_rollout(registry, MODEL, dt, JudgeConfig())  # its traffic starts tomorrow
+                record["bad_canary"] = version
+            for move in registry.history(MODEL)[seen_moves:]:
+                timeline.append({"day": day_no, "dt": dt, "kind": "alias_move", **move.as_dict()})
+                seen_moves += 1
+            record["aliases"] = registry.aliases(MODEL)
+            record["seconds"] = round(time.monotonic() - t0, 1)
+            days.append(record)
+            print(json.dumps({k: record.get(k) for k in (
+                "day", "dt", "policy", "canary_share", "expected_ctr", "oracle_ctr",
+                "aliases", "seconds")}), flush=True)  # fmt: skip
+    finally:
+        prom.stop()
+    summary = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+        "prometheus": shutil.which("prometheus") is not None,
+        "seconds": round(time.monotonic() - t0, 1),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "production": registry.alias(MODEL, PRODUCTION),
+        "ledger": [m.as_dict() for m in registry.history(MODEL)],
+    }
+    (out / "timeline.json").write_text(
+        json.dumps({"summary": summary, "timeline": timeline, "days": days}, indent=1, default=str)
+    )
+    from reckit_assets.simulation.loop_report import write_report
+
+    write_report(out, cfg, days, timeline, summary)
+    return {"summary": summary, "timeline": timeline, "days": days}

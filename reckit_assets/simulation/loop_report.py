@@ -1,0 +1,139 @@
+"""report.md and online_ctr.png of a closed-loop run (see loop.py), with the must-show checks
+computed from the run's own timeline and daily figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _checks(cfg, days: list[dict], timeline: list[dict]) -> list[tuple[str, bool | None, str]]:
+    out: list[tuple[str, bool | None, str]] = []
+    if cfg.bad_canary_on:
+        bad = next((d.get("bad_canary") for d in days if d.get("bad_canary")), None)
+        moves = [t for t in timeline if t["kind"] == "alias_move"]
+        cleared = next(
+            (
+                t
+                for t in moves
+                if t["alias"] == "canary" and t["from_version"] == bad and t["to_version"] is None
+            ),
+            None,
+        )
+        to_prod = any(t["alias"] == "production" and t["to_version"] == bad for t in moves)
+        within = cleared is not None and cleared["day"] - cfg.bad_canary_on <= 2
+        by_judge = cleared is not None and cleared["by"].startswith("canary judge")
+        out.append(
+            (
+                "bad canary rolled back by the judge within 2 days, never production",
+                bool(within and by_judge and not to_prod),
+                f"registered after day {cfg.bad_canary_on}; cleared on day "
+                f"{cleared['day'] if cleared else '-'} by {cleared['by'] if cleared else '-'}; "
+                f"production moved to it: {to_prod}",
+            )
+        )
+    if cfg.drift_from:
+        req = next(
+            (t for t in timeline if t["kind"] == "retrain_request" and t["day"] >= cfg.drift_from),
+            None,
+        )
+        out.append(
+            (
+                "drift detected, retraining requested within 2 days of onset",
+                req is not None and req["day"] - cfg.drift_from <= 2,
+                f"onset day {cfg.drift_from}; first request on day {req['day'] if req else '-'}"
+                + (f": {req['reason']}" if req else ""),
+            )
+        )
+        served = [d for d in days if d.get("policy") == "served"]
+        pre = [d for d in served if d["day"] < cfg.drift_from]
+        post = [d for d in served if cfg.drift_from <= d["day"] <= cfg.drift_from + 5]
+        if pre and post:
+            base = sum(d["expected_ctr"] / d["oracle_ctr"] for d in pre[-3:]) / len(pre[-3:])
+            best = max(post, key=lambda d: d["expected_ctr"] / d["oracle_ctr"])
+            ratio = best["expected_ctr"] / best["oracle_ctr"] / base
+            last = post[-1]
+            at_end = last["expected_ctr"] / last["oracle_ctr"] / base
+            out.append(
+                (
+                    "online CTR recovers to >= 90% of its pre-drift ratio to the oracle within 5 days",
+                    ratio >= 0.9,
+                    f"pre-drift CTR/oracle {base:.3f} (last 3 served days); best within 5 days "
+                    f"of onset: {ratio:.1%} of it (day {best['day']}); on day {last['day']}: "
+                    f"{at_end:.1%}",
+                )
+            )
+    return out
+
+
+def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    served = [d for d in days if d.get("policy") == "served"]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    if served:
+        x = [d["day"] for d in served]
+        ax.plot(x, [d["oracle_ctr"] for d in served], "k--", label="oracle-optimal order")
+        ax.plot(x, [d["expected_ctr"] for d in served], "k-", lw=2, label="served (all traffic)")
+        versions = sorted({v for d in served for v in d["by_version"]})
+        for v in versions:
+            pts = [(d["day"], d["by_version"][v]["ctr"]) for d in served if v in d["by_version"]]
+            ax.plot(*zip(*pts, strict=True), "o-", ms=4, label=v)
+    for t in timeline:
+        if t["kind"] == "alias_move":
+            ax.axvline(t["day"], color="grey", alpha=0.3, lw=1)
+    if cfg.drift_from:
+        ax.axvline(cfg.drift_from, color="red", ls=":", label="drift onset")
+    if cfg.bad_canary_on:
+        ax.axvline(cfg.bad_canary_on, color="orange", ls=":", label="bad canary registered")
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("CTR")
+    ax.set_title("Online CTR by day and model version vs the oracle-optimal CTR")
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out / "online_ctr.png", dpi=110)
+    plt.close(fig)
+
+    lines = [
+        "# Closed-loop run (`reckit loop`)",
+        "",
+        f"{cfg.days} days from {cfg.start}; {cfg.users} users, {cfg.items} items, "
+        f"~{cfg.impressions} impressions a day; drift from day {cfg.drift_from}; bad canary on "
+        f"day {cfg.bad_canary_on}; Prometheus: {summary['prometheus']}; "
+        f"{summary['seconds']} s wall time.",
+        "",
+        "## Must-show checks",
+        "",
+    ]
+    for name, ok, detail in _checks(cfg, days, timeline):
+        lines.append(f"- **{'PASS' if ok else 'FAIL'}** {name}: {detail}")
+    lines += [
+        "",
+        "## Days",
+        "",
+        "| day | dt | policy | canary share | served CTR (expected) | oracle CTR | ratio | production | canary |",
+        "|---:|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for d in days:
+        exp, ora = d.get("expected_ctr"), d.get("oracle_ctr")
+        lines.append(
+            f"| {d['day']} | {d['dt']} | {d.get('policy')} | {d.get('canary_share', '')} | "
+            f"{'' if exp is None else f'{exp:.4f}'} | {'' if ora is None else f'{ora:.4f}'} | "
+            f"{'' if exp is None else f'{exp / ora:.3f}'} | "
+            f"{d['aliases'].get('production', '')} | {d['aliases'].get('canary', '')} |"
+        )
+    lines += ["", "## Timeline", ""]
+    for t in timeline:
+        if t["kind"] == "alias_move":
+            what = f"{t['alias']}: {t['from_version']} -> {t['to_version']} by {t['by']}"
+            reason = t["reason"][:300]
+        elif t["kind"] == "verdict":
+            what = f"verdict {t['verdict']} -> {t['action']}"
+            reason = t["reason"][:300]
+        else:
+            what, reason = t["kind"], str(t.get("reason", ""))[:300]
+        lines.append(f"- day {t['day']} ({t['dt']}): {what}: {reason}")
+    lines += ["", "![online CTR](online_ctr.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
