@@ -13,6 +13,7 @@ from reckit_assets.config import ReckitConfig, load_config
 from reckit_assets.defs.evaluation import assets as evaluation
 from reckit_assets.defs.features import assets as features
 from reckit_assets.defs.ingest import assets as ingest
+from reckit_assets.defs.ingest import landing_zone
 from reckit_assets.defs.ingest.sensors import build_arrival_sensor
 from reckit_assets.defs.jobs import build_daily_job, build_daily_schedule
 from reckit_assets.defs.partitions import structure_for
@@ -29,6 +30,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
     daily = build_daily_job()
     return dg.Definitions(
         assets=[
+            *landing_zone.build(s),
             *ingest.build(s),
             *features.build(s),
             *samples.build(s),
@@ -38,7 +40,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
         ],
         jobs=[daily],
         schedules=[build_daily_schedule(daily)],
-        sensors=[build_arrival_sensor(s, daily)],
+        sensors=[build_arrival_sensor(s, daily), landing_zone.build_sensor()],
         resources=build_resources(settings),
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     )

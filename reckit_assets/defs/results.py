@@ -49,9 +49,15 @@ def publish_days(
             store, asset, dt, artifact, quarantined=quarantine_on_failure and bool(failed)
         )
         state = "quarantined" if manifest["quarantined"] else "published"
+        # An asset without tables (e.g. landed_logs' landing.json) says what it recorded, not
+        # "0 rows", which reads like data loss.
+        what = (
+            f"{manifest['rows']} rows"
+            if artifact.frames
+            else f"{', '.join(sorted(artifact.blobs))} (a record, no table)"
+        )
         context.log.info(
-            f"{asset} dt={dt}: {state} {manifest['rows']} rows, data version "
-            f"{manifest['data_version']}"
+            f"{asset} dt={dt}: {state} {what}, data version {manifest['data_version']}"
             + (f"; failed: {[o.name for o in failed]}" if failed else "")
         )
         days[dt] = (manifest, outcomes, artifact)
@@ -69,13 +75,14 @@ def to_result(
         ((dt, (manifest, _, artifact)),) = days.items()
         version = manifest["data_version"]
         metadata: dict = {
-            "dagster/row_count": manifest["rows"],
             "data_version": version,
             "location": f"{warehouse.prefix(asset, dt, manifest['quarantined'])}/",
             "quarantined": manifest["quarantined"],
             **_flat(artifact.info),
         }
         if artifact.frames:
+            # Only assets with tables get a row count: a model or a record has no rows.
+            metadata["dagster/row_count"] = manifest["rows"]
             first = next(iter(artifact.frames.values()))
             metadata["dagster/column_schema"] = _schema(first)
     else:
@@ -83,12 +90,13 @@ def to_result(
             "".join(f"{dt}={v}\n" for dt, v in sorted(versions.items())).encode()
         ).hexdigest()[:16]
         metadata = {
-            "dagster/row_count": sum(m["rows"] for m, _, _ in days.values()),
             "partitions": len(days),
             "data_versions": dg.MetadataValue.json(versions),
             "quarantined_days": ", ".join(dt for dt, (m, _, _) in days.items() if m["quarantined"])
             or "none",
         }
+        if any(a.frames for _, _, a in days.values()):
+            metadata["dagster/row_count"] = sum(m["rows"] for m, _, _ in days.values())
     return dg.MaterializeResult(
         asset_key=asset_key,
         data_version=dg.DataVersion(version),
