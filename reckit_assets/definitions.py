@@ -15,7 +15,7 @@ from reckit_assets.defs.features import assets as features
 from reckit_assets.defs.ingest import assets as ingest
 from reckit_assets.defs.ingest import landing_zone
 from reckit_assets.defs.ingest.sensors import build_arrival_sensor
-from reckit_assets.defs.jobs import build_daily_job, build_daily_schedule
+from reckit_assets.defs.jobs import RUN_LOGGERS, build_daily_job, build_daily_schedule
 from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.release import assets as release
 from reckit_assets.defs.resources import build_resources
@@ -43,6 +43,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
         sensors=[build_arrival_sensor(s, daily), landing_zone.build_sensor()],
         resources=build_resources(settings),
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        loggers=RUN_LOGGERS,
     )
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from reckit_assets.core.ingest.landing import ready_days
+from reckit_assets.defs.jobs import SENSOR_RUN_PRIORITY
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 
@@ -52,7 +53,11 @@ def evaluate_arrivals(
             dg.RunRequest(
                 partition_key=dt,
                 run_key=f"{dt}:{signature}",
-                tags={"reckit/landing_signature": signature, "reckit/trigger": "arrival"},
+                tags={
+                    "reckit/landing_signature": signature,
+                    "reckit/trigger": "arrival",
+                    "dagster/priority": SENSOR_RUN_PRIORITY,  # manual launches go first
+                },
             )
         )
         seen[dt] = signature

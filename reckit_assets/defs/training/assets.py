@@ -60,7 +60,8 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except model_steps.NotEnoughDataError as exc:
-            context.log.warning(f"skipped: {exc}")
+            # Expected for the first days of a history: information, not a warning.
+            context.log.info(f"skipped: {exc}")
             return
         manifest = warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
         result = to_result(model_steps.candidate_asset(kind), {dt: (manifest, [], artifact)})
