@@ -193,5 +193,11 @@ def screenshot(page, name: str, readme: bool = False, **kwargs) -> None:
     """Save under .artifacts/ui/; README images only when RECKIT_README_SCREENSHOTS=1."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), **kwargs)
     if readme and os.environ.get("RECKIT_README_SCREENSHOTS") == "1":
+        from PIL import Image
+
         README_IMAGES.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(README_IMAGES / f"{name}.png"), **kwargs)
+        target = README_IMAGES / f"{name}.png"
+        page.screenshot(path=str(target), **kwargs)
+        # A 64-colour palette keeps a committed screenshot small (UI colours are flat).
+        small = Image.open(target).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+        small.save(target, optimize=True)
