@@ -20,6 +20,9 @@ def _dev(tmp_path, monkeypatch, *args: str, start: str | None = None) -> tuple[i
     monkeypatch.setenv("RECKIT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("RECKIT_CONFIG", raising=False)
+    # `reckit dev` sets these for its child in os.environ: recorded here, so undone after the test.
+    monkeypatch.setenv("RECKIT_PARTITIONS_START", "")
+    monkeypatch.setenv("PYTHONWARNINGS", os.environ.get("PYTHONWARNINGS", ""))
     if start:
         monkeypatch.setenv("RECKIT_PARTITIONS_START", start)  # the user's choice
     else:
