@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-all lint format bench validate compat test-deploy
+.PHONY: setup demo test test-all test-ui lint format bench validate compat test-deploy
 
 setup:  ## install everything into .venv (tested pins in constraints.txt) and create DAGSTER_HOME
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,10 @@ setup:  ## install everything into .venv (tested pins in constraints.txt) and cr
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/reckit init-home
 
-demo:  ## simulate 10 days (if the landing zone is empty) and start the Dagster UI on :3000
-	$(BIN)/reckit dev
+# e.g. make demo DEMO_ARGS="--port 3300 --days 4"
+DEMO_ARGS ?=
+demo:  ## simulate the 10 days up to yesterday (if the landing zone is empty) and start the Dagster UI on :3000
+	$(BIN)/reckit dev $(DEMO_ARGS)
 
 test:  ## lint, then the default (fast) test suite
 	$(BIN)/ruff check .
@@ -21,6 +23,9 @@ test:  ## lint, then the default (fast) test suite
 
 test-all:  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
+
+test-ui:  ## browser tests: real Chromium against `reckit dev` on a small simulation (a few minutes)
+	$(BIN)/python -m pytest -q -m ui reckit_assets_tests/ui
 
 lint:
 	$(BIN)/ruff check .

@@ -2,7 +2,8 @@
 
 reckit simulate [--days N ...]     write simulated logs into the landing zone
 reckit init-home                   create DAGSTER_HOME with the local dagster.yaml
-reckit dev                         simulate (if the landing zone is empty) and start the UI
+reckit dev [--days N ...]          simulate the N days up to yesterday (if the landing zone is
+                                   empty) and start the UI
 reckit materialize --from D [--to D]   run the daily pipeline for a range of days, recorded
                                    in the local instance (same as a UI backfill)
 reckit config show [--json]        every effective setting and where it came from
@@ -116,24 +117,130 @@ def _init_home(_: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    """Simulate the ``--days`` days up to yesterday if nothing has landed, then run the UI.
+
+    Partitions start at the first landed day unless ``partitions.start`` is configured, so the
+    first screen shows full partitions up to yesterday, as production does (today's logs are not
+    complete); a day that has not landed since shows as missing, truthfully.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from reckit_assets.config import ConfigError, load_config
     from reckit_assets.core.ingest.landing import ready_days
     from reckit_assets.core.io.uri import storage_from_uri
     from reckit_assets.dagster_home import init_home
 
     home = init_home()
-    if not ready_days(storage_from_uri(load_settings().landing_uri)):
-        _simulate(_SIM_DEFAULTS)
+    settings = load_settings()
+    try:
+        effective = load_config(settings.config_file)
+    except ConfigError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    start_configured = effective.source_of("partitions.start") != "default"
+    landing = storage_from_uri(settings.landing_uri)
+    if not ready_days(landing):
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        first = (
+            effective.config.partitions.start
+            if start_configured
+            else (yesterday - timedelta(days=args.days - 1)).isoformat()
+        )
+        sizes = {k: getattr(args, k) for k in ("days", "impressions", "users", "items")}
+        sim = argparse.Namespace(**{**vars(_SIM_DEFAULTS), **sizes, "start": first})
+        _simulate(sim)
+    if not start_configured and ready_days(landing):
+        first = min(ready_days(landing))
+        os.environ["RECKIT_PARTITIONS_START"] = first
+        print(f"partitions start at the first landed day, {first} (partitions.start to change)")
     os.environ["DAGSTER_HOME"] = str(home)
-    # A shell may start us with SIGINT ignored; dagster dev must stop on Ctrl-C / SIGTERM.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
     # The dagster next to this interpreter: the venv need not be activated.
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     cmd = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)]
+    # The daemon logs every queue poll and sensor tick at INFO (a line every few seconds); the
+    # runs' own INFO messages still print (RUN_LOGGERS), and the URL is printed here.
+    cmd += ["--log-level", "warning"]
     if args.host:
         cmd += ["-h", args.host]
+    # `dagster dev` says it is superseded by `dg dev`, which needs a dg workspace; it is not.
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        w
+        for w in (
+            os.environ.get("PYTHONWARNINGS"),
+            "ignore:Function `dev_command` is superseded:FutureWarning",
+        )
+        if w
+    )
     print(f"DAGSTER_HOME={home}; starting: {' '.join(cmd)}", flush=True)
-    os.execvp(cmd[0], cmd)
-    return 0  # pragma: no cover
+    print(
+        f"Dagster UI on http://{args.host or '127.0.0.1'}:{args.port} once loaded; Ctrl-C stops it",
+        flush=True,
+    )
+    return _run_until_interrupted(cmd)
+
+
+def _run_until_interrupted(cmd: list[str]) -> int:
+    """Run ``cmd``; Ctrl-C or SIGTERM stops it and counts as a normal exit (status 0).
+
+    On a terminal, the command and this process form their own foreground process group, so a
+    Ctrl-C reaches them and not a parent ``make``, which would otherwise report
+    ``make: *** [demo] Interrupt``. The parent's group gets the terminal back before we exit.
+    """
+    import subprocess
+
+    terminal = _own_terminal_foreground()
+    # A shell may start us with SIGINT ignored; the command must still stop on Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    child = subprocess.Popen(cmd)
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                stopping = True  # the child got the same Ctrl-C; wait for it to shut down
+    finally:
+        if terminal is not None:
+            _give_back_terminal(*terminal)
+    if stopping:
+        print("stopped", flush=True)
+        return 0
+    return code
+
+
+def _own_terminal_foreground() -> tuple[int, int] | None:
+    """Become the terminal's foreground process group; (tty fd, previous group) to restore."""
+    if not sys.stdin.isatty():
+        return None
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR)
+        previous = os.tcgetpgrp(tty)
+        os.setpgid(0, 0)
+        _give_back_terminal(tty, os.getpgrp(), close=False)
+    except OSError:
+        return None
+    return tty, previous
+
+
+def _give_back_terminal(tty: int, group: int, close: bool = True) -> None:
+    # A background group that touches the terminal gets SIGTTOU; ignore it for this call.
+    handler = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(tty, group)
+    except OSError:
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, handler)
+        if close:
+            os.close(tty)
 
 
 def _materialize(args: argparse.Namespace) -> int:
@@ -293,6 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="simulate if needed, then start the Dagster UI")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--host", default=None)
+    # Used only when the landing zone is empty: the simulated days end yesterday.
+    dev.add_argument("--days", type=int, default=_SIM_DEFAULTS.days, help="days to simulate")
+    dev.add_argument(
+        "--impressions", type=int, default=_SIM_DEFAULTS.impressions, help="impressions per day"
+    )
+    dev.add_argument("--users", type=int, default=_SIM_DEFAULTS.users)
+    dev.add_argument("--items", type=int, default=_SIM_DEFAULTS.items)
     dev.set_defaults(func=_dev)
 
     mat = sub.add_parser("materialize", help="run a job for a day or a range of days")

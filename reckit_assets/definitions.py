@@ -14,8 +14,10 @@ from reckit_assets.defs.environments import environment_for
 from reckit_assets.defs.evaluation import assets as evaluation
 from reckit_assets.defs.features import assets as features
 from reckit_assets.defs.ingest import assets as ingest
+from reckit_assets.defs.ingest import landing_zone
 from reckit_assets.defs.ingest.sensors import build_arrival_sensor
 from reckit_assets.defs.jobs import (
+    RUN_LOGGERS,
     build_daily_job,
     build_daily_schedule,
     build_monitoring_job,
@@ -38,6 +40,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
     environment = environment_for(settings)
     return dg.Definitions(
         assets=[
+            *landing_zone.build(s),
             *ingest.build(s),
             *features.build(s),
             *samples.build(s),
@@ -52,9 +55,11 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             build_arrival_sensor(s, daily),
             build_retraining_sensor(s, retraining),
             run_failure_alert,
+            landing_zone.build_sensor(),
         ],
         resources=environment.resources,
         executor=environment.executor,
+        loggers=RUN_LOGGERS,
     )
 
 

@@ -6,6 +6,13 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 DAILY_GROUPS = ("ingest", "features", "samples", "models", "evaluation", "registry")
+# Every run logs to the terminal at INFO: Dagster's default DEBUG console printed ~10 event lines
+# per step (STEP_START, STEP_OUTPUT, ...), all of which stay in the run's log in the UI.
+# `loggers: {console: {config: {log_level: DEBUG}}}` in a launch's run config brings them back.
+RUN_LOGGERS = {"console": dg.colored_console_logger.configured({"log_level": "INFO"})}
+# Runs the arrival sensor requests queue behind manual launches (the queue takes the highest
+# dagster/priority first; a launch without the tag has 0), so a backlog never delays a person.
+SENSOR_RUN_PRIORITY = "-1"
 
 
 def build_daily_job() -> UnresolvedAssetJobDefinition:

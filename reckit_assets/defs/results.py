@@ -30,6 +30,14 @@ def _schema(frame: pd.DataFrame | pl.DataFrame | pa.Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in types])
 
 
+def _tables(frames: dict[str, pd.DataFrame]) -> str:
+    rows = [
+        f"| `{name}.parquet` | {len(frame)} | {', '.join(f'`{c}`' for c in frame.columns)} |"
+        for name, frame in frames.items()
+    ]
+    return "| file | rows | columns |\n|---|---:|---|\n" + "\n".join(rows)
+
+
 def _flat(info: dict) -> dict:
     return {
         k: v
@@ -55,9 +63,16 @@ def publish_days(
             store, asset, dt, artifact, quarantined=quarantine_on_failure and bool(failed)
         )
         state = "quarantined" if manifest["quarantined"] else "published"
+        # An asset without tables (e.g. landed_logs' landing.json) says what it recorded, not
+        # "0 rows", which reads like data loss.
+        if len(artifact.frames) == 1:
+            what = f"{manifest['rows']} rows"
+        elif artifact.frames:
+            what = ", ".join(f"{name} {len(f)} rows" for name, f in artifact.frames.items())
+        else:
+            what = f"{', '.join(sorted(artifact.blobs))} (a record, no table)"
         context.log.info(
-            f"{asset} dt={dt}: {state} {manifest['rows']} rows, data version "
-            f"{manifest['data_version']}"
+            f"{asset} dt={dt}: {state} {what}, data version {manifest['data_version']}"
             + (f"; failed: {[o.name for o in failed]}" if failed else "")
         )
         days[dt] = (manifest, outcomes, artifact)
@@ -75,26 +90,31 @@ def to_result(
         ((dt, (manifest, _, artifact)),) = days.items()
         version = manifest["data_version"]
         metadata: dict = {
-            "dagster/row_count": manifest["rows"],
             "data_version": version,
             "location": f"{warehouse.prefix(asset, dt, manifest['quarantined'])}/",
             "quarantined": manifest["quarantined"],
             **_flat(artifact.info),
         }
-        if artifact.frames:
-            first = next(iter(artifact.frames.values()))
-            metadata["dagster/column_schema"] = _schema(first)
+        if len(artifact.frames) == 1:
+            # Only an asset that is one table gets a row count: a model or a record has no rows,
+            # and a sum over several tables counts nothing in particular.
+            metadata["dagster/row_count"] = manifest["rows"]
+            metadata["dagster/column_schema"] = _schema(next(iter(artifact.frames.values())))
+        elif artifact.frames:
+            # Several tables (daily_activity): one schema would show only the first table's columns.
+            metadata["tables"] = dg.MetadataValue.md(_tables(artifact.frames))
     else:
         version = hashlib.sha256(
             "".join(f"{dt}={v}\n" for dt, v in sorted(versions.items())).encode()
         ).hexdigest()[:16]
         metadata = {
-            "dagster/row_count": sum(m["rows"] for m, _, _ in days.values()),
             "partitions": len(days),
             "data_versions": dg.MetadataValue.json(versions),
             "quarantined_days": ", ".join(dt for dt, (m, _, _) in days.items() if m["quarantined"])
             or "none",
         }
+        if all(len(a.frames) == 1 for _, _, a in days.values()):
+            metadata["dagster/row_count"] = sum(m["rows"] for m, _, _ in days.values())
     return dg.MaterializeResult(
         asset_key=asset_key,
         data_version=dg.DataVersion(version),

@@ -7,7 +7,8 @@ import dagster as dg
 from reckit_assets.definitions import defs
 
 EXPECTED_DEPS = {
-    "landed_logs": set(),
+    "landing_zone": set(),
+    "landed_logs": {"landing_zone"},
     "validated_events": {"landed_logs"},
     "user_profiles": {"landed_logs"},
     "item_catalog": {"landed_logs"},
@@ -41,6 +42,7 @@ EXPECTED_DEPS = {
     },
 }
 EXPECTED_GROUPS = {
+    "landing": {"landing_zone"},
     "ingest": {"landed_logs", "validated_events", "user_profiles", "item_catalog"},
     "features": {"daily_activity", "point_in_time_features", "online_features"},
     "samples": {"training_samples", "behaviour_sequences"},
@@ -87,6 +89,7 @@ def test_definitions_load_with_every_job_sensor_and_schedule():
         "landing_arrival_sensor",
         "retraining_sensor",
         "run_failure_alert",
+        "landing_zone_observer",
     }
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
     assert set(defs.resources) == {"storage", "project", "monitoring"}
@@ -111,6 +114,11 @@ def test_asset_graph_snapshot():
     assert deps == EXPECTED_DEPS
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
+        if key.to_user_string() == "landing_zone":
+            # The external head of the graph: observed, never materialized, one asset for all days.
+            assert node.is_observable and not node.is_materializable
+            assert node.partitions_def is None
+            continue
         assert node.code_version, f"{key.to_user_string()} has no code_version"
         assert node.partitions_def is not None
 

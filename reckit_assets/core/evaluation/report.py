@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reckit_assets.core.evaluation import metrics
+from reckit_assets.core.evaluation import metrics, plots
 
 
 def _scored(name: str, version: str, model, holdout: pd.DataFrame) -> tuple[dict, np.ndarray]:
@@ -40,6 +40,12 @@ def ranker_report(
     if production is not None:
         report["production"], ref_scores = _scored("production", *production, holdout)
     labels, users = holdout["label"].to_numpy(), holdout["user_id"].to_numpy()
+    # Reliability (calibration) curve points per model, for plots.reliability_markdown.
+    report["reliability"] = {
+        "candidate": plots.reliability_bins(labels, c_scores),
+        **({"production": plots.reliability_bins(labels, ref_scores)} if production else {}),
+        f"baseline ({baseline[0]})": plots.reliability_bins(labels, b_scores),
+    }
     if 0 < labels.sum() < len(labels):
         report["diff"] = {
             m: metrics.bootstrap_diff(

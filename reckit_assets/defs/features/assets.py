@@ -20,8 +20,9 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
         backfill_policy=SINGLE_RUN,
         code_version="2",
         kinds={"parquet"},
-        description="Per-item, per-user and per-(user, category) impressions, clicks and "
-        "conversions of the day.",
+        description="The day's impressions, clicks and conversions in three tables: "
+        "`items.parquet` per item_id, `users.parquet` per user_id and `user_categories.parquet` "
+        "per (user_id, item_category); the `tables` metadata lists each one's columns and rows.",
     )
     def daily_activity(
         context: dg.AssetExecutionContext, storage: ReckitStorage

@@ -10,6 +10,7 @@ from reckit_assets.defs.config import (
     config_metadata,
     overrides_of,
 )
+from reckit_assets.defs.ingest.landing_zone import LANDING_ZONE
 from reckit_assets.defs.partitions import SINGLE_RUN, Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import blocking_checks, publish_days, to_result
@@ -29,6 +30,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name=steps.LANDED,
         group_name="ingest",
+        deps=[LANDING_ZONE],
         partitions_def=s.daily,
         backfill_policy=SINGLE_RUN,
         code_version="1",

@@ -38,6 +38,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from reckit_assets.core.ingest.landing import day_signature, landed_days_after
+from reckit_assets.defs.jobs import SENSOR_RUN_PRIORITY
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ReckitStorage
 
@@ -259,6 +260,7 @@ def evaluate_arrivals(
                     "reckit/request": run_key,
                     "reckit/why": entry["why"][:200],
                     "reckit/attempt": f"{entry['attempts']}/{policy.max_attempts}",
+                    "dagster/priority": SENSOR_RUN_PRIORITY,  # manual launches go first
                 },
             )
         )

@@ -28,8 +28,9 @@ def build_registration(kind: str, s: Structure) -> dg.AssetsDefinition:
         kinds={"json"},
         # Alias moves are serialized across runs: the prod instance limits this pool to 1.
         pool="registry",
-        description=f"The gated {kind} candidate registered as an immutable version; the "
-        "`canary` alias moves to it (`production` when there is none yet).",
+        description=f"The {kind} candidate that passed the gate (or was forced, with a reason) "
+        "registered as an immutable version; `canary` moves to it (`production` for a model's "
+        "first version) unless the alias already holds a newer day's version.",
     )
     def registered(
         context: dg.AssetExecutionContext,

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from reckit_assets.core.evaluation import plots
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.steps import models as model_steps
 from reckit_assets.defs.config import (
@@ -62,7 +63,8 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except model_steps.NotEnoughDataError as exc:
-            context.log.warning(f"skipped: {exc}")
+            # Expected for the first days of a history: information, not a warning.
+            context.log.info(f"skipped: {exc}")
             return
         manifest = warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
         result = to_result(model_steps.candidate_asset(kind), {dt: (manifest, [], artifact)})
@@ -76,6 +78,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
             "best_iteration": info["best_iteration"],
             "train_seconds": info["train_seconds"],
             "learning_curve": dg.MetadataValue.md(_curve(history)),
+            "training_curve": dg.MetadataValue.md(_curve_plot(kind, dt, info)),
             **config_metadata(effective, (kind, "training")),
         }
         yield dg.MaterializeResult(
@@ -83,6 +86,13 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         )
 
     return candidate
+
+
+def _curve_plot(kind: str, dt: str, info: dict) -> str:
+    if not info["history"]:
+        return "(no history)"
+    png = plots.training_curve_png(info["history"], info["best_iteration"], f"{kind} dt={dt}")
+    return plots.markdown_image(png, f"{kind} training curve")
 
 
 def _curve(history: list[dict]) -> str:
