@@ -173,6 +173,12 @@ class _Service:
             admin_token=os.environ.get("RECKIT_ADMIN_TOKEN", "loop"),
             feedback_uri=self.feedback_uri,
             feedback_flush_rows=20000,
+            # The world is one client sending a whole day's traffic in minutes: no rate limit.
+            rate_limit_rank=0.0,
+            rate_limit_feedback=0.0,
+            # impressions come from the client's feedback (as reckit's clients send them), not
+            # from serve-time logging, so each shown item is counted once
+            served_impressions=0,
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -99,6 +99,12 @@ def test_online_metrics_from_a_real_service_scraped_by_prometheus(tmp_path, prom
         admin_token="t",
         feedback_uri=str(tmp_path / "feedback"),
         canary_share=0.5,
+        # one test client sends all traffic: the service's per-client limits are tested elsewhere
+        rate_limit_rank=0.0,
+        rate_limit_feedback=0.0,
+        # impressions come from the client's feedback (as reckit's clients send them), not
+        # from serve-time logging, so each shown item is counted once
+        served_impressions=0,
     )
     items = [f"i-{i:06d}" for i in range(1, 40)]
     rng = np.random.default_rng(0)
