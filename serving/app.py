@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -33,20 +33,16 @@ from starlette.routing import Match
 from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.release.registry import Registry
 from serving.config import ServingConfig
+from serving.errors import ServiceError, clean
 from serving.feedback import (
-    CLIENT,
-    RECKIT,
     UNATTRIBUTED_PREFIX,
-    UNKNOWN_VERSION,
     FeedbackLog,
     RequestTokens,
     ServedList,
     ServedRequest,
     ServedRequests,
-    TokenError,
-    event_id,
-    utc_now,
 )
+from serving.intake import FeedbackIntake
 from serving.metrics import ServingMetrics
 from serving.middleware import RateLimiter, ServingMiddleware
 from serving.models import LoadedModel, check_feature_rows
@@ -54,8 +50,6 @@ from serving.schemas import (
     ErrorBody,
     FeedbackBody,
     FeedbackBodyOut,
-    FeedbackEvent,
-    FeedbackRequest,
     HealthBody,
     PingBody,
     PredictBody,
@@ -64,7 +58,6 @@ from serving.schemas import (
     PredictRequest,
     RankBody,
     RankRequest,
-    ReckitFeedbackEvent,
     ReloadBody,
     RootBody,
     SimilarBody,
@@ -72,35 +65,6 @@ from serving.schemas import (
 from serving.state import ModelManager, ReloadReport, ServingState
 
 log = logging.getLogger("serving")
-
-# reckit's event types -> the landing contract's (impression, click, conversion). A skip is an
-# item shown and passed over: an impression without a click. like/dislike have no landing type:
-# they keep their own name (the pipeline's event validation drops unknown types) and are
-# written apart with the rest of reckit's events.
-RECKIT_EVENT_TYPES = {
-    "impression": "impression",
-    "click": "click",
-    "conversion": "conversion",
-    "skip": "impression",
-    "like": "like",
-    "dislike": "dislike",
-}
-PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token"})
-
-
-class ServiceError(Exception):
-    """A request the service cannot answer: the HTTP status and a message saying why."""
-
-    def __init__(
-        self,
-        status: int,
-        detail: object,
-        version: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(str(detail))
-        self.status, self.detail, self.version = status, detail, version
-        self.headers = headers or {}
 
 
 class SafeJSONResponse(JSONResponse):
@@ -110,15 +74,6 @@ class SafeJSONResponse(JSONResponse):
         return json.dumps(
             content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode("ascii")
-
-
-def _clean(value: object) -> object:
-    """Text fit for an ASCII JSON body: anything but str/int is shown by its type only."""
-    if isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        return value[:200]
-    return type(value).__name__
 
 
 class Service:
@@ -138,6 +93,15 @@ class Service:
         self.limiter = RateLimiter(
             {"rank": config.rate_limit_rank, "feedback": config.rate_limit_feedback},
             config.rate_limit_burst_seconds,
+        )
+        self.intake = FeedbackIntake(
+            config,
+            self.served,
+            self.tokens,
+            self.metrics,
+            self.feedback,
+            self.unattributed,
+            self._flush_soon,
         )
         self.metrics.add_live_state(self._live_state)
         self._flushing: asyncio.Task | None = None
@@ -199,7 +163,7 @@ class Service:
             )
         if len(set(req.item_ids)) != n:
             dups = sorted(i for i, count in Counter(req.item_ids).items() if count > 1)
-            raise ServiceError(422, f"item_ids has duplicates: {[_clean(d) for d in dups[:10]]}")
+            raise ServiceError(422, f"item_ids has duplicates: {[clean(d) for d in dups[:10]]}")
         if self.config.ranker is None:
             raise ServiceError(404, "no ranker is served (see RECKIT_SERVING_MODELS)")
         state = self.manager.state  # once: the whole request uses this one consistent state
@@ -309,196 +273,10 @@ class Service:
             raise ServiceError(503, f"no {name} version is loaded yet")
         return model
 
-    # -- feedback -------------------------------------------------------------------------------
-    def _attribute(
-        self, ev: FeedbackEvent, now: datetime
-    ) -> tuple[ServedRequest | None, str | None, str | None]:
-        """(who served the event's request or None, rejection reason, message)."""
-        served = None
-        if ev.request_token is not None:
-            try:
-                request_id, served = self.tokens.verify(ev.request_token)
-            except TokenError as exc:
-                return None, exc.reason, str(exc)
-            if request_id != ev.request_id:
-                return None, "bad_token", "request_token was issued for another request_id"
-            age = now.timestamp() - served.served_at
-            if age > self.config.feedback_window_seconds + self.config.feedback_clock_skew_seconds:
-                return (
-                    None,
-                    "expired_token",
-                    f"request_token is {age:.0f}s old; feedback is accepted for "
-                    f"{self.config.feedback_window_seconds:g}s (RECKIT_FEEDBACK_WINDOW_SECONDS)",
-                )
-            remembered = self.served.get(ev.request_id)
-            if remembered is not None and remembered.model_version == served.model_version:
-                served = remembered  # same request, and memory also knows its items
-        else:
-            served = self.served.get(ev.request_id)
-        return served, None, None
-
-    def _window(self, served_at: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-        skew = timedelta(seconds=self.config.feedback_clock_skew_seconds)
-        window = timedelta(seconds=self.config.feedback_window_seconds)
-        if served_at is None:  # unattributed: relative to when it arrives
-            return now - window, now + skew
-        return served_at - skew, min(served_at + window, now) + skew
-
+    # -- feedback ---------------------------------------------------------------------------
     def record_feedback(self, body: object, authorized: bool) -> dict:
-        """Check and buffer a feedback batch: all events are written, or none (4xx)."""
-        if isinstance(body, FeedbackRequest):
-            events = list(body.events)
-        elif isinstance(body, list):
-            events = list(body)
-        else:
-            events = [body]
-        n = len(events)
-        if n == 0:
-            raise ServiceError(422, "no events")
-        if n > self.config.max_feedback_events:
-            raise ServiceError(
-                413,
-                f"{n} events; at most {self.config.max_feedback_events} per request "
-                f"(RECKIT_MAX_FEEDBACK_EVENTS)",
-            )
-        now = utc_now()
-        attributed: list[dict] = []
-        apart: list[dict] = []
-        rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
-        for i, raw in enumerate(events):
-            try:
-                ev, source, scene, reckit_type = _normalise(raw)
-            except ValueError:  # pydantic's ValidationError: labels/extras unfit as our fields
-                rejected.append(
-                    (i, "invalid", "labels.request_id or extras.request_token is not valid")
-                )
-                continue
-            if ev is None:  # a reckit event naming no request
-                if not authorized:
-                    rejected.append(
-                        (
-                            i,
-                            "unknown_request",
-                            "reckit's event names no request; send it with the ingest token "
-                            "(X-Ingest-Token, RECKIT_INGEST_TOKEN)",
-                        )
-                    )
-                    continue
-                served, ts = None, datetime.fromtimestamp(raw.timestamp, UTC)
-                low, high = self._window(None, now)
-                if not low <= ts <= high:
-                    rejected.append((i, "outside_window", _window_message(ts, low, high)))
-                    continue
-                apart.append(
-                    _row(
-                        raw.user_id,
-                        raw.item_id,
-                        RECKIT_EVENT_TYPES[raw.type],
-                        None,
-                        ts,
-                        raw.position,
-                        None,
-                        None,
-                        None,
-                        RECKIT,
-                        scene,
-                        reckit_type,
-                        ts_given=True,
-                    )
-                )
-                continue
-            served, reason, message = self._attribute(ev, now)
-            if reason is not None:
-                rejected.append((i, reason, message))
-                continue
-            if served is None and not authorized:
-                rejected.append(
-                    (
-                        i,
-                        "unknown_request",
-                        f"request_id {_clean(ev.request_id)!r} was not served by this process "
-                        f"and carries no request_token; send the token /v1/rank returned, or "
-                        f"the ingest token (X-Ingest-Token) for unattributable events",
-                    )
-                )
-                continue
-            if served is not None and served.served_item(ev.item_id) is False:
-                rejected.append(
-                    (i, "item_not_served", f"item {_clean(ev.item_id)!r} was not in that ranking")
-                )
-                continue
-            if served is not None and ev.user_id is not None and ev.user_id != served.user_id:
-                rejected.append(
-                    (i, "user_mismatch", "user_id differs from the user the request served")
-                )
-                continue
-            user_id = ev.user_id or (served.user_id if served else None)
-            if user_id is None:
-                rejected.append(
-                    (i, "invalid", "user_id is required for an event of an unknown request")
-                )
-                continue
-            ts = ev.ts if ev.ts is not None else now
-            try:
-                ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-            except (OverflowError, ValueError):
-                rejected.append((i, "outside_window", "ts is out of range"))
-                continue
-            served_at = datetime.fromtimestamp(served.served_at, UTC) if served else None
-            low, high = self._window(served_at, now)
-            if not low <= ts <= high:
-                rejected.append((i, "outside_window", _window_message(ts, low, high)))
-                continue
-            row = _row(
-                user_id,
-                ev.item_id,
-                ev.event_type,
-                ev.request_id,
-                ts,
-                ev.position,
-                ev.device or (served.device if served else None),
-                served.model_version if served else None,
-                served.alias if served else None,
-                source,
-                scene,
-                reckit_type,
-                ts_given=ev.ts is not None,
-            )
-            (attributed if served is not None else apart).append(row)
-        if rejected:  # all or nothing: a client retrying a fixed batch must not double count
-            reasons = Counter(reason for _, reason, _ in rejected)
-            for reason, k in reasons.items():
-                self.metrics.feedback_rejected.labels(reason).inc(k)
-            innocent = n - len(rejected)
-            if innocent:
-                self.metrics.feedback_rejected.labels("in_rejected_batch").inc(innocent)
-            status = 403 if PROVENANCE_REASONS & reasons.keys() else 422
-            details = [f"events[{i}]: {reason}: {message}" for i, reason, message in rejected]
-            raise ServiceError(status, details[:20])
-        counts = Counter((r["model_version"], r["event_type"]) for r in attributed)
-        for (version, event_type), k in counts.items():
-            self.metrics.feedback.labels(version, event_type).inc(k)
-        for event_type, k in Counter(r["event_type"] for r in apart).items():
-            self.metrics.feedback.labels(UNKNOWN_VERSION, event_type).inc(k)
-            self.metrics.feedback_unattributed.labels(event_type).inc(k)
-        due = self.feedback.append(attributed) if attributed else False
-        due = (self.unattributed.append(apart) if apart else False) or due
-        if due:
-            self._flush_soon()
-        by_version: dict[str, dict[str, int]] = {}
-        for (version, event_type), k in sorted(counts.items()):
-            by_version.setdefault(version, {})[event_type] = k
-        if apart:
-            by_version[UNKNOWN_VERSION] = dict(
-                sorted(Counter(r["event_type"] for r in apart).items())
-            )
-        return {
-            "accepted": len(attributed) + len(apart),
-            "attributed": len(attributed),
-            "unattributed": len(apart),
-            "by_model_version": by_version,
-            "logged": self.feedback.enabled,
-        }
+        """See :meth:`serving.intake.FeedbackIntake.record`."""
+        return self.intake.record(body, authorized)
 
     # -- metrics read at scrape time ------------------------------------------------------------
     def _live_state(self) -> list[tuple[str, str, list[str], list[tuple]]]:
@@ -569,75 +347,6 @@ class Service:
 
 
 HEALTH_STATES = ("ok", "degraded", "unavailable")
-
-
-def _normalise(
-    raw: FeedbackEvent | ReckitFeedbackEvent,
-) -> tuple[FeedbackEvent | None, str, str | None, str | None]:
-    """(our event or None, source, scene, reckit type). A reckit event is ours when its labels
-    carry a ``request_id`` (and its extras possibly a ``request_token``): then it is attributed
-    like any other."""
-    if isinstance(raw, FeedbackEvent):
-        return raw, CLIENT, None, None
-    labels = raw.labels or {}
-    extras = raw.extras or {}
-    request_id = labels.get("request_id")
-    token = extras.get("request_token")
-    mapped = RECKIT_EVENT_TYPES[raw.type]
-    if not request_id or mapped not in ("impression", "click", "conversion"):
-        return None, RECKIT, raw.scene or None, raw.type
-    ev = FeedbackEvent(
-        request_id=request_id,
-        request_token=token if isinstance(token, str) and token else None,
-        item_id=raw.item_id,
-        event_type=mapped,
-        user_id=raw.user_id,
-        ts=datetime.fromtimestamp(raw.timestamp, UTC),
-        position=raw.position,
-    )
-    return ev, RECKIT, raw.scene or None, raw.type
-
-
-def _row(
-    user_id: str,
-    item_id: str,
-    event_type: str,
-    request_id: str | None,
-    ts: datetime,
-    position: int | None,
-    device: str | None,
-    model_version: str | None,
-    alias: str | None,
-    source: str,
-    scene: str | None,
-    reckit_type: str | None,
-    ts_given: bool,
-) -> dict:
-    ts_ms = int(ts.timestamp() * 1000)
-    key = request_id if request_id is not None else f"reckit\x1f{user_id}"
-    return {
-        "event_id": event_id(key, item_id, event_type, ts_ms if ts_given else None),
-        "ts": ts,
-        "user_id": user_id,
-        "item_id": item_id,
-        "event_type": event_type,
-        "request_id": request_id,
-        "position": position,
-        "device": device,
-        "model_version": model_version,
-        "alias": alias,
-        "source": source,
-        "scene": scene,
-        "reckit_type": reckit_type,
-    }
-
-
-def _window_message(ts: datetime, low: datetime, high: datetime) -> str:
-    return (
-        f"ts {ts.isoformat()} is outside [{low.isoformat()}, {high.isoformat()}]: feedback must "
-        f"fall within RECKIT_FEEDBACK_WINDOW_SECONDS of serving (clock skew "
-        f"RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS)"
-    )
 
 
 def _version_headers(version: str | None) -> dict[str, str]:
@@ -753,7 +462,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
                 msg = f"{msg}: {ctx['error']}"
             errors.append(
                 {
-                    "loc": [_clean(part) for part in err.get("loc", ())],
+                    "loc": [clean(part) for part in err.get("loc", ())],
                     "msg": msg,
                     "type": str(err.get("type", "invalid")),
                 }
@@ -828,7 +537,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if name is None:
             raise ServiceError(
                 404,
-                f"model {_clean(model_name)!r} is not served; served: {list(config.models)} "
+                f"model {clean(model_name)!r} is not served; served: {list(config.models)} "
                 f"(xgb = xgboost)",
             )
         state = service.manager.state
@@ -902,7 +611,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if not model.knows_item(item_id):
             raise ServiceError(
                 404,
-                f"item {_clean(item_id)!r} is not in {model.name} {model.version} "
+                f"item {clean(item_id)!r} is not in {model.name} {model.version} "
                 f"({len(model.item_ids)} items): it had too few clicks in the training window",
                 model.version,
             )

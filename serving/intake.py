@@ -1,0 +1,327 @@
+"""Feedback intake: which events are written where, and which are refused (see
+:mod:`serving.feedback` for provenance and the log's layout).
+
+An event is **attributed** when it names a request this service served (a valid request token,
+or a request id in this process's served-request memory): written under ``events/``. Otherwise
+it is written **apart** (``unattributed/``) if the caller holds the ingest or admin token, and
+refused (403) if not. Attributed events must match the served request (item, user) and fall in
+the feedback window of its serving time (422 otherwise). A batch is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from serving.config import ServingConfig
+from serving.errors import ServiceError, clean
+from serving.feedback import (
+    CLIENT,
+    RECKIT,
+    UNKNOWN_VERSION,
+    FeedbackLog,
+    RequestTokens,
+    ServedRequest,
+    ServedRequests,
+    TokenError,
+    event_id,
+    utc_now,
+)
+from serving.metrics import ServingMetrics
+from serving.schemas import FeedbackEvent, FeedbackRequest, ReckitFeedbackEvent
+
+# reckit's event types -> the landing contract's (impression, click, conversion). A skip is an
+# item shown and passed over: an impression without a click. like/dislike have no landing type:
+# they keep their own name (the pipeline's event validation drops unknown types) and are
+# written apart with the rest of reckit's events.
+RECKIT_EVENT_TYPES = {
+    "impression": "impression",
+    "click": "click",
+    "conversion": "conversion",
+    "skip": "impression",
+    "like": "like",
+    "dislike": "dislike",
+}
+PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token"})
+
+
+class FeedbackIntake:
+    """Checks feedback batches and buffers what passes in the attributed or the apart log."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        served: ServedRequests,
+        tokens: RequestTokens,
+        metrics: ServingMetrics,
+        feedback: FeedbackLog,
+        unattributed: FeedbackLog,
+        flush_soon: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.served = served
+        self.tokens = tokens
+        self.metrics = metrics
+        self.feedback = feedback
+        self.unattributed = unattributed
+        self.flush_soon = flush_soon
+
+    def _attribute(
+        self, ev: FeedbackEvent, now: datetime
+    ) -> tuple[ServedRequest | None, str | None, str | None]:
+        """(who served the event's request or None, rejection reason, message)."""
+        served = None
+        if ev.request_token is not None:
+            try:
+                request_id, served = self.tokens.verify(ev.request_token)
+            except TokenError as exc:
+                return None, exc.reason, str(exc)
+            if request_id != ev.request_id:
+                return None, "bad_token", "request_token was issued for another request_id"
+            age = now.timestamp() - served.served_at
+            if age > self.config.feedback_window_seconds + self.config.feedback_clock_skew_seconds:
+                return (
+                    None,
+                    "expired_token",
+                    f"request_token is {age:.0f}s old; feedback is accepted for "
+                    f"{self.config.feedback_window_seconds:g}s (RECKIT_FEEDBACK_WINDOW_SECONDS)",
+                )
+            remembered = self.served.get(ev.request_id)
+            if remembered is not None and remembered.model_version == served.model_version:
+                served = remembered  # same request, and memory also knows its items
+        else:
+            served = self.served.get(ev.request_id)
+        return served, None, None
+
+    def _window(self, served_at: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+        skew = timedelta(seconds=self.config.feedback_clock_skew_seconds)
+        window = timedelta(seconds=self.config.feedback_window_seconds)
+        if served_at is None:  # unattributed: relative to when it arrives
+            return now - window, now + skew
+        return served_at - skew, min(served_at + window, now) + skew
+
+    def record(self, body: object, authorized: bool) -> dict:
+        """Check and buffer a feedback batch: all events are written, or none (4xx)."""
+        if isinstance(body, FeedbackRequest):
+            events = list(body.events)
+        elif isinstance(body, list):
+            events = list(body)
+        else:
+            events = [body]
+        n = len(events)
+        if n == 0:
+            raise ServiceError(422, "no events")
+        if n > self.config.max_feedback_events:
+            raise ServiceError(
+                413,
+                f"{n} events; at most {self.config.max_feedback_events} per request "
+                f"(RECKIT_MAX_FEEDBACK_EVENTS)",
+            )
+        now = utc_now()
+        attributed: list[dict] = []
+        apart: list[dict] = []
+        rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
+        for i, raw in enumerate(events):
+            try:
+                ev, source, scene, reckit_type = _normalise(raw)
+            except ValueError:  # pydantic's ValidationError: labels/extras unfit as our fields
+                rejected.append(
+                    (i, "invalid", "labels.request_id or extras.request_token is not valid")
+                )
+                continue
+            if ev is None:  # a reckit event naming no request
+                if not authorized:
+                    rejected.append(
+                        (
+                            i,
+                            "unknown_request",
+                            "reckit's event names no request; send it with the ingest token "
+                            "(X-Ingest-Token, RECKIT_INGEST_TOKEN)",
+                        )
+                    )
+                    continue
+                served, ts = None, datetime.fromtimestamp(raw.timestamp, UTC)
+                low, high = self._window(None, now)
+                if not low <= ts <= high:
+                    rejected.append((i, "outside_window", _window_message(ts, low, high)))
+                    continue
+                apart.append(
+                    _row(
+                        raw.user_id,
+                        raw.item_id,
+                        RECKIT_EVENT_TYPES[raw.type],
+                        None,
+                        ts,
+                        raw.position,
+                        None,
+                        None,
+                        None,
+                        RECKIT,
+                        scene,
+                        reckit_type,
+                        ts_given=True,
+                    )
+                )
+                continue
+            served, reason, message = self._attribute(ev, now)
+            if reason is not None:
+                rejected.append((i, reason, message))
+                continue
+            if served is None and not authorized:
+                rejected.append(
+                    (
+                        i,
+                        "unknown_request",
+                        f"request_id {clean(ev.request_id)!r} was not served by this process "
+                        f"and carries no request_token; send the token /v1/rank returned, or "
+                        f"the ingest token (X-Ingest-Token) for unattributable events",
+                    )
+                )
+                continue
+            if served is not None and served.served_item(ev.item_id) is False:
+                rejected.append(
+                    (i, "item_not_served", f"item {clean(ev.item_id)!r} was not in that ranking")
+                )
+                continue
+            if served is not None and ev.user_id is not None and ev.user_id != served.user_id:
+                rejected.append(
+                    (i, "user_mismatch", "user_id differs from the user the request served")
+                )
+                continue
+            user_id = ev.user_id or (served.user_id if served else None)
+            if user_id is None:
+                rejected.append(
+                    (i, "invalid", "user_id is required for an event of an unknown request")
+                )
+                continue
+            ts = ev.ts if ev.ts is not None else now
+            try:
+                ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+            except (OverflowError, ValueError):
+                rejected.append((i, "outside_window", "ts is out of range"))
+                continue
+            served_at = datetime.fromtimestamp(served.served_at, UTC) if served else None
+            low, high = self._window(served_at, now)
+            if not low <= ts <= high:
+                rejected.append((i, "outside_window", _window_message(ts, low, high)))
+                continue
+            row = _row(
+                user_id,
+                ev.item_id,
+                ev.event_type,
+                ev.request_id,
+                ts,
+                ev.position,
+                ev.device or (served.device if served else None),
+                served.model_version if served else None,
+                served.alias if served else None,
+                source,
+                scene,
+                reckit_type,
+                ts_given=ev.ts is not None,
+            )
+            (attributed if served is not None else apart).append(row)
+        if rejected:  # all or nothing: a client retrying a fixed batch must not double count
+            reasons = Counter(reason for _, reason, _ in rejected)
+            for reason, k in reasons.items():
+                self.metrics.feedback_rejected.labels(reason).inc(k)
+            innocent = n - len(rejected)
+            if innocent:
+                self.metrics.feedback_rejected.labels("in_rejected_batch").inc(innocent)
+            status = 403 if PROVENANCE_REASONS & reasons.keys() else 422
+            details = [f"events[{i}]: {reason}: {message}" for i, reason, message in rejected]
+            raise ServiceError(status, details[:20])
+        counts = Counter((r["model_version"], r["event_type"]) for r in attributed)
+        for (version, event_type), k in counts.items():
+            self.metrics.feedback.labels(version, event_type).inc(k)
+        for event_type, k in Counter(r["event_type"] for r in apart).items():
+            self.metrics.feedback.labels(UNKNOWN_VERSION, event_type).inc(k)
+            self.metrics.feedback_unattributed.labels(event_type).inc(k)
+        due = self.feedback.append(attributed) if attributed else False
+        due = (self.unattributed.append(apart) if apart else False) or due
+        if due:
+            self.flush_soon()
+        by_version: dict[str, dict[str, int]] = {}
+        for (version, event_type), k in sorted(counts.items()):
+            by_version.setdefault(version, {})[event_type] = k
+        if apart:
+            by_version[UNKNOWN_VERSION] = dict(
+                sorted(Counter(r["event_type"] for r in apart).items())
+            )
+        return {
+            "accepted": len(attributed) + len(apart),
+            "attributed": len(attributed),
+            "unattributed": len(apart),
+            "by_model_version": by_version,
+            "logged": self.feedback.enabled,
+        }
+
+
+def _normalise(
+    raw: FeedbackEvent | ReckitFeedbackEvent,
+) -> tuple[FeedbackEvent | None, str, str | None, str | None]:
+    """(our event or None, source, scene, reckit type). A reckit event is ours when its labels
+    carry a ``request_id`` (and its extras possibly a ``request_token``): then it is attributed
+    like any other."""
+    if isinstance(raw, FeedbackEvent):
+        return raw, CLIENT, None, None
+    labels = raw.labels or {}
+    extras = raw.extras or {}
+    request_id = labels.get("request_id")
+    token = extras.get("request_token")
+    mapped = RECKIT_EVENT_TYPES[raw.type]
+    if not request_id or mapped not in ("impression", "click", "conversion"):
+        return None, RECKIT, raw.scene or None, raw.type
+    ev = FeedbackEvent(
+        request_id=request_id,
+        request_token=token if isinstance(token, str) and token else None,
+        item_id=raw.item_id,
+        event_type=mapped,
+        user_id=raw.user_id,
+        ts=datetime.fromtimestamp(raw.timestamp, UTC),
+        position=raw.position,
+    )
+    return ev, RECKIT, raw.scene or None, raw.type
+
+
+def _row(
+    user_id: str,
+    item_id: str,
+    event_type: str,
+    request_id: str | None,
+    ts: datetime,
+    position: int | None,
+    device: str | None,
+    model_version: str | None,
+    alias: str | None,
+    source: str,
+    scene: str | None,
+    reckit_type: str | None,
+    ts_given: bool,
+) -> dict:
+    ts_ms = int(ts.timestamp() * 1000)
+    key = request_id if request_id is not None else f"reckit\x1f{user_id}"
+    return {
+        "event_id": event_id(key, item_id, event_type, ts_ms if ts_given else None),
+        "ts": ts,
+        "user_id": user_id,
+        "item_id": item_id,
+        "event_type": event_type,
+        "request_id": request_id,
+        "position": position,
+        "device": device,
+        "model_version": model_version,
+        "alias": alias,
+        "source": source,
+        "scene": scene,
+        "reckit_type": reckit_type,
+    }
+
+
+def _window_message(ts: datetime, low: datetime, high: datetime) -> str:
+    return (
+        f"ts {ts.isoformat()} is outside [{low.isoformat()}, {high.isoformat()}]: feedback must "
+        f"fall within RECKIT_FEEDBACK_WINDOW_SECONDS of serving (clock skew "
+        f"RECKIT_FEEDBACK_CLOCK_SKEW_SECONDS)"
+    )
