@@ -2,8 +2,8 @@
 
 For each scale (impressions per day), in fresh processes:
 
-1. simulate 8 days into a temporary landing zone (own process, untimed);
-2. build the first 7 days (untimed: the feature window), then time day 8 through every data
+1. simulate 8 days (``--days``) into a temporary landing zone (own process, untimed);
+2. build the days before the last (untimed: the feature window), then time the last through every data
    step -- landing checks, validation, daily activity, point-in-time features, samples (with their
    drift and row-count checks), behaviour sequences -- each published to local Parquet, recording
    seconds and peak RSS per step (a sampler thread reads /proc every 5 ms);
@@ -301,7 +301,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="reckit-bench-") as root:
             t = time.perf_counter()
             subprocess.run(
-                [sys.executable, __file__, str(n), "--simulate", root], check=True, env=env
+                [
+                    *(sys.executable, __file__, str(n), "--simulate", root),
+                    *("--days", str(args.days), "--replicas", str(args.replicas)),
+                ],
+                check=True,
+                env=env,
             )
             print(
                 f"simulated {n:,}/day x {args.days} days in {time.perf_counter() - t:.0f} s",
