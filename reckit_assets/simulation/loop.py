@@ -311,7 +311,7 @@ def _degraded_canary(store, registry, dt: str, first_day: str) -> str:
     from reckit_assets.core.release.registry import CANARY
     from reckit_assets.core.training.xgb_ranker import XGBParams, train_xgb
 
-    days = [d for d in warehouse.window(dt, 4, first_day)] + [dt]
+    days = [*warehouse.window(dt, 4, first_day), dt]
     frames = [warehouse.read(store, "training_samples", d) for d in days]
     frames = [f.assign(label=1 - f["label"]) for f in frames]
     train, valid = pd.concat(frames[:-1], ignore_index=True), frames[-1]
