@@ -56,9 +56,24 @@ def categorical_drift(reference: pd.Series, current: pd.Series) -> FeatureDrift:
     if p.sum() == 0 or q.sum() == 0:
         return FeatureDrift("categorical", 0.0, 1.0, int(p.sum()), int(q.sum()))
     js = float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
-    table = np.vstack([p, q])
-    pvalue = 1.0 if len(idx) < 2 else float(stats.chi2_contingency(table).pvalue)
-    return FeatureDrift("categorical", js, pvalue, int(p.sum()), int(q.sum()))
+    return FeatureDrift("categorical", js, _chi2_pvalue(p, q), int(p.sum()), int(q.sum()))
+
+
+def _chi2_pvalue(p: np.ndarray, q: np.ndarray) -> float:
+    """Chi-square test of homogeneity, with categories whose expected count is below 5 pooled
+    into one (the usual validity condition of the chi-square approximation)."""
+    total = p.sum() + q.sum()
+    expected_min = (p + q) * min(p.sum(), q.sum()) / total
+    small = expected_min < 5
+    columns = [np.vstack([p[~small], q[~small]])]
+    if small.any():
+        pooled = np.array([[p[small].sum()], [q[small].sum()]])
+        if pooled.sum() * min(p.sum(), q.sum()) / total >= 5:
+            columns.append(pooled)
+    table = np.hstack(columns)
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(stats.chi2_contingency(table).pvalue)
 
 
 def feature_drift(
