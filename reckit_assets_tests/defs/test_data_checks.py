@@ -187,4 +187,4 @@ def test_feature_drift_rule_and_its_recorded_figures(simulated):
         ref,
         quality.Thresholds(),
     )
-    assert not outcome.passed and "item_price: W1/std=3.000 > 0.25" in outcome.description
+    assert not outcome.passed and "item_price: W1/std=3.000 > 0.5" in outcome.description

@@ -146,11 +146,17 @@ def _medians(landed: dict[str, LandedTable]) -> dict[str, float]:
     return out
 
 
-def _hourly(events: pd.DataFrame) -> tuple[list[int], list[int]]:
-    hours = events["ts"].dt.hour.to_numpy() if len(events) else np.array([], dtype=int)
-    imps = np.bincount(hours, minlength=24)
-    clicks = np.bincount(hours, weights=events["clicked"].to_numpy(dtype="float64"), minlength=24)
-    return [int(x) for x in imps], [int(x) for x in clicks]
+def _hourly_requests(events: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """Requests per hour (by their first impression) and how many of them got a click."""
+    if not len(events):
+        return [0] * 24, [0] * 24
+    per_request = events.groupby("request_id", observed=True, sort=False).agg(
+        ts=("ts", "min"), clicked=("clicked", "max")
+    )
+    hours = per_request["ts"].dt.hour.to_numpy()
+    requests = np.bincount(hours, minlength=24)
+    clicked = np.bincount(hours, weights=per_request["clicked"].to_numpy("float64"), minlength=24)
+    return [int(x) for x in requests], [int(x) for x in clicked]
 
 
 def check_landing(
@@ -201,19 +207,23 @@ def check_landing(
     files = ", ".join(f["key"] for f in landed["events"].files) or f"events/dt={dt}"
     outcomes += quality.event_rates(counts, thresholds, files)
     medians = _medians(landed)
-    hourly_imps, hourly_clicks = _hourly(events)
+    hourly_requests, hourly_clicked = _hourly_requests(events)
     outcomes += [
         quality.unknown_event_types(counts, thresholds, files),
         quality.volume(counts.impressions, ref, thresholds, f"events dt={dt}"),
         quality.null_shares(_null_shares(landed), thresholds),
         quality.value_range(medians, ref, thresholds),
-        quality.clicks_stopped(hourly_imps, hourly_clicks, ref, thresholds),
+        quality.clicks_stopped(hourly_requests, hourly_clicked, ref, thresholds),
     ]
     if override:
         outcomes[0].description += f" [override: {override}]"
         for o in outcomes:
             o.metadata["override"] = override
-    info["counts"] = counts.as_metadata()
+    info["counts"] = {
+        **counts.as_metadata(),
+        "requests": sum(hourly_requests),
+        "clicked_requests": sum(hourly_clicked),
+    }
     info["medians"] = {k: v for k, v in medians.items() if np.isfinite(v)}
     info["reference"] = list(ref.days)
     info["override"] = override or "none"
@@ -221,7 +231,10 @@ def check_landing(
     blob = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
     summary = {
         "passed": info["passed"],
-        "counts": {k: info["counts"][k] for k in ("impressions", "clicks", "raw_rows")},
+        "counts": {
+            k: info["counts"][k]
+            for k in ("impressions", "clicks", "raw_rows", "requests", "clicked_requests")
+        },
         "medians": info["medians"],
         "reference": ", ".join(ref.days) or "none",
         "override": info["override"],

@@ -79,21 +79,20 @@ def test_unknown_event_types_are_counted_directly():
     assert quality.unknown_event_types(EventCounts(raw_rows=900), T, "f").passed
 
 
-def _hours(clicks_per_hour: list[int], imps: int = 400) -> tuple[list[int], list[int]]:
-    return [imps] * 24, clicks_per_hour
-
-
 def test_clicks_stopped_needs_an_implausible_gap():
-    ref = _ref(impressions=10_000, clicks=500)  # 5% click rate
-    steady = quality.clicks_stopped(*_hours([20] * 24), ref, T)
+    ref = Reference(
+        "2026-10-08",
+        days=DAYS,
+        stats=({"counts": {"requests": 1000, "clicked_requests": 300}},) * len(DAYS),
+    )  # 30% of requests get a click
+    steady = quality.clicks_stopped([50] * 24, [15] * 24, ref, T)
     assert steady.passed
-    # One quiet hour: 20 clicks expected, P(0) = 2e-9 -> blocked; at 20 impressions/hour, 1
-    # expected click: P(0) = 0.37 -> normal.
-    quiet = quality.clicks_stopped([20] * 24, [1] * 10 + [0] + [1] * 13, ref, T)
+    # A quiet night hour: 5 requests, none clicked: P = 0.7^5 = 0.17 -> normal.
+    quiet = quality.clicks_stopped([50] * 3 + [5] + [50] * 20, [15] * 3 + [0] + [15] * 20, ref, T)
     assert quiet.passed, quiet.description
-    stopped = quality.clicks_stopped(*_hours([20] * 12 + [0] * 12), ref, T)
+    stopped = quality.clicks_stopped([50] * 24, [15] * 12 + [0] * 12, ref, T)
     assert not stopped.passed
-    assert "no click from 12:00 to 23:59 UTC" in stopped.description
+    assert "no click from 12:00 to 23:59 UTC over 600 requests" in stopped.description
     assert "data_quality.clicks_stopped_alpha" in stopped.description
 
 
