@@ -3,7 +3,7 @@
 Each feature gets a test (is the shift real?) and an effect size (does it matter?):
 
 - dense: two-sample Kolmogorov-Smirnov p-value (``scipy.stats.ks_2samp``) and the Wasserstein-1
-  distance (``scipy.stats.wasserstein_distance``) divided by the reference's standard deviation.
+  distance (``scipy.stats.wasserstein_distance``) divided by the pooled standard deviation.
   Unlike PSI with quantile bins, W1 does not jump when a point mass (e.g. the smoothing prior every
   unseen item gets, which moves a little each day) crosses a bin edge.
 - categorical: chi-square test of the 2 x K contingency table (``scipy.stats.chi2_contingency``)
@@ -39,7 +39,9 @@ def dense_drift(reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
     ref, cur = _sample(ref[np.isfinite(ref)], 1), _sample(cur[np.isfinite(cur)], 2)
     if len(ref) == 0 or len(cur) == 0:
         return FeatureDrift("dense", 0.0, 1.0, len(ref), len(cur))
-    scale = float(np.std(ref))
+    # The pooled spread: a reference concentrated on a point mass (most users unseen, all at
+    # the prior) would otherwise turn a modest move into a huge standardized one.
+    scale = float(np.std(np.concatenate([ref, cur])))
     if scale == 0.0:
         scale = max(abs(float(np.mean(ref))), 1e-9)
     effect = float(stats.wasserstein_distance(ref, cur)) / scale

@@ -436,6 +436,14 @@ def drift(
     number of features: Bonferroni) and large (effect size above its limit): small days and
     sparse categories never fire on noise alone, huge days never fire on negligible shifts."""
     name = "feature_drift"
+    if results is None and warming_up:
+        return Outcome(
+            name,
+            True,
+            "not compared while the 7-day feature windows fill up (no earlier day with a full "
+            "window yet)",
+            ref.metadata(),
+        )
     if results is None:
         early = _no_reference(name, ref, "feature drift")
         if early:

@@ -37,7 +37,8 @@ from reckit_assets.core.ingest.landing import (
 )
 from reckit_assets.core.ingest.quality import Reference, Thresholds
 from reckit_assets.core.io import warehouse
-from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.frames import parquet_bytes_to_frame
+from reckit_assets.core.io.storage import Storage, sha256_bytes
 
 LANDED = "landed_logs"
 EVENTS = "validated_events"
@@ -372,6 +373,43 @@ def profile_snapshot(
     return warehouse.read(store, asset, found), found
 
 
+def _read_samples(store: Storage, d: str, columns: list[str]) -> pd.DataFrame:
+    """A day's samples, published or quarantined (verified against its manifest either way)."""
+    if warehouse.manifest(store, SAMPLES, d) is not None:
+        return warehouse.read(store, SAMPLES, d, columns=columns)
+    found = warehouse.manifest(store, SAMPLES, d, quarantined=True)
+    data = store.read_bytes(f"{warehouse.prefix(SAMPLES, d, quarantined=True)}/data.parquet")
+    if sha256_bytes(data) != found["files"]["data.parquet"]["sha256"]:
+        raise warehouse.ChangedPartitionError(f"quarantined {SAMPLES} dt={d} is being rewritten")
+    return parquet_bytes_to_frame(data, columns=columns)
+
+
+def _drift_reference(store: Storage, dt: str, first_day: str | None, t: Thresholds) -> list[str]:
+    """The last ``t.reference_days`` days before ``dt`` whose samples were built (published, or
+    quarantined by their own checks) with full feature windows.
+
+    Unlike the volume and value checks, drift compares with days quarantined for drift too:
+    they are real traffic, and leaving them out froze the reference at the last day before a
+    lasting change, so every later day drifted further from it and was quarantined as well. A
+    sudden change still fails the days it appears on; a lasting one becomes the reference within
+    ``reference_days`` days (each of them failing until then, with the figures recorded).
+    """
+    end = date.fromisoformat(dt)
+    out = []
+    for k in range(1, t.reference_lookback_days + 1):
+        d = (end - timedelta(days=k)).isoformat()
+        if first_day is not None and d < first_day:
+            break
+        built = warehouse.manifest(store, SAMPLES, d) or warehouse.manifest(
+            store, SAMPLES, d, quarantined=True
+        )
+        if built is not None and _full_window(store, d):
+            out.append(d)
+        if len(out) == t.reference_days:
+            break
+    return sorted(out)
+
+
 def _full_window(store: Storage, d: str) -> bool:
     return len(warehouse.require(store, FEATURES, d)["info"]["window"]) == WINDOW_DAYS
 
@@ -388,20 +426,24 @@ def samples(
     items, items_from = profile_snapshot(store, ITEMS, dt, thresholds.reference_lookback_days)
     out = build_samples(warehouse.read(store, EVENTS, dt), load_features(store, dt), users, items)
     ref = reference(dt, first_day, thresholds, _samples_status(store))
-    comparable = [d for d in ref.days if _full_window(store, d)]
+    comparable = _drift_reference(store, dt, first_day, thresholds)
     warming_up = not _full_window(store, dt) or not comparable
     scores = None
     if comparable and len(out):
         columns = [*DENSE_COLUMNS, *DRIFT_CATEGORICAL]
         pooled = pd.concat(
-            [warehouse.read(store, SAMPLES, d, columns=columns) for d in comparable],
-            ignore_index=True,
+            [_read_samples(store, d, columns) for d in comparable], ignore_index=True
         )
         if len(pooled):
             scores = feature_drift(pooled, out, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
     outcomes = [
         quality.row_count_change(len(out), ref, thresholds, f"{SAMPLES} dt={dt}"),
-        quality.drift(scores, ref, thresholds, warming_up=warming_up),
+        quality.drift(
+            scores,
+            Reference(dt, days=tuple(comparable), first_partition=ref.first_partition),
+            thresholds,
+            warming_up=warming_up,
+        ),
     ]
     info = {
         "label_rate": round(float(out["label"].mean()), 6) if len(out) else 0.0,
