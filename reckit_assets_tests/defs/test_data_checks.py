@@ -188,3 +188,38 @@ def test_feature_drift_rule_and_its_recorded_figures(simulated):
         quality.Thresholds(),
     )
     assert not outcome.passed and "item_price: W1/std=3.000 > 0.5" in outcome.description
+
+
+def test_a_day_that_cannot_train_says_why_and_for_how_many_days(simulated):
+    from reckit_assets.core.steps import models as model_steps
+    from reckit_assets.defs.training import assets as training_assets
+    from reckit_assets_tests.defs.pipeline import STRUCTURE
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_days(simulated.resources(), instance, DT, "2026-10-02").success
+    candidate = training_assets.build_candidate("xgboost", STRUCTURE)
+    result = dg.materialize(
+        [candidate],
+        resources=simulated.resources(),
+        instance=instance,
+        partition_key="2026-10-02",
+        raise_on_error=False,
+    )
+    assert result.success  # skipping is not a failure, but it is never silent:
+    observations = [
+        e.event_specific_data.asset_observation
+        for e in result.all_events
+        if e.event_type == dg.DagsterEventType.ASSET_OBSERVATION
+    ]
+    assert len(observations) == 1
+    meta = observations[0].metadata
+    assert "1 usable training day(s) before dt (need 2" in meta["skipped"].value
+    assert meta["days_without_candidate"].value == 2  # 2026-10-01 and 2026-10-02
+    assert meta["config_key"].value == "training.min_days"
+    assert observations[0].partition == "2026-10-02"
+    assert (
+        warehouse.manifest(
+            simulated.warehouse, model_steps.candidate_asset("xgboost"), "2026-10-02"
+        )
+        is None
+    )
