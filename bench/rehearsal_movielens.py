@@ -48,6 +48,8 @@ data_quality:
   max_click_rate: 0.8   # a rating >= 4 counts as a click: ~52% of impressions
   max_null_rate: 1.0    # the ratings have no user age/gender/region and no item price
   max_feature_shift: 1.0  # one day here is ~9 months of real time: features move more per day
+deepfm:
+  max_epochs: 2         # time box of the rehearsal on 2 shared cores (28 days, 3 models a day)
 """
 
 
