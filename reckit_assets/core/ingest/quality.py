@@ -89,6 +89,7 @@ class Reference:
     absent: tuple[str, ...] = ()
     stats: tuple[dict, ...] = ()
     first_partition: bool = False
+    what: str = "passing"  # how the days were chosen, for messages ("passing", "built")
 
     @property
     def empty(self) -> bool:
@@ -101,7 +102,7 @@ class Reference:
             return f"no passing day before {self.dt} within the lookback" + (
                 f" (failed: {', '.join(self.failed)})" if self.failed else ""
             )
-        text = f"reference: {len(self.days)} passing day(s) {self.days[0]}..{self.days[-1]}"
+        text = f"reference: {len(self.days)} {self.what} day(s) {self.days[0]}..{self.days[-1]}"
         if self.failed:
             text += f", skipping failed {', '.join(self.failed)}"
         return text

@@ -440,7 +440,9 @@ def samples(
         quality.row_count_change(len(out), ref, thresholds, f"{SAMPLES} dt={dt}"),
         quality.drift(
             scores,
-            Reference(dt, days=tuple(comparable), first_partition=ref.first_partition),
+            Reference(
+                dt, days=tuple(comparable), first_partition=ref.first_partition, what="built"
+            ),
             thresholds,
             warming_up=warming_up,
         ),
