@@ -103,7 +103,15 @@ def _legacy_day(lake, dt: str, history: dict) -> dict[str, dict[str, bytes] | di
         priors=tables.priors,
         user_categories=_reread(tables.user_categories),
     )
-    samples = old.build_samples(events_in, reread_tables, users_in, items_in)
+    # Samples of dt join the profile snapshots as of the end of dt-1 (what serving had on dt);
+    # before any, empty snapshots. The legacy function is unchanged; only its inputs follow.
+    snapshots = history.setdefault("_snapshots", {})
+    earlier = [d for d in sorted(snapshots) if d < dt]
+    prev_users, prev_items = (
+        snapshots[earlier[-1]] if earlier else (users_in.head(0), items_in.head(0))
+    )
+    snapshots[dt] = (users_in, items_in)
+    samples = old.build_samples(events_in, reread_tables, prev_users, prev_items)
     sequences = old.behaviour_sequences(events_in)
     enc = frame_to_parquet_bytes
     return {

@@ -59,6 +59,11 @@ EXPECTED_BLOCKING_CHECKS = {
         "out_of_day_rate",
         "orphan_click_rate",
         "click_rate_bounds",
+        "unknown_event_type_rate",
+        "volume",
+        "null_share",
+        "value_range",
+        "clicks_stopped",
     },
     "training_samples": {"row_count_change", "feature_drift"},
     **{

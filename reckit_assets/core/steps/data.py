@@ -6,7 +6,13 @@ Framework-free, so the Dagster assets stay thin and the benchmark runs the same 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import polars as pl
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.features.compute import (
@@ -20,11 +26,25 @@ from reckit_assets.core.features.drift import feature_drift
 from reckit_assets.core.features.sequences import behaviour_sequences, sequences_table
 from reckit_assets.core.features.spec import DENSE_COLUMNS, WINDOW_DAYS
 from reckit_assets.core.ingest import quality
-from reckit_assets.core.ingest.events import clean_snapshot_frame, validated_impressions
-from reckit_assets.core.ingest.landing import LandedTable, read_landed
-from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.ingest.events import (
+    clean_snapshot,
+    clean_snapshot_frame,
+    validate_events,
+    validated_impressions,
+)
+from reckit_assets.core.ingest.landing import (
+    SCHEMAS,
+    SUCCESS_MARKER,
+    TABLES,
+    LandedTable,
+    is_ready,
+    marker_key,
+    read_landed,
+)
+from reckit_assets.core.ingest.quality import Reference, Thresholds
 from reckit_assets.core.io import warehouse
-from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.frames import parquet_bytes_to_frame
+from reckit_assets.core.io.storage import Storage, sha256_bytes
 
 LANDED = "landed_logs"
 EVENTS = "validated_events"
@@ -51,10 +71,136 @@ def _read_landing(landing: Storage, dt: str) -> dict[str, LandedTable]:
     return {t: read_landed(landing, t, dt) for t in ("events", "users", "items")}
 
 
-def check_landing(landing: Storage, dt: str, thresholds: Thresholds) -> StepResult:
-    """The landing contract and raw-data rates of one day. Publishes a manifest, no data."""
+def reference(
+    dt: str,
+    first_day: str | None,
+    t: Thresholds,
+    status: Callable[[str], tuple[str, dict | None]],
+) -> Reference:
+    """The last ``t.reference_days`` passing days before ``dt``, by partition.
+
+    ``status(d)`` says what day ``d`` is: ``"pass"`` (with its recorded stats), ``"fail"``,
+    ``"absent"`` (never landed) or ``"pending"`` (landed, not decided yet). A pending day is an
+    error: the reference must not depend on the order in which days are built.
+    """
+    end = date.fromisoformat(dt)
+    passing: list[tuple[str, dict]] = []
+    failed, absent = [], []
+    for k in range(1, t.reference_lookback_days + 1):
+        d = (end - timedelta(days=k)).isoformat()
+        if first_day is not None and d < first_day:
+            break
+        state, found = status(d)
+        if state == "pending":
+            raise warehouse.MissingPartitionError(
+                f"dt={dt} compares with the earlier days it follows, and dt={d} has landed but "
+                "has not been checked yet: materialize the earlier days first (in date order)"
+            )
+        if state == "pass":
+            passing.append((d, found or {}))
+        elif state == "fail":
+            failed.append(d)
+        else:
+            absent.append(d)
+        if len(passing) == t.reference_days:
+            break
+    passing.reverse()
+    return Reference(
+        dt=dt,
+        days=tuple(d for d, _ in passing),
+        failed=tuple(sorted(failed)),
+        absent=tuple(sorted(absent)),
+        stats=tuple(found for _, found in passing),
+        first_partition=not passing and not failed,
+    )
+
+
+def _landing_status(landing: Storage, store: Storage) -> Callable[[str], tuple[str, dict | None]]:
+    def status(d: str) -> tuple[str, dict | None]:
+        found = warehouse.manifest(store, LANDED, d)
+        if found is not None:
+            info = found.get("info", {})
+            return ("pass" if info.get("passed") else "fail"), info
+        return ("pending" if is_ready(landing, d) else "absent"), None
+
+    return status
+
+
+def not_ready_tables(landing: Storage, dt: str) -> list[str]:
+    """The landed tables of ``dt`` without their ``_SUCCESS`` marker (the export is incomplete)."""
+    return [t for t in TABLES if not landing.exists(marker_key(t, dt))]
+
+
+def _null_shares(landed: dict[str, LandedTable]) -> dict[str, tuple[float, int, bool]]:
+    out = {}
+    for table, lt in landed.items():
+        rows = len(lt.frame)
+        for col in SCHEMAS[table]:
+            if col.is_id or col.name in lt.missing_optional or not rows:
+                continue
+            nulls = int(lt.frame[col.name].isna().sum())
+            out[f"{table}.{col.name}"] = (nulls / rows, nulls, col.required)
+    return out
+
+
+def _medians(landed: dict[str, LandedTable]) -> dict[str, float]:
+    out = {}
+    for table, lt in landed.items():
+        for col in SCHEMAS[table]:
+            if col.kind in ("int", "float") and not col.is_id:
+                values = pd.to_numeric(lt.frame[col.name], errors="coerce").dropna()
+                out[f"{table}.{col.name}"] = float(values.median()) if len(values) else float("nan")
+    return out
+
+
+def _hourly_requests(events: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """Requests per hour (by their first impression) and how many of them got a click."""
+    if not len(events):
+        return [0] * 24, [0] * 24
+    per_request = events.groupby("request_id", observed=True, sort=False).agg(
+        ts=("ts", "min"), clicked=("clicked", "max")
+    )
+    hours = per_request["ts"].dt.hour.to_numpy()
+    requests = np.bincount(hours, minlength=24)
+    clicked = np.bincount(hours, weights=per_request["clicked"].to_numpy("float64"), minlength=24)
+    return [int(x) for x in requests], [int(x) for x in clicked]
+
+
+def check_landing(
+    landing: Storage,
+    dt: str,
+    thresholds: Thresholds,
+    store: Storage | None = None,
+    first_day: str | None = None,
+) -> StepResult:
+    """The landing contract and raw-data checks of one day. Publishes a manifest, no data.
+
+    Refuses a day whose tables lack ``_SUCCESS`` unless ``thresholds.allow_not_ready`` (then the
+    override is recorded in the outcomes and the manifest). With ``store``, the checks that
+    compare (volume, value range, clicks stopped) use the last passing landed days before ``dt``
+    (:func:`reference`); without it they have no reference.
+    """
+    missing_markers = not_ready_tables(landing, dt)
+    override = None
+    if missing_markers:
+        if not thresholds.allow_not_ready:
+            raise warehouse.MissingPartitionError(
+                f"landing dt={dt} is not ready: {', '.join(missing_markers)} "
+                f"{'has' if len(missing_markers) == 1 else 'have'} no {SUCCESS_MARKER} marker "
+                "(the export is incomplete). Wait for it, or check it anyway with "
+                "data_quality.allow_not_ready: true in the run config (recorded)"
+            )
+        override = (
+            f"checked without {SUCCESS_MARKER} for {', '.join(missing_markers)} "
+            "(data_quality.allow_not_ready)"
+        )
     landed = _read_landing(landing, dt)
     issues = [i for t in landed.values() for i in t.issues]
+    ref = (
+        reference(dt, first_day, thresholds, _landing_status(landing, store))
+        if store is not None
+        else Reference(dt, first_partition=True)
+    )
     outcomes = [quality.contract(issues)]
     info: dict = {
         "fingerprints": {t: landed[t].fingerprint for t in landed},
@@ -62,17 +208,46 @@ def check_landing(landing: Storage, dt: str, thresholds: Thresholds) -> StepResu
         "issues": [str(i) for i in issues],
     }
     # Rates are measured on the rows that could be read, even when some file broke the contract.
-    users, _ = clean_snapshot_frame(landed["users"], "user_id")
-    items, _ = clean_snapshot_frame(landed["items"], "item_id")
-    _, counts = validated_impressions(landed["events"], dt, users=users, items=items)
+    users, _ = clean_snapshot(landed["users"], "user_id")
+    items, _ = clean_snapshot(landed["items"], "item_id")
+    events, counts = validate_events(landed["events"], dt, users=users, items=items)
     files = ", ".join(f["key"] for f in landed["events"].files) or f"events/dt={dt}"
     outcomes += quality.event_rates(counts, thresholds, files)
-    info["counts"] = counts.as_metadata()
+    medians = _medians(landed)
+    hourly_requests, hourly_clicked = _hourly_requests(events)
+    outcomes += [
+        quality.unknown_event_types(counts, thresholds, files),
+        quality.volume(counts.impressions, ref, thresholds, f"events dt={dt}"),
+        quality.null_shares(_null_shares(landed), thresholds),
+        quality.value_range(medians, ref, thresholds),
+        quality.clicks_stopped(hourly_requests, hourly_clicked, ref, thresholds),
+    ]
+    if override:
+        outcomes[0].description += f" [override: {override}]"
+        for o in outcomes:
+            o.metadata["override"] = override
+    info["counts"] = {
+        **counts.as_metadata(),
+        "requests": sum(hourly_requests),
+        "clicked_requests": sum(hourly_clicked),
+    }
+    info["medians"] = {k: v for k, v in medians.items() if np.isfinite(v)}
+    info["reference"] = list(ref.days)
+    info["override"] = override or "none"
     info["passed"] = all(o.passed for o in outcomes)
     blob = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
-    return StepResult(
-        warehouse.Artifact(blobs={"landing.json": blob}, info={"passed": info["passed"]}), outcomes
-    )
+    summary = {
+        "passed": info["passed"],
+        "counts": {
+            k: info["counts"][k]
+            for k in ("impressions", "clicks", "raw_rows", "requests", "clicked_requests")
+        },
+        "medians": info["medians"],
+        "reference": ", ".join(ref.days) or "none",
+        "override": info["override"],
+        "failed_checks": ", ".join(o.name for o in outcomes if not o.passed) or "none",
+    }
+    return StepResult(warehouse.Artifact(blobs={"landing.json": blob}, info=summary), outcomes)
 
 
 def validate(landing: Storage, store: Storage, dt: str) -> dict[str, warehouse.Artifact]:
@@ -183,34 +358,120 @@ def load_features(store: Storage, dt: str, polars: bool = False) -> FeatureTable
     )
 
 
-def samples(store: Storage, dt: str, thresholds: Thresholds) -> StepResult:
+def _samples_status(store: Storage) -> Callable[[str], tuple[str, dict | None]]:
+    def status(d: str) -> tuple[str, dict | None]:
+        found = warehouse.manifest(store, SAMPLES, d)
+        if found is not None:
+            return "pass", {"rows": found["rows"]}
+        if warehouse.manifest(store, SAMPLES, d, quarantined=True) is not None:
+            return "fail", None
+        landed = warehouse.manifest(store, LANDED, d)
+        if landed is None:
+            return "absent", None
+        return ("pending" if landed.get("info", {}).get("passed") else "fail"), None
+
+    return status
+
+
+def profile_snapshot(
+    store: Storage, asset: str, dt: str, lookback: int
+) -> tuple[pl.DataFrame, str]:
+    """The users/items snapshot serving used on ``dt``: the latest published one before ``dt``
+    (normally dt-1's). Before any, an empty snapshot: every user and item is unknown, as at
+    serving. Returns the frame and the day it comes from (or ``"none"``)."""
+    found = warehouse.previous_published(store, asset, dt, lookback=lookback)
+    if found is None:
+        return warehouse.read_polars(store, asset, dt).head(0), "none"
+    return warehouse.read_polars(store, asset, found), found
+
+
+def _read_samples(store: Storage, d: str, columns: list[str]) -> pd.DataFrame:
+    """A day's samples, published or quarantined (verified against its manifest either way)."""
+    if warehouse.manifest(store, SAMPLES, d) is not None:
+        return warehouse.read(store, SAMPLES, d, columns=columns)
+    found = warehouse.manifest(store, SAMPLES, d, quarantined=True)
+    data = store.read_bytes(f"{warehouse.prefix(SAMPLES, d, quarantined=True)}/data.parquet")
+    if sha256_bytes(data) != found["files"]["data.parquet"]["sha256"]:
+        raise warehouse.ChangedPartitionError(f"quarantined {SAMPLES} dt={d} is being rewritten")
+    return parquet_bytes_to_frame(data, columns=columns)
+
+
+def _drift_reference(store: Storage, dt: str, first_day: str | None, t: Thresholds) -> list[str]:
+    """The last ``t.reference_days`` days before ``dt`` whose samples were built (published, or
+    quarantined by their own checks) with full feature windows.
+
+    Unlike the volume and value checks, drift compares with days quarantined for drift too:
+    they are real traffic, and leaving them out froze the reference at the last day before a
+    lasting change, so every later day drifted further from it and was quarantined as well. A
+    sudden change still fails the days it appears on; a lasting one becomes the reference within
+    ``reference_days`` days (each of them failing until then, with the figures recorded).
+    """
+    end = date.fromisoformat(dt)
+    out = []
+    for k in range(1, t.reference_lookback_days + 1):
+        d = (end - timedelta(days=k)).isoformat()
+        if first_day is not None and d < first_day:
+            break
+        built = warehouse.manifest(store, SAMPLES, d) or warehouse.manifest(
+            store, SAMPLES, d, quarantined=True
+        )
+        if built is not None and _full_window(store, d):
+            out.append(d)
+        if len(out) == t.reference_days:
+            break
+    return sorted(out)
+
+
+def _full_window(store: Storage, d: str) -> bool:
+    return len(warehouse.require(store, FEATURES, d)["info"]["window"]) == WINDOW_DAYS
+
+
+def samples(
+    store: Storage, dt: str, thresholds: Thresholds, first_day: str | None = None
+) -> StepResult:
+    """Labelled samples of ``dt``: its events joined with point-in-time features and the profile
+    snapshots as of the end of dt-1 (what serving on dt had), never dt's own snapshots.
+
+    Volume and drift compare with the last passing sample days before ``dt`` (:func:`reference`).
+    """
+    users, users_from = profile_snapshot(store, USERS, dt, thresholds.reference_lookback_days)
+    items, items_from = profile_snapshot(store, ITEMS, dt, thresholds.reference_lookback_days)
     out = build_samples(
         warehouse.read_polars(store, EVENTS, dt),
         load_features(store, dt, polars=True),
-        warehouse.read_polars(store, USERS, dt),
-        warehouse.read_polars(store, ITEMS, dt),
+        users,
+        items,
     )
-    prev_dt = warehouse.previous_published(store, SAMPLES, dt)
-    prev_rows = warehouse.manifest(store, SAMPLES, prev_dt)["rows"] if prev_dt else None
+    ref = reference(dt, first_day, thresholds, _samples_status(store))
+    comparable = _drift_reference(store, dt, first_day, thresholds)
+    warming_up = not _full_window(store, dt) or not comparable
     scores = None
-    if prev_dt:
-        prev = warehouse.read(store, SAMPLES, prev_dt, columns=[*DENSE_COLUMNS, *DRIFT_CATEGORICAL])
-        if len(prev) and len(out):
-            current = out.select(*DENSE_COLUMNS, *DRIFT_CATEGORICAL).to_pandas()
-            scores = feature_drift(prev, current, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
-    full = [
-        len(warehouse.require(store, FEATURES, d)["info"]["window"]) == WINDOW_DAYS
-        for d in ([dt, prev_dt] if prev_dt else [dt])
-    ]
+    if comparable and len(out):
+        columns = [*DENSE_COLUMNS, *DRIFT_CATEGORICAL]
+        pooled = pd.concat(
+            [_read_samples(store, d, columns) for d in comparable], ignore_index=True
+        )
+        if len(pooled):
+            current = out.select(*columns).to_pandas()
+            scores = feature_drift(pooled, current, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
     outcomes = [
-        quality.row_count_change(len(out), prev_rows, thresholds, f"{SAMPLES} dt={dt}"),
-        quality.drift(scores, set(DENSE_COLUMNS), thresholds, warming_up=not all(full)),
+        quality.row_count_change(len(out), ref, thresholds, f"{SAMPLES} dt={dt}"),
+        quality.drift(
+            scores,
+            Reference(
+                dt, days=tuple(comparable), first_partition=ref.first_partition, what="built"
+            ),
+            thresholds,
+            warming_up=warming_up,
+        ),
     ]
     info = {
         "label_rate": round(float(out["label"].mean()), 6) if len(out) else 0.0,
         "new_users": int(out["is_new_user"].sum()),
         "new_items": int(out["is_new_item"].sum()),
-        "compared_with": prev_dt or "none",
+        "compared_with": ", ".join(ref.days) or "none",
+        "drift_reference": ", ".join(comparable) or "none",
+        "profiles_from": f"users {users_from}, items {items_from}",
     }
     return StepResult(warehouse.Artifact(frames={"data": out}, info=info), outcomes)
 

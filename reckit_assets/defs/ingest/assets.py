@@ -21,6 +21,23 @@ LANDING_CHECKS = (
     ("out_of_day_rate", "Share of events whose ts falls outside the day within the limit"),
     ("orphan_click_rate", "Share of clicks without their impression within the limit"),
     ("click_rate_bounds", "Click rate of the day's impressions within its bounds"),
+    ("unknown_event_type_rate", "Share of events with an unknown event_type within the limit"),
+    (
+        "volume",
+        "Impressions within a factor of the median of the last passing days (the reference); "
+        "never empty",
+    ),
+    ("null_share", "Null share of every required and optional column within its limit"),
+    (
+        "value_range",
+        "Median of every numeric column (price, age, position) within a factor of the "
+        "reference's: catches unit and scale changes",
+    ),
+    (
+        "clicks_stopped",
+        "No run of hours without clicks that the reference click rate makes implausible "
+        "(Poisson test)",
+    ),
 )
 
 
@@ -33,7 +50,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
         deps=[LANDING_ZONE],
         partitions_def=s.daily,
         backfill_policy=SINGLE_RUN,
-        code_version="1",
+        code_version="2",
         kinds={"parquet"},
         check_specs=blocking_checks(steps.LANDED, LANDING_CHECKS),
         description=(
@@ -53,7 +70,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
         limits = effective.config.data_quality
 
         def produce(dt: str):
-            result = steps.check_landing(landing, dt, limits)
+            result = steps.check_landing(landing, dt, limits, store=store, first_day=s.first_day)
             return result.artifact, result.outcomes
 
         return publish_days(

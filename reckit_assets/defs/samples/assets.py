@@ -13,11 +13,16 @@ from reckit_assets.defs.partitions import SINGLE_RUN, Structure
 from reckit_assets.defs.resources import ReckitStorage
 from reckit_assets.defs.results import blocking_checks, publish_days
 
+PREVIOUS_DAY = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
 SAMPLE_CHECKS = (
-    ("row_count_change", "Rows within the allowed change from the previous partition; never empty"),
+    (
+        "row_count_change",
+        "Rows within the allowed change from the median of the last passing days; never empty",
+    ),
     (
         "feature_drift",
-        "PSI (dense) / Jensen-Shannon (categorical) per feature vs the previous partition",
+        "Per feature vs the last passing days: fails when significant (KS / chi-square, "
+        "Bonferroni) and large (Wasserstein-1 / std, Jensen-Shannon)",
     ),
 )
 
@@ -28,10 +33,16 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name=steps.SAMPLES,
         group_name="samples",
-        deps=[steps.EVENTS, steps.USERS, steps.ITEMS, steps.FEATURES],
+        deps=[
+            steps.EVENTS,
+            # Profiles as of the end of dt-1: what serving on dt used (no same-day leak).
+            dg.AssetDep(steps.USERS, partition_mapping=PREVIOUS_DAY),
+            dg.AssetDep(steps.ITEMS, partition_mapping=PREVIOUS_DAY),
+            steps.FEATURES,
+        ],
         partitions_def=s.daily,
         backfill_policy=SINGLE_RUN,
-        code_version="2",
+        code_version="3",
         kinds={"parquet"},
         check_specs=blocking_checks(steps.SAMPLES, SAMPLE_CHECKS),
         description=(
@@ -49,7 +60,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
         store, limits = storage.warehouse(), effective.config.data_quality
 
         def produce(dt: str):
-            result = steps.samples(store, dt, limits)
+            result = steps.samples(store, dt, limits, first_day=s.first_day)
             return result.artifact, result.outcomes
 
         return publish_days(

@@ -63,8 +63,21 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except model_steps.NotEnoughDataError as exc:
-            # Expected for the first days of a history: information, not a warning.
-            context.log.info(f"skipped: {exc}")
+            # Never silent: the run log and the asset's UI page say why, and for how many days.
+            days = _days_without_candidate(
+                store, model_steps.candidate_asset(kind), dt, s.first_day
+            )
+            # Expected while a history starts: information (with the count), not a warning.
+            context.log.info(f"skipped: {exc}; no {kind} candidate for {days} day(s) up to {dt}")
+            yield dg.AssetObservation(
+                asset_key=model_steps.candidate_asset(kind),
+                partition=dt,
+                metadata={
+                    "skipped": str(exc),
+                    "days_without_candidate": days,
+                    "config_key": "training.min_days",
+                },
+            )
             return
         manifest = warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
         result = to_result(model_steps.candidate_asset(kind), {dt: (manifest, [], artifact)})
@@ -93,6 +106,19 @@ def _curve_plot(kind: str, dt: str, info: dict) -> str:
         return "(no history)"
     png = plots.training_curve_png(info["history"], info["best_iteration"], f"{kind} dt={dt}")
     return plots.markdown_image(png, f"{kind} training curve")
+
+
+def _days_without_candidate(store, asset: str, dt: str, first_day: str, limit: int = 366) -> int:
+    """Consecutive days up to and including ``dt`` with no published candidate."""
+    from datetime import date, timedelta
+
+    day, n = date.fromisoformat(dt), 1
+    while n < limit:
+        day -= timedelta(days=1)
+        if day.isoformat() < first_day or warehouse.manifest(store, asset, day.isoformat()):
+            break
+        n += 1
+    return n
 
 
 def _curve(history: list[dict]) -> str:

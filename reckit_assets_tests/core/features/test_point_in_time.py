@@ -27,6 +27,11 @@ def _build(lake, through: int) -> None:
         warehouse.publish(
             lake.warehouse, steps.FEATURES, dt, steps.features(lake.warehouse, dt, FIRST_DAY)
         )
+        # Samples compare with the earlier days' samples: build them in date order too.
+        result = steps.samples(lake.warehouse, dt, Thresholds(), first_day=FIRST_DAY)
+        warehouse.publish(
+            lake.warehouse, steps.SAMPLES, dt, result.artifact, quarantined=not result.passed
+        )
 
 
 def _versions(lake, asset: str) -> dict[str, str]:
@@ -81,3 +86,34 @@ def test_reading_a_partition_being_rewritten_fails_instead_of_mixing(simulated):
     simulated.warehouse.write_bytes(key, b"half-written new bytes")
     with pytest.raises(warehouse.ChangedPartitionError, match="does not match its manifest"):
         warehouse.read(simulated.warehouse, steps.ACTIVITY, FIRST_DAY, "items")
+
+
+def test_samples_of_day_d_use_the_profiles_serving_had_end_of_d_minus_1(simulated):
+    d1, d2, d3 = days(3)
+    users2 = read_frame(simulated.landing, f"users/dt={d2}/part-00000.parquet")
+    users1 = read_frame(simulated.landing, f"users/dt={d1}/part-00000.parquet")
+    events2 = read_frame(simulated.landing, f"events/dt={d2}/part-00000.parquet")
+    events3 = read_frame(simulated.landing, f"events/dt={d3}/part-00000.parquet")
+    # A user active on days 2 and 3 whose profile changes on day 2 (age 99 from day 2 on).
+    both = set(events2["user_id"]) & set(events3["user_id"]) & set(users1["user_id"])
+    changed = sorted(both)[0]
+    old_age = float(users1.loc[users1["user_id"] == changed, "age"].iloc[0])
+    simulated.landing.delete_prefix(f"users/dt={d2}")  # test setup: a re-export of day 2
+    landing.write_partition(
+        simulated.landing,
+        "users",
+        d2,
+        users2.assign(age=users2["age"].mask(users2["user_id"] == changed, 99.0)),
+    )
+    _build(simulated, 3)
+
+    s2 = warehouse.read(simulated.warehouse, steps.SAMPLES, d2)
+    s3 = warehouse.read(simulated.warehouse, steps.SAMPLES, d3)
+    assert set(s2.loc[s2["user_id"] == changed, "user_age"]) == {old_age}  # as serving on d2
+    assert set(s3.loc[s3["user_id"] == changed, "user_age"]) == {99.0}  # visible from d3 on
+    info = warehouse.manifest(simulated.warehouse, steps.SAMPLES, d2)["info"]
+    assert info["profiles_from"] == f"users {d1}, items {d1}"
+    # Users who signed up on day 2 are unknown to day 2's samples, as they were to serving.
+    signed_up_d2 = set(users2["user_id"]) - set(users1["user_id"])
+    new_rows = s2[s2["user_id"].isin(signed_up_d2)]
+    assert len(new_rows) and (new_rows["user_age"] == 0.0).all()
