@@ -35,11 +35,8 @@ DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
 def run_direct(root: str, dt: str) -> None:
     """Every step of the daily job for ``dt``, by calling the core functions (what the assets do,
     without Dagster)."""
-    from reckit_assets.defs.training.config import CONFIGS
-
-    from reckit_assets.core.evaluation import gate
+    from reckit_assets.config import load_config
     from reckit_assets.core.features import online
-    from reckit_assets.core.ingest.quality import Thresholds
     from reckit_assets.core.io import warehouse
     from reckit_assets.core.io.storage import LocalStorage
     from reckit_assets.core.release.registry import Registry
@@ -49,31 +46,41 @@ def run_direct(root: str, dt: str) -> None:
     landing = LocalStorage(f"{root}/landing")
     store = LocalStorage(f"{root}/warehouse")
     registry_store = LocalStorage(f"{root}/registry")
-    limits = Thresholds()
-    check = steps.check_landing(landing, dt, limits)
+    config = load_config(env={"RECKIT_PARTITIONS_START": DAYS[0]}, use_default_file=False)
+    limits = config.config.data_quality
+    check = steps.check_landing(landing, dt, limits, store=store, first_day=DAYS[0])
     warehouse.publish(store, steps.LANDED, dt, check.artifact, quarantined=not check.passed)
     for asset, artifact in steps.validate(landing, store, dt).items():
         warehouse.publish(store, asset, dt, artifact)
     warehouse.publish(store, steps.ACTIVITY, dt, steps.activity(store, dt))
     warehouse.publish(store, steps.FEATURES, dt, steps.features(store, dt, DAYS[0]))
     online.publish(registry_store, dt, steps.online_snapshot(store, dt, DAYS[0]))
-    result = steps.samples(store, dt, limits)
+    result = steps.samples(store, dt, limits, first_day=DAYS[0])
     warehouse.publish(store, steps.SAMPLES, dt, result.artifact, quarantined=not result.passed)
     warehouse.publish(store, steps.SEQUENCES, dt, steps.sequences(store, dt))
     registry = Registry(registry_store)
     trained, passed = [], []
     for kind in model_steps.KINDS:
-        cfg = CONFIGS[kind]()
+        window = config.config.training
         try:
             artifact = model_steps.train_candidate(
-                store, kind, dt, cfg.overrides(), cfg.window_days, DAYS[0], cfg.min_days
+                store,
+                kind,
+                dt,
+                config.values()[kind],
+                window.window_days,
+                DAYS[0],
+                window.min_days,
             )
         except model_steps.NotEnoughDataError:  # the asset emits no output: nothing downstream
             continue
         warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
         trained.append(kind)
     for kind in trained:
-        artifact, outcomes = model_steps.evaluate(store, registry, kind, dt, gate.GateRules(), 200)
+        rules = config.config.gate
+        artifact, outcomes = model_steps.evaluate(
+            store, registry, kind, dt, rules, rules.bootstrap_samples
+        )
         warehouse.publish(store, model_steps.evaluation_asset(kind), dt, artifact)
         if all(o.passed for o in outcomes):  # the gate is a blocking check in Dagster
             passed.append(kind)
