@@ -18,6 +18,11 @@ A trial is blocked when any rule fails. Prints one table.
 
     python bench/gates_release.py            # default scale: 30,000 impressions/day
     BENCH_TRIALS=10 BENCH_SIM='{"impressions_per_day": 10000}' python bench/gates_release.py
+    BENCH_PAIRS=8 python bench/gates_release.py   # A/A and regressions only: all pairs of 8 seeds
+
+``BENCH_SECONDS`` stops starting trials after that many seconds and prints what was measured.
+``BENCH_REPORTS=FILE`` saves every report; ``python bench/gates_release.py --rejudge FILE``
+judges them again with the current rules (no training).
 """
 
 from __future__ import annotations
@@ -168,7 +173,7 @@ def main() -> None:
             with open(os.environ["BENCH_REPORTS"], "a") as out:
                 out.write(json.dumps({"scenario": scenario, "report": report}, default=float))
                 out.write("\n")
-        report["identity"] = gate.identity("candidate", {"f": "1"}, "cpu", "x", state)
+        report["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
         if prod:
             deltas.setdefault(scenario, []).append(
                 report["candidate"]["auc"] - report["production"]["auc"]
@@ -200,7 +205,33 @@ def main() -> None:
     degraded_every = max(1, trials // 10)  # deterministic failures: fewer trials suffice
     budget = float(os.environ.get("BENCH_SECONDS", "1e9"))
     done = 0
-    for t in range(trials):
+    pairs = int(os.environ.get("BENCH_PAIRS", "0"))
+    if pairs:
+        # Cheaper A/A: ``pairs`` seeds per holdout day, every pair of them judged (pairs share
+        # models, so trials are not independent; each is still a valid A/A comparison).
+        trials = 0
+        for dt in holdout_days:
+            holdout = frames[dt]
+            models = [train(dt, 100 + i).predict(holdout) for i in range(pairs)]
+            for i in range(pairs):
+                for j in range(i + 1, pairs):
+                    if time.perf_counter() - started > budget:
+                        break
+                    prod, cand_p = Scores(models[i]), models[j]
+                    judge("A/A (different seeds)", holdout, Scores(cand_p), prod)
+                    for name in ("regression_0.01", "regression_0.02"):
+                        judge(
+                            f"AUC {name.replace('_', ' ')}",
+                            holdout,
+                            Scores(noisy(cand_p, sigma[name], 1000 * i + j)),
+                            prod,
+                        )
+                    done += 1
+                    trials += 1
+                    print(f"pair {done} done ({time.perf_counter() - started:.0f} s)", flush=True)
+            if os.environ.get("BENCH_PARTIAL"):
+                table(results, deltas, failures)
+    for t in range(trials if not pairs else 0):
         if time.perf_counter() - started > budget:
             print(f"time budget of {budget:.0f} s reached after {done} trials", flush=True)
             break
@@ -243,5 +274,35 @@ def main() -> None:
     sys.stdout.flush()
 
 
+def rejudge(path: str) -> None:
+    """Judge the reports saved by a run (``BENCH_REPORTS``) again with the current rules."""
+    from reckit_assets.core.evaluation import gate
+
+    rules = {"bootstrap": gate.GateRules(), "ratio": gate.GateRules(mode="ratio")}
+    results: dict = {}
+    failures: dict = {}
+    deltas: dict = {}
+    with open(path) as lines:
+        for line in lines:
+            row = json.loads(line)
+            scenario, report = row["scenario"], row["report"]
+            state = gate.ProductionState(**report["production_state"])
+            report["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
+            if report.get("production"):
+                deltas.setdefault(scenario, []).append(
+                    report["candidate"]["auc"] - report["production"]["auc"]
+                )
+            for mode, r in rules.items():
+                blocked = [o.name for o in gate.ranker_gate(report, r) if not o.passed]
+                results.setdefault(scenario, {}).setdefault(mode, []).append(bool(blocked))
+                for name in blocked if mode == "bootstrap" else []:
+                    counts = failures.setdefault(scenario, {}).setdefault(mode, {})
+                    counts[name] = counts.get(name, 0) + 1
+    table(results, deltas, failures)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--rejudge"]:
+        rejudge(sys.argv[2])
+    else:
+        main()

@@ -200,6 +200,7 @@ def evaluate(
     state = production_state(registry, kind)
     ident = gate.identity(
         info["version"],
+        artifact_version,
         {name: sha256_bytes(data) for name, data in files.items()},
         str(info.get("trained_on") or info.get("report_device") or "cpu"),
         dt,
@@ -254,7 +255,11 @@ def evaluate(
         )
         outcomes = gate.ranker_gate(report, rules)
         markdown = evaluation.ranker_markdown(report)
-    outcomes.append(gate.out_of_time(dt, state))
+    outcomes.append(
+        gate.noop(["production_out_of_time"], ident[0].description)[0]
+        if noop
+        else gate.out_of_time(dt, state)
+    )
     del report["identity"]
     report["candidate"]["artifact_data_version"] = artifact_version
     report["gate"] = [dataclasses.asdict(o) for o in outcomes]

@@ -75,7 +75,7 @@ def judge(frame, cand: str, prod: str | None, rules=DEFAULT, state=PROD) -> dict
     report = copy.deepcopy(_REPORTS[cache_key][1])
     state = state if prod else gate.ProductionState("never")
     report["production_state"] = state.as_dict()
-    report["identity"] = gate.identity("cand", {"m": "1"}, "cpu", "2026-10-04", state)
+    report["identity"] = gate.identity("cand", "c1", {"m": "1"}, "cpu", "2026-10-04", state)
     report["dt"] = "2026-10-04"
     outcomes = gate.ranker_gate(report, rules)
     assert [o.name for o in outcomes] == [n for n, _ in gate.RANKER_CHECKS[:-1]]
@@ -205,7 +205,7 @@ def test_item2vec_zero_vs_zero_fails_and_a_real_improvement_passes():
     def run(cand, prod, base):
         report = evaluation.embedding_report(sessions, ("c", cand), ("item2vec-prod", prod), base)
         report["production_state"] = state.as_dict()
-        report["identity"] = gate.identity("c", {"v": "1"}, "cpu", "d", state)
+        report["identity"] = gate.identity("c", "c1", {"v": "1"}, "cpu", "d", state)
         return {o.name: o for o in gate.embedding_gate(report, gate.GateRules())}
 
     zero = run(nothing, nothing, nothing)
@@ -225,23 +225,33 @@ def test_item2vec_zero_vs_zero_fails_and_a_real_improvement_passes():
 
 
 def test_identity_by_version_id_and_by_file_hashes():
-    prod = dataclasses.replace(PROD, file_sha256={"model.json": "abc", "meta.json": "m"})
+    prod = dataclasses.replace(
+        PROD, file_sha256={"model.json": "abc", "meta.json": "m"}, content_version="c-prod"
+    )
     same_day = dataclasses.replace(prod, partition="2026-10-04")
     outcome, noop = gate.identity(
-        prod.version, {"model.json": "abc"}, "cpu", "2026-10-04", same_day
+        prod.version,
+        "c-prod",
+        {"model.json": "abc", "meta.json": "x"},
+        "cpu",
+        "2026-10-04",
+        same_day,
     )
     assert outcome.passed and noop and outcome.description.startswith("no-op")
     assert "rerun of dt=2026-10-04" in outcome.description
-    # Another version id, the same bytes: the same model, nothing to release.
-    outcome, noop = gate.identity("other", {"model.json": "abc"}, "cpu", "2026-10-05", prod)
+    # Another version id, the same content: the same model, nothing to release.
+    outcome, noop = gate.identity("other", "c-prod", {"x": "1"}, "cpu", "2026-10-05", prod)
     assert outcome.passed and noop and "same files (sha256)" in outcome.description
+    # ... also when only the file hashes say so (a version registered without its content hash)
+    outcome, noop = gate.identity("other", None, {"model.json": "abc"}, "cpu", "d", prod)
+    assert outcome.passed and noop
     # The same id with other bytes: deterministic CPU training -> something changed; refuse.
-    outcome, noop = gate.identity(prod.version, {"model.json": "zzz"}, "cpu", "d", prod)
+    outcome, noop = gate.identity(prod.version, "c-new", {"model.json": "zzz"}, "cpu", "d", prod)
     assert not outcome.passed and not noop and "different files" in outcome.description
     # ... CUDA training is not byte-reproducible: the same version, handled as a no-op.
-    outcome, noop = gate.identity(prod.version, {"model.json": "zzz"}, "cuda:0", "d", prod)
+    outcome, noop = gate.identity(prod.version, "c-new", {"model.json": "zzz"}, "cuda:0", "d", prod)
     assert outcome.passed and noop and "not byte-reproducible" in outcome.description
-    outcome, noop = gate.identity("new", {"model.json": "new"}, "cpu", "d", prod)
+    outcome, noop = gate.identity("new", "c-new", {"model.json": "new"}, "cpu", "d", prod)
     assert outcome.passed and not noop
 
 
@@ -251,7 +261,7 @@ def test_a_noop_evaluation_passes_every_rule_saying_so(frame):
         frame, ("cand", Column("good")), None, ("item_ctr_prior", Column("item_ctr"))
     )
     report["production_state"] = state.as_dict()
-    report["identity"] = gate.identity(state.version, {"m": "1"}, "cpu", "2026-10-04", state)
+    report["identity"] = gate.identity(state.version, None, {"m": "1"}, "cpu", "2026-10-04", state)
     outcomes = gate.ranker_gate(report, gate.GateRules())
     assert all(o.passed and o.description.startswith("no-op") for o in outcomes)
     assert "| no-op |" in evaluation.gate_markdown(outcomes)
@@ -267,10 +277,17 @@ def test_production_state_tells_cleared_from_never():
     assert cleared.state == "cleared"
     assert cleared.cleared == {"by": "oncall", "at": "t2", "reason": "bad", "last_version": "v1"}
     present = gate.production_state(
-        "v1", moves[:1], {"partition": "d", "files": {"a": {"sha256": "x"}}}
+        "v1",
+        moves[:1],
+        {
+            "partition": "d",
+            "files": {"a": {"sha256": "x"}},
+            "metrics": {"candidate": {"artifact_data_version": "c1"}},
+        },
     )
     assert (present.state, present.file_sha256) == ("present", {"a": "x"})
-    outcome, _ = gate.identity("v2", {"a": "y"}, "cpu", "d2", cleared)
+    assert present.content_version == "c1"
+    outcome, _ = gate.identity("v2", None, {"a": "y"}, "cpu", "d2", cleared)
     assert "cleared by oncall" in outcome.description
     assert "cannot go straight to production" in outcome.description
 
