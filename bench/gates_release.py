@@ -96,11 +96,14 @@ def calibrate_sigma(scores: np.ndarray, labels: np.ndarray, target_auc: float) -
 
 
 def table(results: dict, deltas: dict, failures: dict) -> None:
+    """One row per scenario; the CI is Clopper-Pearson (statsmodels) on the blocked count."""
+    from statsmodels.stats.proportion import proportion_confint
+
     print(
         "| scenario | trials | mean AUC diff vs production | blocked (bootstrap, default) "
-        "| blocked (ratio, reckit) | failing rules (bootstrap) |"
+        "| 95% CI of that rate | blocked (ratio, reckit) | failing rules (bootstrap) |"
     )
-    print("|---|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for scenario, by_mode in results.items():
         n = len(by_mode["bootstrap"])
         d = deltas.get(scenario)
@@ -111,7 +114,11 @@ def table(results: dict, deltas: dict, failures: dict) -> None:
             f"{k} {v}" for k, v in sorted(failures.get(scenario, {}).get("bootstrap", {}).items())
         )
         mean = f"{np.mean(d):+.4f}" if d else "–"
-        print(f"| {scenario} | {n} | {mean} | {cells[0]} | {cells[1]} | {rules_hit or '–'} |")
+        low, high = proportion_confint(sum(by_mode["bootstrap"]), n, method="beta")
+        print(
+            f"| {scenario} | {n} | {mean} | {cells[0]} | [{low:.0%}, {high:.0%}] | {cells[1]} "
+            f"| {rules_hit or '–'} |"
+        )
     sys.stdout.flush()
 
 
