@@ -68,19 +68,25 @@ EXPECTED_BLOCKING_CHECKS = {
     "training_samples": {"row_count_change", "feature_drift"},
     **{
         f"{kind}_evaluation": {
-            "distinct_versions",
-            "auc_vs_baseline",
-            "logloss_vs_baseline",
-            "slices_vs_baseline",
-            "baseline_out_of_time",
+            "holdout_usable",
+            "distinct_from_production",
+            "auc_vs_production",
+            "logloss_vs_production",
+            "slices_vs_production",
+            "auc_vs_trivial_baseline",
+            "logloss_vs_trivial_baseline",
+            "production_out_of_time",
         }
         for kind in ("xgboost", "deepfm")
     },
     "item2vec_evaluation": {
-        "distinct_versions",
-        "hit_rate_vs_baseline",
-        "recall_vs_baseline",
-        "baseline_out_of_time",
+        "holdout_usable",
+        "distinct_from_production",
+        "hit_rate_vs_production",
+        "recall_vs_production",
+        "hit_rate_vs_trivial_baseline",
+        "recall_vs_trivial_baseline",
+        "production_out_of_time",
     },
     "online_metrics": {"has_traffic", "figures_finite"},
 }

@@ -1,38 +1,64 @@
-"""The release gate: candidate vs baseline on the same holdout, as :class:`Outcome` rules.
+"""The release gate: candidate vs production vs a trivial baseline on one holdout, as rules.
 
-The baseline is the version the registry's ``production`` alias points at (what is serving).
-With no production yet, the candidate must clear absolute floors and beat the trivial baseline
-(the item CTR prior for rankers, popularity for item2vec). Defaults are reckit's: AUC >= 0.99 x,
-logloss <= 1.01 x.
+Every rule is a pure function of the evaluation report (see ``report.py``) and the rules in
+force, returning an :class:`Outcome` with every figure it used. Decisions (mode ``bootstrap``,
+the default) use the paired per-user bootstrap of the report:
+
+- **vs production** (non-inferiority): the candidate passes when the lower bound of the
+  ``confidence`` CI of (candidate − production) AUC is >= −``auc_margin``, and the upper bound of
+  (candidate − production) logloss is <= ``logloss_margin`` x production's logloss. A candidate
+  truly worse than production by the margin passes with probability <= (1 − confidence) / 2.
+- **vs trivial baseline** (superiority, always, whether or not production exists): the lower CI
+  bound of (candidate − item-CTR prior) AUC is > ``trivial_auc_margin`` and the candidate's AUC
+  is >= ``auc_floor`` (it ranks better, significantly); its logloss is no worse than the prior's
+  by the ``logloss_margin`` rule above (calibration at least as good: on a few thousand rows a
+  significant logloss gain is often not provable). item2vec: hit rate and recall significantly
+  above popularity's.
+- **slices**: a slice is gated only with >= ``slice_min_rows`` rows and ``slice_min_positives``
+  / ``slice_min_negatives``; it fails when its AUC is significantly (one-sided test, bootstrap
+  standard error) more than ``slice_auc_tolerance`` below production's, after Holm's correction
+  across the gated slices (family-wise error ``slice_alpha``; statsmodels ``multipletests``).
+
+Mode ``ratio`` is reckit's point-estimate rule (AUC >= 0.99 x, logloss <= 1.01 x production),
+kept for compatibility; the trivial-baseline, holdout and identity rules apply in both modes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from reckit_assets.core.checks import Outcome
+from reckit_assets.core.evaluation.metrics import p_below
 
 RANKER_CHECKS = (
-    ("distinct_versions", "Candidate and production are different versions"),
-    ("auc_vs_baseline", "Candidate AUC >= ratio x production AUC (or floor and trivial baseline)"),
+    ("holdout_usable", "The holdout has enough rows, positives and negatives to decide on"),
+    ("distinct_from_production", "The candidate is not production (version id and file hashes)"),
+    ("auc_vs_production", "Lower CI bound of candidate − production AUC >= −gate.auc_margin"),
     (
-        "logloss_vs_baseline",
-        "Candidate logloss <= ratio x production logloss (or trivial baseline)",
+        "logloss_vs_production",
+        "Upper CI bound of candidate − production logloss <= gate.logloss_margin x production's",
     ),
-    ("slices_vs_baseline", "No slice's AUC regresses beyond its tolerance"),
-    ("baseline_out_of_time", "Day dt is not in production's training window (a fair comparison)"),
+    ("slices_vs_production", "No gated slice's AUC significantly below production's (Holm)"),
+    ("auc_vs_trivial_baseline", "Candidate AUC significantly above the item-CTR prior's"),
+    ("logloss_vs_trivial_baseline", "Candidate logloss no worse than the item-CTR prior's (CI)"),
+    ("production_out_of_time", "Day dt is not in production's training window (a fair test)"),
 )
 EMBEDDING_CHECKS = (
-    ("distinct_versions", "Candidate and production are different versions"),
-    (
-        "hit_rate_vs_baseline",
-        "Candidate hit rate@K >= ratio x production (or floor and popularity)",
-    ),
-    ("recall_vs_baseline", "Candidate recall@K >= ratio x production (or popularity)"),
-    ("baseline_out_of_time", "Day dt is not in production's training window (a fair comparison)"),
+    ("holdout_usable", "The day has enough next-item pairs to decide on"),
+    ("distinct_from_production", "The candidate is not production (version id and file hashes)"),
+    ("hit_rate_vs_production", "Lower CI bound of candidate − production hit rate >= −margin"),
+    ("recall_vs_production", "Lower CI bound of candidate − production recall >= −margin"),
+    ("hit_rate_vs_trivial_baseline", "Candidate hit rate significantly above popularity's"),
+    ("recall_vs_trivial_baseline", "Candidate recall significantly above popularity's"),
+    ("production_out_of_time", "Day dt is not in production's training window (a fair test)"),
 )
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=1)]
 
 
 @dataclass(frozen=True)
@@ -41,149 +67,728 @@ class GateRules:
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    min_auc_ratio: float = 0.99
-    max_logloss_ratio: float = 1.01
-    slice_auc_tolerance: float = 0.02
-    slice_min_rows: int = 200  # smaller slices are too noisy to gate on
-    auc_floor: float = 0.55  # first model ever
-    min_hit_rate_ratio: float = 0.99
-    hit_rate_floor: float = 0.01
-    bootstrap_samples: int = 200  # paired bootstrap over users for the report's CIs
+    # bootstrap: decide on paired per-user bootstrap CIs; ratio: reckit's point-estimate ratios.
+    mode: Literal["bootstrap", "ratio"] = "bootstrap"
+    confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95  # two-sided CI level
+    auc_margin: Share = 0.01  # bootstrap: largest AUC loss vs production still accepted
+    logloss_margin: Share = 0.01  # bootstrap: largest logloss rise, share of production's
+    min_auc_ratio: Share = 0.99  # ratio mode: candidate AUC >= ratio x production
+    max_logloss_ratio: Annotated[float, Field(ge=1.0)] = 1.01  # ratio mode
+    slice_auc_tolerance: Share = 0.02  # a slice may lose this much AUC vs production
+    slice_min_rows: Count = 200  # smaller slices are too noisy to gate on
+    slice_min_positives: Count = 30  # ... and slices with fewer clicks
+    slice_min_negatives: Count = 30  # ... or fewer non-clicks
+    slice_alpha: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05  # family-wise error, all slices
+    auc_floor: Share = 0.55  # every candidate's minimum AUC
+    trivial_auc_margin: Share = 0.0  # lower CI bound of AUC gain over the prior must exceed it
+    min_holdout_rows: Count = 500  # fewer holdout rows: no decision (fails, saying so)
+    min_holdout_positives: Count = 25
+    min_holdout_negatives: Count = 25
+    min_hit_rate_ratio: Share = 0.99  # item2vec, ratio mode
+    hit_rate_margin: Share = 0.01  # item2vec, bootstrap: largest hit rate / recall loss
+    hit_rate_floor: Share = 0.01  # item2vec: every candidate's minimum hit rate@10
+    min_next_item_pairs: Count = 100  # item2vec: fewer pairs in the day: no decision
+    bootstrap_samples: Annotated[int, Field(ge=50)] = 200  # resamples of users (sessions)
 
 
-def _distinct(candidate: str, production: str | None) -> Outcome:
-    if production is None:
-        return Outcome(
-            "distinct_versions",
-            True,
-            f"no production version yet; candidate {candidate}",
-            {"candidate": candidate},
+# Which direction makes each rule easier to pass: +1 a larger value, -1 a smaller value.
+# A launch that moves a rule this way from its configured value needs a reason (audited).
+LOOSER: dict[str, int] = {
+    "confidence": -1,
+    "auc_margin": +1,
+    "logloss_margin": +1,
+    "min_auc_ratio": -1,
+    "max_logloss_ratio": +1,
+    "slice_auc_tolerance": +1,
+    "slice_min_rows": +1,
+    "slice_min_positives": +1,
+    "slice_min_negatives": +1,
+    "slice_alpha": -1,
+    "auc_floor": -1,
+    "trivial_auc_margin": -1,
+    "min_holdout_rows": -1,
+    "min_holdout_positives": -1,
+    "min_holdout_negatives": -1,
+    "min_hit_rate_ratio": -1,
+    "hit_rate_margin": +1,
+    "hit_rate_floor": -1,
+    "min_next_item_pairs": -1,
+}
+# Not an ordering of strictness: ``mode: ratio`` counts as loosening (point estimates ignore
+# noise); fewer bootstrap samples only make the CIs rougher, in either direction.
+NEUTRAL = {"bootstrap_samples"}
+
+
+def key(name: str) -> str:
+    """Where a rule is set, for messages: ``gate.auc_margin``."""
+    return f"gate.{name}"
+
+
+def loosened(configured: GateRules, effective: GateRules) -> list[str]:
+    """Rules the launch made easier to pass than configured, as ``key: configured -> now``."""
+    out = []
+    for f in fields(GateRules):
+        before, now = getattr(configured, f.name), getattr(effective, f.name)
+        if before == now or f.name in NEUTRAL:
+            continue
+        looser = now == "ratio" if f.name == "mode" else (now - before) * LOOSER[f.name] > 0
+        if looser:
+            out.append(f"{key(f.name)}: {before} -> {now}")
+    return out
+
+
+def rules_in_force(rules: GateRules, sources: dict[str, str] | None = None) -> dict[str, dict]:
+    """Every rule's value, its source (default / file / environment / run config) and default."""
+    default = GateRules()
+    sources = sources or {}
+    return {
+        name: {
+            "value": value,
+            "source": sources.get(key(name), "default"),
+            "default": getattr(default, name),
+        }
+        for name, value in asdict(rules).items()
+    }
+
+
+# -- production's state and the candidate's identity ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductionState:
+    """What the registry's ``production`` alias says, as the gate needs it.
+
+    ``never``: no model of this kind was ever in production (a first model). ``cleared``: it was
+    and a person cleared it; the next candidate is NOT a first model: registration must take the
+    release policy's new-version path (canary), never production directly. ``present``: a
+    version is serving and is the reference of every ``*_vs_production`` rule.
+    """
+
+    state: Literal["never", "cleared", "present"]
+    version: str | None = None
+    partition: str | None = None
+    training_window: list[str] = field(default_factory=list)
+    file_sha256: dict[str, str] = field(default_factory=dict)
+    # Content hash of the candidate artifact this version was registered from (the warehouse's
+    # data version of ``<kind>_candidate``): registration rewrites some files (reckit's
+    # feature_meta.json), so the registry's own file hashes cannot be compared with a candidate's.
+    content_version: str | None = None
+    cleared: dict | None = None  # by, at, reason, last_version of the clearing move
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def production_state(
+    current: str | None, moves: list[dict], manifest: dict | None = None
+) -> ProductionState:
+    """From the alias (``current``), its history (``moves``: dicts with ``to_version``,
+    ``from_version``, ``by``, ``reason``, ``at``; oldest first) and the current version's
+    manifest. An alias with history but no version now was cleared."""
+    if current is not None:
+        manifest = manifest or {}
+        return ProductionState(
+            "present",
+            current,
+            manifest.get("partition"),
+            list(manifest.get("training_window", [])),
+            {n: f["sha256"] for n, f in manifest.get("files", {}).items()},
+            manifest.get("candidate_data_version")
+            or manifest.get("metrics", {}).get("candidate", {}).get("artifact_data_version"),
         )
-    same = candidate == production
+    if not moves:
+        return ProductionState("never")
+    last = moves[-1]
+    last_version = next((m.get("to_version") for m in reversed(moves) if m.get("to_version")), None)
+    return ProductionState(
+        "cleared",
+        cleared={
+            "by": last.get("by"),
+            "at": last.get("at"),
+            "reason": last.get("reason"),
+            "last_version": last_version,
+        },
+    )
+
+
+def _no_production(state: ProductionState) -> str:
+    if state.state == "cleared":
+        c = state.cleared or {}
+        return (
+            f"production was cleared by {c.get('by')} at {c.get('at')} ({c.get('reason')!r}; "
+            f"last version {c.get('last_version')}): nothing to compare with; not a first "
+            "model, so it cannot go straight to production"
+        )
+    return "no production version yet (a first model)"
+
+
+def identity(
+    candidate: str,
+    content_version: str | None,
+    candidate_sha256: dict[str, str],
+    trained_on: str,
+    dt: str,
+    state: ProductionState,
+) -> tuple[Outcome, bool]:
+    """Is the candidate production? Returns (outcome, no-op).
+
+    The same file contents (``content_version``, the candidate artifact's content hash, equal
+    to the one production was registered from; or else the sha256 of every candidate file equal
+    to production's file of that name) means the same model: the evaluation is a no-op that
+    passes, saying so, and registration must release nothing. One case fails: the same version
+    id with different bytes from CPU training, which is deterministic here, so something
+    changed that the version id does not cover. CUDA training is not guaranteed to be
+    byte-reproducible: there the same id with other bytes is the same version (production's
+    files are kept).
+    """
+    name = "distinct_from_production"
+    meta: dict[str, Any] = {"candidate": candidate, "production": state.version or "none"}
+    if state.state != "present":
+        return Outcome(name, True, _no_production(state), meta), False
+    prod = state.version
+    same_id = candidate == prod
+    same_bytes = (content_version is not None and content_version == state.content_version) or (
+        bool(candidate_sha256)
+        and all(state.file_sha256.get(n) == h for n, h in candidate_sha256.items())
+    )
+    meta.update(same_version_id=same_id, same_file_sha256=same_bytes)
+    rerun = (
+        f" (a rerun of dt={dt}, the day production was trained for)"
+        if state.partition == dt
+        else ""
+    )
+    if same_bytes:
+        how = "is" if same_id else "has the same files (sha256) as"
+        return (
+            Outcome(
+                name,
+                True,
+                f"no-op: candidate {candidate} {how} production {prod}{rerun}; nothing to "
+                "release, nothing compared",
+                meta,
+            ),
+            True,
+        )
+    if same_id:
+        if trained_on.startswith("cuda"):
+            return (
+                Outcome(
+                    name,
+                    True,
+                    f"no-op: candidate {candidate} is production{rerun}; its files differ "
+                    f"because {trained_on} training is not byte-reproducible; production's "
+                    "files are kept, nothing to release",
+                    {**meta, "trained_on": trained_on},
+                ),
+                True,
+            )
+        return (
+            Outcome(
+                name,
+                False,
+                f"candidate {candidate} has production's version id but different files, "
+                f"trained on {trained_on} (deterministic): an input the version id does not "
+                "cover changed; investigate before releasing",
+                {**meta, "trained_on": trained_on},
+            ),
+            False,
+        )
+    return Outcome(name, True, f"candidate {candidate} vs production {prod}", meta), False
+
+
+def out_of_time(dt: str, state: ProductionState) -> Outcome:
+    """Production scored on a day it was trained on looks better than it is (a backfill of an
+    old day): such a comparison is refused rather than silently biased against the candidate."""
+    name = "production_out_of_time"
+    if state.state != "present":
+        return Outcome(name, True, _no_production(state))
+    inside = dt in state.training_window
     return Outcome(
-        "distinct_versions",
-        not same,
+        name,
+        not inside,
         (
-            f"candidate {candidate} IS the production version: a gate comparing a model with itself "
-            "proves nothing"
-            if same
-            else f"candidate {candidate} vs production {production}"
+            f"production {state.version} was trained on dt={dt}: scoring it there is in-sample; "
+            "gate this day against a version trained before it"
+            if inside
+            else f"dt={dt} is out of time for production {state.version}"
         ),
-        {"candidate": candidate, "production": production},
+        {"production_window": ", ".join(state.training_window)},
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _r(value: Any, digits: int = 4) -> Any:
+    """Rounded for reading (check metadata and the report's gate table)."""
+    if isinstance(value, float):
+        return value if not math.isfinite(value) else round(value, digits)
+    return value
+
+
+def _f(value: float | None, digits: int = 4, sign: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "undefined"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _row(
+    rule: str, threshold: str, config_key: str, value: Any, ci: dict | None = None, **extra
+) -> dict:
+    """The metadata every gate outcome carries: one row of the report's gate table."""
+    meta = {"rule": rule, "threshold": threshold, "config_key": config_key, "value": _r(value)}
+    if ci is not None:
+        meta["ci_low"], meta["ci_high"] = _r(ci["ci_low"]), _r(ci["ci_high"])
+    meta.update({k: _r(v) for k, v in extra.items()})
+    return meta
+
+
+def _skipped(name: str, why: str) -> Outcome:
+    return Outcome(name, False, f"not evaluated: {why}", {"rule": "not evaluated"})
+
+
+def noop(names: list[str], why: str) -> list[Outcome]:
+    return [Outcome(n, True, f"no-op: {why}", {"rule": "no-op"}) for n in names]
+
+
+# -- rankers ------------------------------------------------------------------------------------
+
+
+def holdout_usable(report: dict, rules: GateRules) -> Outcome:
+    """Too few rows, positives or negatives and no metric can be trusted: fail, saying which."""
+    rows = int(report.get("holdout_rows", 0))
+    pos = int(report.get("holdout_positives", 0))
+    neg = rows - pos
+    problems = []
+    for what, have, need in (
+        ("rows", rows, rules.min_holdout_rows),
+        ("positives (clicks)", pos, rules.min_holdout_positives),
+        ("negatives", neg, rules.min_holdout_negatives),
+    ):
+        if have < need:
+            setting = {"rows": "min_holdout_rows", "negatives": "min_holdout_negatives"}.get(
+                what, "min_holdout_positives"
+            )
+            problems.append(f"{have} {what} < {need} ({key(setting)})")
+    one_class = rows > 0 and (pos == 0 or neg == 0)
+    text = (
+        f"holdout dt={report.get('dt', '?')} unusable: "
+        + "; ".join(problems)
+        + ("; one class only: AUC is undefined" if one_class else "")
+        if problems or one_class
+        else f"holdout: {rows} rows, {pos} positives, {neg} negatives"
+    )
+    return Outcome(
+        "holdout_usable",
+        not problems and not one_class and rows > 0,
+        text,
+        _row(
+            "holdout rows / positives / negatives",
+            f">= {rules.min_holdout_rows} / {rules.min_holdout_positives} / "
+            f"{rules.min_holdout_negatives}",
+            "gate.min_holdout_rows / _positives / _negatives",
+            f"{rows} / {pos} / {neg}",
+        ),
     )
 
 
 def ranker_gate(report: dict, rules: GateRules) -> list[Outcome]:
-    """``report`` from evaluation.ranker_report: candidate, production (or None), baseline."""
-    cand = report["candidate"]
-    prod = report.get("production")
-    base = prod or report["baseline"]
-    who = (
-        f"production {prod['version']}"
-        if prod
-        else f"trivial baseline ({report['baseline']['kind']})"
-    )
-    out = [_distinct(cand["version"], prod["version"] if prod else None)]
+    """Every ranker rule but ``production_out_of_time``, in ``RANKER_CHECKS`` order.
 
-    c_auc, b_auc = cand["auc"], base["auc"]
-    if c_auc is None or b_auc is None:
-        out.append(
-            Outcome("auc_vs_baseline", False, "AUC undefined: the holdout has one class only")
-        )
-    elif prod:
-        need = rules.min_auc_ratio * b_auc
+    ``report`` is ``report.ranker_report``'s output plus ``production_state`` (a
+    :class:`ProductionState` dict) and ``identity`` (the :func:`identity` outcome and no-op flag).
+    """
+    state = ProductionState(**report.get("production_state", {"state": "never"}))
+    ident, is_noop = report.get("identity") or identity(
+        "?", None, {}, "cpu", "", ProductionState("never")
+    )
+    usable = holdout_usable(report, rules)
+    names = [n for n, _ in RANKER_CHECKS[2:-1]]
+    if is_noop:
+        return [*noop([usable.name], ident.description), ident, *noop(names, ident.description)]
+    if not usable.passed:
+        return [usable, ident, *(_skipped(n, usable.description) for n in names)]
+    if not ident.passed:
+        why = "the candidate's identity check failed"
+        return [usable, ident, *(_skipped(n, why) for n in names[:3]), *_vs_trivial(report, rules)]
+    return [usable, ident, *_vs_production(report, rules, state), *_vs_trivial(report, rules)]
+
+
+def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> list[Outcome]:
+    if state.state != "present":
+        why = _no_production(state)
+        return [
+            Outcome(n, True, why, {"rule": "no production to compare with"})
+            for n in ("auc_vs_production", "logloss_vs_production", "slices_vs_production")
+        ]
+    cand, prod = report["candidate"], report["production"]
+    d = report["diff"]["production"]
+    who = f"production {prod['version']}"
+    out = []
+    c_auc, p_auc = cand["auc"], prod["auc"]
+    c_ll, p_ll = cand["logloss"], prod["logloss"]
+    level = f"{rules.confidence:.0%}"
+    if rules.mode == "ratio":
+        need = rules.min_auc_ratio * p_auc
         out.append(
             Outcome(
-                "auc_vs_baseline",
+                "auc_vs_production",
                 c_auc >= need,
-                f"candidate AUC {c_auc:.4f} vs {who} {b_auc:.4f}: needs >= {need:.4f} ({rules.min_auc_ratio} x)",
-                {"candidate_auc": c_auc, "baseline_auc": b_auc, "required": need},
+                f"candidate AUC {c_auc:.4f} vs {who} {p_auc:.4f}: needs >= {need:.4f} "
+                f"({rules.min_auc_ratio} x, {key('min_auc_ratio')}; mode ratio)",
+                _row(
+                    "AUC candidate / production",
+                    f">= {rules.min_auc_ratio}",
+                    key("min_auc_ratio"),
+                    c_auc / p_auc,
+                    d["auc"],
+                    candidate_auc=c_auc,
+                    production_auc=p_auc,
+                ),
+            )
+        )
+        limit = rules.max_logloss_ratio * p_ll
+        out.append(
+            Outcome(
+                "logloss_vs_production",
+                c_ll <= limit,
+                f"candidate logloss {c_ll:.5f} vs {who} {p_ll:.5f}: needs <= {limit:.5f} "
+                f"({rules.max_logloss_ratio} x, {key('max_logloss_ratio')}; mode ratio)",
+                _row(
+                    "logloss candidate / production",
+                    f"<= {rules.max_logloss_ratio}",
+                    key("max_logloss_ratio"),
+                    c_ll / p_ll,
+                    d["logloss"],
+                    candidate_logloss=c_ll,
+                    production_logloss=p_ll,
+                ),
             )
         )
     else:
-        ok = c_auc >= rules.auc_floor and c_auc > b_auc
+        a = d["auc"]
         out.append(
             Outcome(
-                "auc_vs_baseline",
-                ok,
-                f"first model: candidate AUC {c_auc:.4f} needs >= floor {rules.auc_floor} and > {who} {b_auc:.4f}",
-                {"candidate_auc": c_auc, "baseline_auc": b_auc, "floor": rules.auc_floor},
+                "auc_vs_production",
+                a["ci_low"] >= -rules.auc_margin,
+                f"candidate − {who} AUC {_f(a['diff'], sign=True)}, {level} CI "
+                f"[{_f(a['ci_low'], sign=True)}, {_f(a['ci_high'], sign=True)}]: lower bound "
+                f"needs >= −{rules.auc_margin} ({key('auc_margin')}); AUC {c_auc:.4f} vs "
+                f"{p_auc:.4f}",
+                _row(
+                    "AUC candidate − production, lower CI bound",
+                    f">= −{rules.auc_margin}",
+                    key("auc_margin"),
+                    a["diff"],
+                    a,
+                    candidate_auc=c_auc,
+                    production_auc=p_auc,
+                ),
             )
         )
-
-    c_ll, b_ll = cand["logloss"], base["logloss"]
-    limit = rules.max_logloss_ratio * b_ll if prod else b_ll
-    out.append(
-        Outcome(
-            "logloss_vs_baseline",
-            c_ll <= limit,
-            f"candidate logloss {c_ll:.5f} vs {who} {b_ll:.5f}: needs <= {limit:.5f}",
-            {"candidate_logloss": c_ll, "baseline_logloss": b_ll, "limit": limit},
-        )
-    )
-
-    regressions, compared = [], 0
-    for name, c_slice in cand.get("slices", {}).items():
-        b_slice = base.get("slices", {}).get(name)
-        if not b_slice or c_slice["auc"] is None or b_slice["auc"] is None:
-            continue
-        if c_slice["rows"] < rules.slice_min_rows:
-            continue
-        compared += 1
-        if c_slice["auc"] < b_slice["auc"] - rules.slice_auc_tolerance:
-            regressions.append(
-                f"{name}: {c_slice['auc']:.4f} < {b_slice['auc']:.4f} - {rules.slice_auc_tolerance}"
+        lg = d["logloss"]
+        limit = rules.logloss_margin * p_ll
+        out.append(
+            Outcome(
+                "logloss_vs_production",
+                lg["ci_high"] <= limit,
+                f"candidate − {who} logloss {_f(lg['diff'], 5, True)}, {level} CI "
+                f"[{_f(lg['ci_low'], 5, True)}, {_f(lg['ci_high'], 5, True)}]: upper bound "
+                f"needs <= {limit:.5f} ({rules.logloss_margin} x production's {p_ll:.5f}, "
+                f"{key('logloss_margin')})",
+                _row(
+                    "logloss candidate − production, upper CI bound",
+                    f"<= {_f(limit, 5)}",
+                    key("logloss_margin"),
+                    lg["diff"],
+                    lg,
+                    candidate_logloss=c_ll,
+                    production_logloss=p_ll,
+                ),
             )
-    out.append(
-        Outcome(
-            "slices_vs_baseline",
-            not regressions,
-            (f"{len(regressions)} slice(s) regressed vs {who}: " + "; ".join(regressions))
-            if regressions
-            else f"{compared} slice(s) within {rules.slice_auc_tolerance} AUC of {who}",
-            {"slices_compared": compared, "regressions": len(regressions)},
         )
-    )
+    out.append(_slices(report, rules, who))
     return out
+
+
+def _slices(report: dict, rules: GateRules, who: str) -> Outcome:
+    """Gate each slice with enough rows, positives and negatives; Holm across them."""
+    from statsmodels.stats.multitest import multipletests
+
+    tol = rules.slice_auc_tolerance
+    gated, skipped = [], []
+    for name, s in sorted(report.get("slice_diff", {}).items()):
+        neg = s["rows"] - s["positives"]
+        if (
+            s["rows"] < rules.slice_min_rows
+            or s["positives"] < rules.slice_min_positives
+            or neg < rules.slice_min_negatives
+            or s.get("diff") is None
+        ):
+            skipped.append(f"{name} (n={s['rows']}, {s['positives']} pos)")
+            continue
+        gated.append((name, s))
+    meta_base = {
+        "slices_gated": len(gated),
+        "slices_skipped": len(skipped),
+        "min_rows_pos_neg": f"{rules.slice_min_rows}/{rules.slice_min_positives}/"
+        f"{rules.slice_min_negatives}",
+    }
+    skipped_text = (
+        f"; not gated (too few rows/positives/negatives): {', '.join(skipped)}" if skipped else ""
+    )
+    if not gated:
+        return Outcome(
+            "slices_vs_production",
+            True,
+            f"no slice has >= {rules.slice_min_rows} rows, {rules.slice_min_positives} positives "
+            f"and {rules.slice_min_negatives} negatives{skipped_text}",
+            _row(
+                "slices significantly > tolerance below production",
+                "none",
+                key("slice_alpha"),
+                0,
+                **meta_base,
+            ),
+        )
+    if rules.mode == "ratio":
+        bad = [(n, s) for n, s in gated if s["diff"] < -tol]
+        pvals: list[float] = [float("nan")] * len(gated)
+        rejected = [s["diff"] < -tol for _, s in gated]
+    else:
+        pvals = [p_below(s, -tol) for _, s in gated]
+        rejected, _, _, _ = multipletests(pvals, alpha=rules.slice_alpha, method="holm")
+        bad = [g for g, r in zip(gated, rejected, strict=True) if r]
+    details = []
+    for (name, s), p, r in zip(gated, pvals, rejected, strict=True):
+        if r:
+            details.append(
+                f"{name}: AUC {s['candidate_auc']:.4f} vs {s['production_auc']:.4f} "
+                f"(diff {s['diff']:+.4f}" + (f", p={p:.2g}" if math.isfinite(p) else "") + ")"
+            )
+    how = (
+        f"point diff < −{tol}"
+        if rules.mode == "ratio"
+        else f"one-sided test of diff < −{tol}, Holm-corrected at {rules.slice_alpha}"
+    )
+    worst = min(gated, key=lambda g: g[1]["diff"])
+    return Outcome(
+        "slices_vs_production",
+        not bad,
+        (
+            f"{len(bad)} of {len(gated)} slice(s) regressed vs {who} ({how}): " + "; ".join(details)
+            if bad
+            else f"{len(gated)} slice(s) within {tol} AUC of {who} ({how}); worst "
+            f"{worst[0]} {worst[1]['diff']:+.4f}"
+        )
+        + skipped_text,
+        _row(
+            "slices with AUC significantly > tolerance below production",
+            f"none (tolerance {tol}, α {rules.slice_alpha})",
+            key("slice_auc_tolerance"),
+            len(bad),
+            worst_slice=worst[0],
+            worst_diff=worst[1]["diff"],
+            min_p=min(pvals) if rules.mode != "ratio" else float("nan"),
+            **meta_base,
+        ),
+    )
+
+
+def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
+    cand, base = report["candidate"], report["baseline"]
+    d = report["diff"]["trivial_baseline"]
+    who = f"trivial baseline ({base['kind']})"
+    level = f"{rules.confidence:.0%}"
+    c_auc, b_auc = cand["auc"], base["auc"]
+    a = d["auc"]
+    floor_ok = c_auc >= rules.auc_floor
+    if rules.mode == "ratio":
+        beat, how = c_auc > b_auc, "point estimate (mode ratio)"
+    else:
+        beat = a["ci_low"] > rules.trivial_auc_margin
+        how = (
+            f"lower bound of the {level} CI [{_f(a['ci_low'], sign=True)}, "
+            f"{_f(a['ci_high'], sign=True)}] must be > {rules.trivial_auc_margin} "
+            f"({key('trivial_auc_margin')})"
+        )
+    auc_out = Outcome(
+        "auc_vs_trivial_baseline",
+        beat and floor_ok,
+        f"candidate AUC {c_auc:.4f} vs {who} {b_auc:.4f} (diff {a['diff']:+.4f}): {how}; "
+        f"and >= floor {rules.auc_floor} ({key('auc_floor')})"
+        + ("" if floor_ok else ": BELOW the floor")
+        + ("" if beat else ": does not beat the trivial baseline"),
+        _row(
+            "AUC candidate − trivial baseline, lower CI bound",
+            f"> {rules.trivial_auc_margin} and AUC >= {rules.auc_floor}",
+            f"{key('trivial_auc_margin')}, {key('auc_floor')}",
+            a["diff"],
+            a,
+            candidate_auc=c_auc,
+            trivial_baseline_auc=b_auc,
+        ),
+    )
+    c_ll, b_ll = cand["logloss"], base["logloss"]
+    lg = d["logloss"]
+    if rules.mode == "ratio":
+        ok, how = c_ll < b_ll, "point estimate (mode ratio)"
+    else:
+        limit = rules.logloss_margin * b_ll
+        ok = lg["ci_high"] <= limit
+        how = (
+            f"upper bound of the {level} CI [{_f(lg['ci_low'], 5, True)}, "
+            f"{_f(lg['ci_high'], 5, True)}] must be <= {limit:.5f} ({rules.logloss_margin} x "
+            f"the baseline's, {key('logloss_margin')})"
+        )
+    ll_out = Outcome(
+        "logloss_vs_trivial_baseline",
+        ok,
+        f"candidate logloss {c_ll:.5f} vs {who} {b_ll:.5f} (diff {lg['diff']:+.5f}): {how}"
+        + ("" if ok else ": does not beat the trivial baseline"),
+        _row(
+            "logloss candidate − trivial baseline, upper CI bound",
+            f"<= {rules.logloss_margin} x baseline's" if rules.mode != "ratio" else "< 0",
+            key("logloss_margin"),
+            lg["diff"],
+            lg,
+            candidate_logloss=c_ll,
+            trivial_baseline_logloss=b_ll,
+        ),
+    )
+    return [auc_out, ll_out]
+
+
+# -- item2vec -----------------------------------------------------------------------------------
+
+
+def pairs_usable(report: dict, rules: GateRules) -> Outcome:
+    pairs = int(report["candidate"].get("pairs", 0))
+    ok = pairs >= rules.min_next_item_pairs
+    return Outcome(
+        "holdout_usable",
+        ok,
+        (
+            f"{report['sessions']} sessions, {pairs} next-item pairs"
+            if ok
+            else f"dt={report.get('dt', '?')}: {pairs} next-item pairs in {report['sessions']} "
+            f"sessions < {rules.min_next_item_pairs} ({key('min_next_item_pairs')}): hit rate "
+            "and recall cannot be judged"
+        ),
+        _row(
+            "next-item pairs",
+            f">= {rules.min_next_item_pairs}",
+            key("min_next_item_pairs"),
+            pairs,
+        ),
+    )
 
 
 def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
-    """``report`` from evaluation.embedding_report."""
-    cand, prod = report["candidate"], report.get("production")
-    base = prod or report["baseline"]
-    who = f"production {prod['version']}" if prod else "popularity"
-    k = report["k"]
-    out = [_distinct(cand["version"], prod["version"] if prod else None)]
-    for check, metric in (
-        ("hit_rate_vs_baseline", f"hit_rate@{k}"),
-        ("recall_vs_baseline", f"recall@{k}"),
-    ):
-        c, b = cand[metric], base[metric]
-        if prod:
-            need = rules.min_hit_rate_ratio * b
-            ok = c >= need
-            text = f"candidate {metric} {c:.4f} vs {who} {b:.4f}: needs >= {need:.4f}"
-        else:
-            ok = c > b and (check != "hit_rate_vs_baseline" or c >= rules.hit_rate_floor)
-            text = f"first model: candidate {metric} {c:.4f} needs > {who} {b:.4f}"
-        out.append(Outcome(check, ok, text, {"candidate": c, "baseline": b}))
-    return out
-
-
-def out_of_time(dt: str, production: str | None, production_window: list[str]) -> Outcome:
-    """Production scored on a day it was trained on looks better than it is (a backfill of an
-    old day): such a comparison is refused rather than silently biased against the candidate."""
-    if production is None:
-        return Outcome("baseline_out_of_time", True, "no production version yet")
-    inside = dt in production_window
-    return Outcome(
-        "baseline_out_of_time",
-        not inside,
-        (
-            f"production {production} was trained on dt={dt}: scoring it there is in-sample; "
-            "gate this day against a version trained before it"
-            if inside
-            else f"dt={dt} is out of time for production {production}"
-        ),
-        {"production_window": ", ".join(production_window)},
+    """Every item2vec rule but ``production_out_of_time``, in ``EMBEDDING_CHECKS`` order."""
+    state = ProductionState(**report.get("production_state", {"state": "never"}))
+    ident, is_noop = report.get("identity") or identity(
+        "?", None, {}, "cpu", "", ProductionState("never")
     )
+    usable = pairs_usable(report, rules)
+    names = [n for n, _ in EMBEDDING_CHECKS[2:-1]]
+    if is_noop:
+        return [*noop([usable.name], ident.description), ident, *noop(names, ident.description)]
+    if not usable.passed:
+        return [usable, ident, *(_skipped(n, usable.description) for n in names)]
+    k = report["k"]
+    cand, base, prod = report["candidate"], report["baseline"], report.get("production")
+    level = f"{rules.confidence:.0%}"
+    out: list[Outcome] = []
+    for metric, check in ((f"hit_rate@{k}", "hit_rate"), (f"recall@{k}", "recall")):
+        name = f"{check}_vs_production"
+        if not ident.passed:
+            out.append(_skipped(name, "the candidate's identity check failed"))
+        elif state.state != "present":
+            out.append(Outcome(name, True, _no_production(state), {"rule": "no production"}))
+        else:
+            c, p = cand[metric], prod[metric]
+            d = report["diff"]["production"][check]
+            who = f"production {prod['version']}"
+            if c == 0 and p == 0:
+                ok, text = (
+                    False,
+                    (
+                        f"{metric} is 0.0 for the candidate and {who}: nothing was measured "
+                        "(no pair was ever a hit); a comparison of zeros cannot pass"
+                    ),
+                )
+            elif rules.mode == "ratio":
+                need = rules.min_hit_rate_ratio * p
+                ok = c >= need
+                text = (
+                    f"candidate {metric} {c:.4f} vs {who} {p:.4f}: needs >= {need:.4f} "
+                    f"({key('min_hit_rate_ratio')}; mode ratio)"
+                )
+            else:
+                ok = d["ci_low"] >= -rules.hit_rate_margin
+                text = (
+                    f"candidate − {who} {metric} {d['diff']:+.4f}, {level} CI "
+                    f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]: lower bound needs >= "
+                    f"−{rules.hit_rate_margin} ({key('hit_rate_margin')}); {c:.4f} vs {p:.4f}"
+                )
+            out.append(
+                Outcome(
+                    name,
+                    ok,
+                    text,
+                    _row(
+                        f"{metric} candidate − production, lower CI bound",
+                        f">= −{rules.hit_rate_margin}"
+                        if rules.mode != "ratio"
+                        else f">= {rules.min_hit_rate_ratio} x",
+                        key("hit_rate_margin" if rules.mode != "ratio" else "min_hit_rate_ratio"),
+                        d["diff"],
+                        d,
+                        candidate=c,
+                        production=p,
+                    ),
+                )
+            )
+    for metric, check in ((f"hit_rate@{k}", "hit_rate"), (f"recall@{k}", "recall")):
+        c, b = cand[metric], base[metric]
+        d = report["diff"]["trivial_baseline"][check]
+        floor = rules.hit_rate_floor if check == "hit_rate" else 0.0
+        if c == 0 and b == 0:
+            ok, text = (
+                False,
+                (f"{metric} is 0.0 for the candidate and popularity: nothing was measured"),
+            )
+        else:
+            beat = c > b if rules.mode == "ratio" else d["ci_low"] > 0
+            ok = beat and c >= floor
+            text = (
+                f"candidate {metric} {c:.4f} vs popularity {b:.4f} (diff {d['diff']:+.4f}, "
+                f"{level} CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]): "
+                + (
+                    "point estimate must be higher"
+                    if rules.mode == "ratio"
+                    else "lower bound must be > 0"
+                )
+                + (f"; and >= floor {floor} ({key('hit_rate_floor')})" if floor else "")
+                + ("" if beat else ": does not beat popularity")
+                + ("" if c >= floor else ": BELOW the floor")
+            )
+        out.append(
+            Outcome(
+                f"{check}_vs_trivial_baseline",
+                ok,
+                text,
+                _row(
+                    f"{metric} candidate − popularity, lower CI bound",
+                    "> 0" + (f" and >= {floor}" if floor else ""),
+                    key("hit_rate_floor") if floor else key("confidence"),
+                    d["diff"],
+                    d,
+                    candidate=c,
+                    trivial_baseline=b,
+                ),
+            )
+        )
+    # RANKER order: production rules first, then trivial ones.
+    return [usable, ident, *out]

@@ -22,10 +22,18 @@ def next_item_pairs(
     A pair whose next item is the anchor again (a re-click) is left out: neither a similarity
     model nor popularity may recommend the anchor itself, so it could never be a hit.
     """
+    anchors, nexts, rests, _ = _pairs(sequences)
+    return anchors, nexts, rests
+
+
+def _pairs(
+    sequences: Iterable[Sequence[str]],
+) -> tuple[list[str], list[str], list[set[str]], list[int]]:
     anchors: list[str] = []
     nexts: list[str] = []
     rests: list[set[str]] = []
-    for seq in sequences:
+    sessions: list[int] = []
+    for s, seq in enumerate(sequences):
         items = [str(i) for i in seq]
         for i in range(len(items) - 1):
             a, b = items[i], items[i + 1]
@@ -34,7 +42,46 @@ def next_item_pairs(
             anchors.append(a)
             nexts.append(b)
             rests.append(set(items[i + 1 :]) - {a})
-    return anchors, nexts, rests
+            sessions.append(s)
+    return anchors, nexts, rests, sessions
+
+
+def next_item_values(
+    model: NextItemRecommender, sequences: Sequence[Sequence[str]], k: int = 10
+) -> dict[str, np.ndarray]:
+    """Per-pair ``hit`` (0/1), ``recall`` and ``answered``, with each pair's ``session`` index.
+
+    The paired bootstrap of the release gate resamples sessions over these arrays; their means
+    are :func:`evaluate_next_item`'s metrics.
+    """
+    anchors, nexts, rests, sessions = _pairs(sequences)
+    recs = model.top_k(anchors, k) if anchors else []
+    return {
+        "hit": np.array([b in set(r) for b, r in zip(nexts, recs, strict=True)], dtype=np.float64),
+        "recall": np.array(
+            [len(rest & set(r)) / len(rest) for rest, r in zip(rests, recs, strict=True)],
+            dtype=np.float64,
+        ),
+        "answered": np.array([len(r) > 0 for r in recs], dtype=np.float64),
+        "session": np.array(sessions, dtype=np.int64),
+    }
+
+
+def summarize(values: dict[str, np.ndarray], k: int) -> dict:
+    """:func:`evaluate_next_item`'s metrics from :func:`next_item_values`' arrays."""
+    if not values["hit"].size:
+        return {
+            f"hit_rate@{k}": float("nan"),
+            f"recall@{k}": float("nan"),
+            "pairs": 0,
+            "coverage": float("nan"),
+        }
+    return {
+        f"hit_rate@{k}": float(values["hit"].mean()),
+        f"recall@{k}": float(values["recall"].mean()),
+        "pairs": int(values["hit"].size),
+        "coverage": float(values["answered"].mean()),
+    }
 
 
 def evaluate_next_item(
@@ -47,24 +94,4 @@ def evaluate_next_item(
     in that top-k, averaged over pairs. ``coverage``: share of anchors the model can answer for
     (unknown anchors count as misses, so a model cannot win by skipping hard cases).
     """
-    anchors, nexts, rests = next_item_pairs(sequences)
-    if not anchors:
-        return {
-            f"hit_rate@{k}": float("nan"),
-            f"recall@{k}": float("nan"),
-            "pairs": 0,
-            "coverage": float("nan"),
-        }
-    recs = model.top_k(anchors, k)
-    hits = np.array([b in set(r) for b, r in zip(nexts, recs, strict=True)], dtype=np.float64)
-    recall = np.array(
-        [len(rest & set(r)) / len(rest) for rest, r in zip(rests, recs, strict=True)],
-        dtype=np.float64,
-    )
-    answered = np.array([len(r) > 0 for r in recs], dtype=np.float64)
-    return {
-        f"hit_rate@{k}": float(hits.mean()),
-        f"recall@{k}": float(recall.mean()),
-        "pairs": len(anchors),
-        "coverage": float(answered.mean()),
-    }
+    return summarize(next_item_values(model, list(sequences), k), k)

@@ -1,5 +1,9 @@
 """Evaluation reports: candidate, production and a trivial baseline side by side on one holdout,
-with bootstrap confidence intervals on the differences, rendered as Markdown for the UI."""
+with paired bootstrap confidence intervals on the differences, rendered as Markdown for the UI.
+
+The report is plain JSON-able data; the release gate (``gate.py``) decides from it alone. All
+bootstraps of one report use the same seed, so they resample the same users (or sessions).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from reckit_assets.core.checks import Outcome
 from reckit_assets.core.evaluation import metrics, plots
 
 
@@ -18,6 +23,16 @@ def _scored(name: str, version: str, model, holdout: pd.DataFrame) -> tuple[dict
     return {"version": version, **metrics.ranking_report(holdout, scores)}, scores
 
 
+def _slice_masks(holdout: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The same slices as ``metrics.ranking_report``."""
+    new = holdout["is_new_user"].to_numpy().astype(bool)
+    masks = {"new_users": new, "returning_users": ~new}
+    device = holdout["device"].astype("string").fillna("").to_numpy()
+    for value in sorted(set(device.tolist())):
+        masks[f"device={value}"] = device == value
+    return {k: m for k, m in masks.items() if m.any()}
+
+
 def ranker_report(
     holdout: pd.DataFrame,
     candidate: tuple[str, object],
@@ -25,35 +40,73 @@ def ranker_report(
     baseline: tuple[str, object],
     bootstrap_n: int = 200,
     seed: int = 7,
+    level: float = 0.95,
 ) -> dict:
-    """Score every model on ``holdout`` (day dt's samples) and compare candidate vs baseline."""
+    """Score every model on ``holdout`` (day dt's samples) and bootstrap the differences.
+
+    ``diff.production`` / ``diff.trivial_baseline``: candidate minus that model, AUC and logloss,
+    each with its ``level`` percentile CI and standard error (present when the holdout has both
+    classes). ``slice_diff``: per slice, candidate − production AUC with its bootstrap, when
+    production exists and the slice has both classes. An empty holdout gives a report with
+    zero rows and no metrics (the gate then fails ``holdout_usable``), never ``nan`` figures.
+    """
+    labels = holdout["label"].to_numpy() if "label" in holdout else np.array([])
+    report: dict = {
+        "holdout_rows": len(holdout),
+        "holdout_positives": int(labels.sum()) if len(holdout) else 0,
+        "production": None,
+        "diff": {},
+        "slice_diff": {},
+        "bootstrap": {"samples": bootstrap_n, "seed": seed, "level": level, "unit": "user"},
+    }
+    if not len(holdout):
+        report["candidate"] = {"version": candidate[0], "rows": 0}
+        report["baseline"] = {"version": baseline[0], "kind": baseline[0], "rows": 0}
+        if production is not None:
+            report["production"] = {"version": production[0], "rows": 0}
+        return report
     cand, c_scores = _scored("candidate", *candidate, holdout)
     base, b_scores = _scored("baseline", *baseline, holdout)
     base["kind"] = baseline[0]
-    report: dict = {
-        "holdout_rows": len(holdout),
-        "candidate": cand,
-        "baseline": base,
-        "production": None,
-    }
-    ref_scores = b_scores
+    report["candidate"], report["baseline"] = cand, base
+    references = {"trivial_baseline": b_scores}
     if production is not None:
-        report["production"], ref_scores = _scored("production", *production, holdout)
-    labels, users = holdout["label"].to_numpy(), holdout["user_id"].to_numpy()
+        report["production"], references["production"] = _scored("production", *production, holdout)
+    users = holdout["user_id"].to_numpy()
     # Reliability (calibration) curve points per model, for plots.reliability_markdown.
     report["reliability"] = {
         "candidate": plots.reliability_bins(labels, c_scores),
-        **({"production": plots.reliability_bins(labels, ref_scores)} if production else {}),
+        **(
+            {"production": plots.reliability_bins(labels, references["production"])}
+            if production is not None
+            else {}
+        ),
         f"baseline ({baseline[0]})": plots.reliability_bins(labels, b_scores),
     }
-    if 0 < labels.sum() < len(labels):
-        report["diff"] = {
+    if not 0 < labels.sum() < len(labels):
+        return report
+    for against, ref in references.items():
+        report["diff"][against] = {
             m: metrics.bootstrap_diff(
-                labels, c_scores, ref_scores, users, metric=m, n=bootstrap_n, seed=seed
+                labels, c_scores, ref, users, metric=m, n=bootstrap_n, seed=seed, level=level
             )
             for m in ("auc", "logloss")
         }
-        report["diff"]["against"] = "production" if production else "baseline"
+    if production is not None:
+        p_scores = references["production"]
+        for name, mask in _slice_masks(holdout).items():
+            y = labels[mask]
+            entry: dict = {"rows": int(mask.sum()), "positives": int(y.sum()), "diff": None}
+            if 0 < y.sum() < y.size:
+                boot = metrics.bootstrap_diff(
+                    y, c_scores[mask], p_scores[mask], users[mask], "auc", bootstrap_n, seed, level
+                )
+                entry.update(
+                    boot,
+                    candidate_auc=report["candidate"]["slices"][name]["auc"],
+                    production_auc=report["production"]["slices"][name]["auc"],
+                )
+            report["slice_diff"][name] = entry
     return report
 
 
@@ -63,20 +116,39 @@ def embedding_report(
     production: tuple[str, object] | None,
     popularity: object,
     k: int = 10,
+    bootstrap_n: int = 200,
+    seed: int = 7,
+    level: float = 0.95,
 ) -> dict:
-    from reckit_assets.core.evaluation.next_item import evaluate_next_item
+    """Next-item hit rate and recall of each model, with session-bootstrap CIs on the
+    candidate's differences from production and from popularity (``diff``)."""
+    from reckit_assets.core.evaluation.next_item import next_item_values, summarize
 
-    report: dict = {"k": k, "sessions": len(sequences)}
-    report["candidate"] = {
-        "version": candidate[0],
-        **evaluate_next_item(candidate[1], sequences, k=k),
+    values = {"candidate": next_item_values(candidate[1], sequences, k)}
+    values["baseline"] = next_item_values(popularity, sequences, k)
+    report: dict = {
+        "k": k,
+        "sessions": len(sequences),
+        "candidate": {"version": candidate[0], **summarize(values["candidate"], k)},
+        "baseline": {"kind": "popularity", **summarize(values["baseline"], k)},
+        "production": None,
+        "diff": {},
+        "bootstrap": {"samples": bootstrap_n, "seed": seed, "level": level, "unit": "session"},
     }
-    report["baseline"] = {"kind": "popularity", **evaluate_next_item(popularity, sequences, k=k)}
-    report["production"] = (
-        {"version": production[0], **evaluate_next_item(production[1], sequences, k=k)}
-        if production
-        else None
-    )
+    refs = {"trivial_baseline": values["baseline"]}
+    if production is not None:
+        refs["production"] = next_item_values(production[1], sequences, k)
+        report["production"] = {"version": production[0], **summarize(refs["production"], k)}
+    c = values["candidate"]
+    if c["hit"].size:
+        for against, ref in refs.items():
+            report["diff"][against] = {
+                m: metrics.bootstrap_mean_diff(
+                    c[m], ref[m], c["session"], n=bootstrap_n, seed=seed, level=level
+                )
+                for m in ("hit", "recall")
+            }
+            report["diff"][against]["hit_rate"] = report["diff"][against].pop("hit")
     return report
 
 
@@ -87,10 +159,12 @@ def _fmt(value) -> str:
 
 
 def ranker_markdown(report: dict) -> str:
+    if not report["holdout_rows"]:
+        return "Holdout: 0 impressions: nothing to evaluate (see `holdout_usable`)."
     cols = [("candidate", report["candidate"])]
     if report.get("production"):
         cols.append(("production", report["production"]))
-    cols.append((f"baseline ({report['baseline']['kind']})", report["baseline"]))
+    cols.append((f"trivial baseline ({report['baseline']['kind']})", report["baseline"]))
     head = "| metric | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---:|" * len(cols) + "\n"
     rows = []
     for label, get in (
@@ -109,12 +183,13 @@ def ranker_markdown(report: dict) -> str:
             cells.append(f"{_fmt(s['auc'])} (n={s['rows']})" if s else "–")
         rows.append(f"| AUC {name} | " + " | ".join(cells) + " |")
     text = f"Holdout: {report['holdout_rows']} impressions\n\n" + head + "\n".join(rows)
-    if report.get("diff"):
-        d = report["diff"]
+    level = report.get("bootstrap", {}).get("level", 0.95)
+    for against, d in report.get("diff", {}).items():
         text += (
-            f"\n\nCandidate − {d['against']} (95% bootstrap CI over users): "
+            f"\n\nCandidate − {against.replace('_', ' ')} ({level:.0%} bootstrap CI over users): "
             f"AUC {d['auc']['diff']:+.4f} [{d['auc']['ci_low']:+.4f}, {d['auc']['ci_high']:+.4f}], "
-            f"logloss {d['logloss']['diff']:+.5f} [{d['logloss']['ci_low']:+.5f}, {d['logloss']['ci_high']:+.5f}]"
+            f"logloss {d['logloss']['diff']:+.5f} [{d['logloss']['ci_low']:+.5f}, "
+            f"{d['logloss']['ci_high']:+.5f}]"
         )
     return text
 
@@ -124,7 +199,7 @@ def embedding_markdown(report: dict) -> str:
     cols = [("candidate", report["candidate"])]
     if report.get("production"):
         cols.append(("production", report["production"]))
-    cols.append(("popularity", report["baseline"]))
+    cols.append(("trivial baseline (popularity)", report["baseline"]))
     head = "| metric | " + " | ".join(n for n, _ in cols) + " |\n|---|" + "---:|" * len(cols) + "\n"
     rows = [
         f"| {m} | " + " | ".join(_fmt(r.get(m)) for _, r in cols) + " |"
@@ -135,3 +210,41 @@ def embedding_markdown(report: dict) -> str:
         + head
         + "\n".join(rows)
     )
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:+.4f}" if abs(value) < 1 else f"{value:.4f}"
+    return str(value).replace("|", "/")
+
+
+def gate_markdown(outcomes: list[Outcome]) -> str:
+    """The gate as a table: rule, threshold (config key), value, CI, verdict; rounded."""
+    lines = [
+        "| check | rule | threshold | config key | value | CI | verdict |",
+        "|---|---|---|---|---:|---|---|",
+    ]
+    for o in outcomes:
+        m = o.metadata
+        ci = (
+            f"[{_cell(m['ci_low'])}, {_cell(m['ci_high'])}]" if m.get("ci_low") is not None else "–"
+        )
+        verdict = "pass" if o.passed else "**FAIL**"
+        if o.description.startswith("no-op"):
+            verdict = "no-op"
+        lines.append(
+            f"| `{o.name}` | {m.get('rule', o.description[:60])} | {m.get('threshold', '–')} | "
+            f"{m.get('config_key', '–')} | {_cell(m.get('value'))} | {ci} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def rules_markdown(rules: dict[str, dict]) -> str:
+    """Rules in force: every key that is not at its default, plus the mode and confidence."""
+    shown = {
+        k: v for k, v in rules.items() if v["source"] != "default" or k in ("mode", "confidence")
+    }
+    parts = [f"`gate.{k}` = {v['value']} ({v['source']})" for k, v in shown.items()]
+    return "Rules in force (others at their defaults): " + "; ".join(parts)

@@ -19,7 +19,7 @@ from reckit_assets.core.evaluation import gate
 from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
-from reckit_assets.core.io.storage import Storage
+from reckit_assets.core.io.storage import Storage, sha256_bytes
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
     PRODUCTION,
@@ -168,29 +168,52 @@ def load_candidate(store: Storage, kind: str, dt: str) -> tuple[dict, dict[str, 
     return found["info"], files
 
 
+def production_state(registry: Registry, kind: str) -> gate.ProductionState:
+    """The ``production`` alias as the gate sees it: never set, cleared by a person, or present
+    (with the version's partition, training window and file hashes)."""
+    current = registry.alias(kind, PRODUCTION)
+    moves = [m.as_dict() for m in registry.history(kind, PRODUCTION)]
+    manifest = registry.manifest(kind, current) if current else None
+    return gate.production_state(current, moves, manifest)
+
+
 def evaluate(
     store: Storage,
     registry: Registry,
     kind: str,
     dt: str,
     rules: gate.GateRules,
-    bootstrap_n: int = 200,
+    bootstrap_n: int | None = None,
+    rule_sources: dict[str, str] | None = None,
+    override: dict | None = None,
 ) -> tuple[warehouse.Artifact, list[Outcome]]:
-    """Candidate vs production (the ``production`` alias) vs a trivial baseline on day dt."""
+    """Candidate vs production (the ``production`` alias) vs a trivial baseline on day dt.
+
+    report.json carries, for registration and the registry manifest: ``passed``, ``gate`` (every
+    outcome), ``noop`` (the candidate is production: release nothing), ``production_state``
+    (never / cleared / present; cleared is never a first model), ``rules`` (every rule's value,
+    source and default) and ``rules_override`` (who loosened what at launch, and why; or None).
+    """
     info, files = load_candidate(store, kind, dt)
     artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
     candidate = (info["version"], load_model(kind, files))
-    prod_version = registry.alias(kind, PRODUCTION)
-    prod_window = (
-        (registry.manifest(kind, prod_version) or {}).get("training_window", [])
-        if prod_version
-        else []
+    state = production_state(registry, kind)
+    ident = gate.identity(
+        info["version"],
+        artifact_version,
+        {name: sha256_bytes(data) for name, data in files.items()},
+        str(info.get("trained_on") or info.get("report_device") or "cpu"),
+        dt,
+        state,
     )
+    noop = ident[1]
+    # Production is scored even on a no-op, so the report shows the same figures side by side.
     production = (
-        (prod_version, load_model(kind, registry.load_files(kind, prod_version)))
-        if prod_version
+        (state.version, load_model(kind, registry.load_files(kind, state.version)))
+        if state.state == "present"
         else None
     )
+    n = bootstrap_n or rules.bootstrap_samples
     if kind == "item2vec":
         from reckit_assets.core.training.baselines import PopularityRecommender
 
@@ -199,7 +222,17 @@ def evaluate(
             [warehouse.read(store, data_steps.SEQUENCES, d) for d in info["training_window"]]
         )
         report = evaluation.embedding_report(
-            corpus([day]), candidate, production, PopularityRecommender().fit(train)
+            corpus([day]),
+            candidate,
+            production,
+            PopularityRecommender().fit(train),
+            bootstrap_n=n,
+            level=rules.confidence,
+        )
+        report["production_state"], report["identity"], report["dt"] = (
+            state.as_dict(),
+            ident,
+            dt,
         )
         outcomes = gate.embedding_gate(report, rules)
         markdown = evaluation.embedding_markdown(report)
@@ -212,23 +245,61 @@ def evaluate(
             candidate,
             production,
             ("item_ctr_prior", ItemCTRPrior()),
-            bootstrap_n=bootstrap_n,
+            bootstrap_n=n,
+            level=rules.confidence,
+        )
+        report["production_state"], report["identity"], report["dt"] = (
+            state.as_dict(),
+            ident,
+            dt,
         )
         outcomes = gate.ranker_gate(report, rules)
         markdown = evaluation.ranker_markdown(report)
-    outcomes.append(gate.out_of_time(dt, prod_version, prod_window))
+    outcomes.append(
+        gate.noop(["production_out_of_time"], ident[0].description)[0]
+        if noop
+        else gate.out_of_time(dt, state)
+    )
+    del report["identity"]
     report["candidate"]["artifact_data_version"] = artifact_version
     report["gate"] = [dataclasses.asdict(o) for o in outcomes]
     report["passed"] = all(o.passed for o in outcomes)
-    report["kind"], report["dt"] = kind, dt
+    report["noop"] = noop
+    report["rules"] = gate.rules_in_force(rules, rule_sources)
+    report["rules_override"] = override
+    report["kind"] = kind
+    markdown += (
+        "\n\n### Release gate: "
+        + (
+            "no-op (the candidate is production)"
+            if noop
+            else "passed"
+            if report["passed"]
+            else "FAILED"
+        )
+        + f"\n\nProduction: {state.state}"
+        + (f" ({state.version})" if state.version else "")
+        + "\n\n"
+        + evaluation.gate_markdown(outcomes)
+        + "\n\n"
+        + evaluation.rules_markdown(report["rules"])
+        + (
+            f"\n\nRules loosened at launch by {override['by']}: {override['reason']!r} "
+            f"({'; '.join(override['loosened'])})"
+            if override
+            else ""
+        )
+    )
     blobs = {
         "report.json": json.dumps(report, indent=2, sort_keys=True, default=float).encode(),
         "report.md": markdown.encode(),
     }
     info_out = {
         "candidate": info["version"],
-        "production": prod_version or "none",
+        "production": state.version or f"none ({state.state})",
+        "production_state": state.state,
         "passed": report["passed"],
+        "noop": noop,
     }
     return warehouse.Artifact(blobs=blobs, info=info_out), outcomes
 

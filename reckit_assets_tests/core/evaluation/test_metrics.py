@@ -130,7 +130,8 @@ def test_bootstrap_ci_contains_the_difference_and_is_deterministic(metric):
 def test_bootstrap_ci_straddles_zero_for_identical_models():
     label, good, _, user = _scored()
     out = metrics.bootstrap_diff(label, good, good.copy(), user, metric="auc", n=50)
-    assert out == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert (out["diff"], out["ci_low"], out["ci_high"], out["se"]) == (0.0, 0.0, 0.0, 0.0)
+    assert out["replicates"] == 50 and out["level"] == 0.95
 
 
 def test_bootstrap_runs_on_100k_rows():
