@@ -336,6 +336,11 @@ def register(
             f"(files {evaluated}) but the candidate is now {info['version']} (files "
             f"{artifact_version}); rematerialize {evaluation_asset(kind)} first"
         )
+    if report.get("noop"):
+        # The gate found the candidate to be what production already is (same version, or a
+        # CUDA retrain of it): nothing to release, no alias moves.
+        stored = registry.manifest(kind, info["version"])
+        return {"manifest": stored, "created": False, "alias_move": None, "released": None}
     released = _registration_move(registry, kind, info["version"])
     if released is not None:
         stored = registry.manifest(kind, info["version"])
@@ -368,6 +373,12 @@ def register(
             "production_version": (report.get("production") or {}).get("version"),
         },
         "gate": {"passed": not failed, "failed": [g["name"] for g in failed]},
+        # the rules in force and their sources, and any loosening at launch (audited)
+        "gate_rules": {
+            "rules": report.get("rules"),
+            "loosened_at_launch": report.get("rules_override"),
+            "production_state": (report.get("production_state") or {}).get("state"),
+        },
         "override": {"by": by, "reason": reason} if failed else None,
     }
     if kind == "xgboost":
@@ -380,7 +391,11 @@ def register(
     stored, created = registry.register(kind, info["version"], files, manifest)
     aliases = registry.aliases(kind)
     policy = policy or ReleasePolicy()
-    target = policy.first_version_alias if PRODUCTION not in aliases else policy.new_version_alias
+    # Only a model that never had production takes the first-version path: production cleared
+    # by a person is a decision, so the next candidate goes through canary like any other.
+    never = (report.get("production_state") or {}).get("state", "never") == "never"
+    first = PRODUCTION not in aliases and never
+    target = policy.first_version_alias if first else policy.new_version_alias
     moved = None
     # Never back in time: re-running or backfilling an older day registers its version
     # (idempotently) but leaves the aliases on the newer model.

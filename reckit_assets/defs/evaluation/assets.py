@@ -1,8 +1,10 @@
 """Evaluation reports with the release gate as blocking checks (candidate vs production)."""
 
+import json
+
 import dagster as dg
 
-from reckit_assets.core.evaluation import gate
+from reckit_assets.core.evaluation import gate, plots
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
@@ -75,6 +77,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
         )
         manifest = warehouse.publish(store, name, dt, artifact)
         failed = [o.name for o in outcomes if not o.passed]
+        calibration = plots.reliability_markdown(json.loads(artifact.blobs["report.json"]))
         return dg.MaterializeResult(
             data_version=dg.DataVersion(manifest["data_version"]),
             metadata={
@@ -82,6 +85,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
                 "report": dg.MetadataValue.md(artifact.blobs["report.md"].decode()),
                 "gate": "passed" if not failed else f"FAILED: {', '.join(failed)}",
                 "rules_loosened_at_launch": dg.MetadataValue.json(override or {}),
+                **({"calibration": dg.MetadataValue.md(calibration)} if calibration else {}),
                 **config_metadata(effective, ("gate",)),
             },
             check_results=merged_checks(name, {dt: outcomes}),
