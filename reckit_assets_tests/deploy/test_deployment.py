@@ -48,12 +48,9 @@ SIM = SimulationConfig(
 )
 DAYS = [SIM.day(i) for i in range(SIM.days)]
 RUN_DAYS, NEXT_DAY = DAYS[:4], DAYS[4]
-RUN_CONFIG = {
-    "ops": {
-        f"{kind}_candidate": {"config": {"min_days": 3}}
-        for kind in ("xgboost", "deepfm", "item2vec")
-    }
-}
+# training.min_days=3 comes from the environment (RECKIT__TRAINING__MIN_DAYS below), as a
+# deployment sets project config; launches carry no run config, like the sensor's.
+RUN_CONFIG: dict = {}
 BIN = Path(sys.executable).parent
 
 SENSOR_SELECTOR = {
@@ -169,6 +166,7 @@ def test_daily_runs_through_webserver_daemon_and_code_server(tmp_path, s3_server
             "RECKIT_WAREHOUSE_URI": f"s3://{LAKE}/warehouse",
             "RECKIT_REGISTRY_URI": f"s3://{LAKE}/registry",
             "RECKIT_PARTITIONS_START": SIM.start,
+            "RECKIT__TRAINING__MIN_DAYS": "3",
         }
         services: list[Service] = []
         try:
