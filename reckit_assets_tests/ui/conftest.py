@@ -41,7 +41,7 @@ SMALL_MODELS = """\
 xgboost: {n_estimators: 40, early_stopping_rounds: 10}
 deepfm: {max_epochs: 2, hidden: [32, 32]}
 item2vec: {epochs: 5}
-gate: {bootstrap_samples: 30}
+gate: {bootstrap_samples: 50}
 """
 RUNS_QUERY = """{ runsOrError { ... on Runs { results {
     runId status creationTime startTime endTime tags { key value } } } } }"""
