@@ -236,7 +236,13 @@ def test_step_jobs_are_valid_kubernetes_objects(monkeypatch, launcher):
         body = ApiClient().sanitize_for_serialization(job)
         body.setdefault("apiVersion", "batch/v1")
         body.setdefault("kind", "Job")
-        kubernetes_validate.validate(body, "1.37.0", strict=True)
+        kubernetes_validate.validate(body, "1.37.0", strict=True)  # raises when invalid
+        assert body["spec"]["template"]["spec"]["containers"], step
+        # the validator does reject a Job that is not one (strict: unknown fields fail)
+        broken = json.loads(json.dumps(body))
+        broken["spec"]["template"]["spec"]["containers"][0]["gpuCount"] = 1
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, "1.37.0", strict=True)
 
 
 def test_prod_and_compose_instance_files_are_valid_and_in_step(tmp_path):
