@@ -4,8 +4,6 @@ publishes the same bytes as on local disk."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from reckit_assets.core.ingest.quality import Thresholds
@@ -21,28 +19,9 @@ TINY = SimulationConfig(
 ASSETS = (steps.EVENTS, steps.USERS, steps.ITEMS, steps.ACTIVITY, steps.FEATURES, steps.SAMPLES)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def bucket(s3_endpoint, monkeypatch):
-    import boto3
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    name = f"reckit-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
+def bucket(s3_env: str) -> str:
+    return s3_env
 
 
 def _run_days(landing: Storage, store: Storage) -> dict[str, dict[str, str]]:

@@ -9,7 +9,6 @@ import pytest
 
 from reckit_assets.core.io.storage import PreconditionFailed
 from reckit_assets.core.io.uri import storage_from_uri
-from reckit_assets_tests.core.io.test_s3_storage import s3_endpoint, s3_env  # noqa: F401
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -77,7 +76,7 @@ def test_stat_and_child_listing_match_list(store):
     assert store.stat("events/dt=2026-10-09/_SUCCESS") is None
 
 
-def test_emulated_mode_for_servers_without_preconditions(s3_env, monkeypatch):  # noqa: F811
+def test_emulated_mode_for_servers_without_preconditions(s3_env, monkeypatch):
     monkeypatch.setenv("RECKIT_S3_CONDITIONAL_WRITES", "emulated")
     store = storage_from_uri(f"s3://{s3_env}/{uuid.uuid4().hex[:6]}")
     tag = store.write_if_absent("k", b"1")
