@@ -31,7 +31,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from reckit_assets.core.evaluation.gate import GateRules
+from reckit_assets.core.ingest.arrival import ArrivalPolicy
 from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.monitoring.judge import JudgeConfig
+from reckit_assets.core.monitoring.rollout import GuardConfig
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.training.base import TrainingWindow
 from reckit_assets.core.training.deepfm import DeepFMParams
@@ -66,6 +69,9 @@ class ReckitConfig(BaseModel):
     item2vec: Item2VecParams = Field(default_factory=Item2VecParams)
     gate: GateRules = GateRules()
     release: ReleasePolicy = ReleasePolicy()
+    arrival: ArrivalPolicy = ArrivalPolicy()
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
 
     @field_validator("partitions")
     @classmethod
@@ -87,6 +93,13 @@ SECTIONS: dict[str, type] = {
 # Sections whose values shape the graph (partitions, lineage): read when definitions load, so a
 # run-config override cannot apply to them.
 STRUCTURAL = {("partitions", "start"), ("training", "window_days")}
+
+
+def section_keys(cls: type) -> set[str]:
+    """The keys of a section's class (a dataclass or a pydantic model)."""
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return set(cls.model_fields)
+    return {f.name for f in fields(cls)}
 
 
 class ConfigError(ValueError):
@@ -157,7 +170,7 @@ def load_config(
                 )
             if not isinstance(values, Mapping):
                 raise ConfigError(f"{source}: {section} must be a mapping of keys to values")
-            known = {f.name for f in fields(SECTIONS[section])}
+            known = section_keys(SECTIONS[section])
             for key_name, value in values.items():
                 if key_name not in known:
                     raise ConfigError(

@@ -52,8 +52,8 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
         jobs=[daily, build_monitoring_job(), retraining],
         schedules=[build_daily_schedule(daily)],
         sensors=[
-            build_arrival_sensor(s, daily),
-            build_retraining_sensor(s, retraining),
+            build_arrival_sensor(s, daily, config.arrival),
+            build_retraining_sensor(s, retraining, config.guard),
             run_failure_alert,
             landing_zone.build_sensor(),
         ],

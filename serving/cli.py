@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
 
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    # The feedback log's flush thread builds files beside the event loop; with CPython's default
+    # 5 ms GIL switch interval a request arriving during a flush waits in 5 ms slices. 1 ms
+    # hands the GIL back to the loop sooner (tail latency), at no measurable throughput cost.
+    sys.setswitchinterval(config.gil_switch_ms / 1000.0)
     options = {
         "host": args.host or config.host,
         "port": args.port if args.port is not None else config.port,

@@ -36,6 +36,9 @@
 ``RECKIT_SCORING_THREADS``     threads one request's scoring may use (default 1)
 ``RECKIT_SERVING_HOST`` / ``RECKIT_SERVING_PORT``  bind address (default 127.0.0.1:8000)
 ``RECKIT_ACCESS_LOG``          uvicorn access log, 1/0 (default 0: /metrics counts requests)
+``RECKIT_GIL_SWITCH_MS``       the interpreter's thread switch interval under ``python -m serving``
+                               (default 1; CPython's own is 5): how long the event loop can wait
+                               for the GIL while the feedback log flushes
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class ServingConfig:
     body_timeout_seconds: float = 10.0
     missing_features: str = "zero"  # "zero" (reckit's fill) or "reject"
     served_impressions: int | None = None  # top positions logged at serve time; None: all
+    gil_switch_ms: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -106,6 +110,7 @@ class ServingConfig:
             "RECKIT_FEEDBACK_WINDOW_SECONDS": self.feedback_window_seconds,
             "RECKIT_RATE_LIMIT_BURST_SECONDS": self.rate_limit_burst_seconds,
             "RECKIT_BODY_TIMEOUT_SECONDS": self.body_timeout_seconds,
+            "RECKIT_GIL_SWITCH_MS": self.gil_switch_ms,
         }
         for name, value in checks.items():
             if value <= 0:
@@ -215,4 +220,5 @@ class ServingConfig:
             body_timeout_seconds=number("RECKIT_BODY_TIMEOUT_SECONDS", float, 10.0),
             missing_features=(text("RECKIT_MISSING_FEATURES") or "zero").lower(),
             served_impressions=served_impressions,
+            gil_switch_ms=number("RECKIT_GIL_SWITCH_MS", float, 1.0),
         )

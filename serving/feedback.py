@@ -284,7 +284,10 @@ class FeedbackLog:
             frame = _frame(rows, served)
             written = 0
             base = f"{self.prefix}/" if self.prefix else ""
-            for dt, part in frame.groupby(frame["ts"].dt.strftime("%Y-%m-%d"), sort=True):
+            # one file per UTC day (integer days since the epoch: no per-row string formatting)
+            epoch_days = frame["ts"].dt.tz_convert(None).to_numpy().astype("datetime64[D]")
+            for day, part in frame.groupby(epoch_days, sort=True):
+                dt = str(np.datetime64(day, "D"))
                 self._seq += 1
                 key = (
                     f"{base}{partition_prefix('events', str(dt))}/"
@@ -319,16 +322,22 @@ def _served_frame(served: list[ServedList]) -> pd.DataFrame:
 
     rids = per_request([s.request_id for s in served])
     items = [i for s in served for i in s.item_ids]
+    # event_id(request, item, "impression", None), with each request's prefix encoded once
+    tail = b"\x1fimpression\x1f"
+    sha = hashlib.sha256
+    ids = [
+        "s" + sha(prefix + item.encode("utf-8") + tail).hexdigest()[:24]
+        for s in served
+        for prefix in (f"{s.request_id}\x1f".encode(),)
+        for item in s.item_ids
+    ]
     ms = np.repeat(
         np.fromiter((int(s.ts.timestamp() * 1000) for s in served), np.int64, len(served)), sizes
     )
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
     return pd.DataFrame(
         {
-            "event_id": pd.array(
-                [event_id(r, i, "impression", None) for r, i in zip(rids, items, strict=True)],
-                dtype="string",
-            ),
+            "event_id": pd.array(ids, dtype="string"),
             "ts": pd.to_datetime(ms, unit="ms", utc=True).astype("datetime64[ms, UTC]"),
             "user_id": pd.array(per_request([s.user_id for s in served]), dtype="string"),
             "item_id": pd.array(items, dtype="string"),

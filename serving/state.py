@@ -8,7 +8,6 @@ reference assignment; a version that fails to load never replaces the one being 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -19,6 +18,8 @@ from types import MappingProxyType
 from reckit_assets.core.features import online
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.core.monitoring.rollout import read_rollout
+from reckit_assets.core.monitoring.salting import in_canary
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from serving.config import ServingConfig
 from serving.features import OnlineFeatures
@@ -30,32 +31,37 @@ ALIASES = (PRODUCTION, CANARY)
 FEATURES_SLOT = "online_features"
 
 
-def user_bucket(user_id: str) -> float:
-    """A user's stable position in [0, 1): the same user always lands in the same bucket, in
-    every process and release (sha256, unlike Python's salted ``hash``)."""
-    digest = hashlib.sha256(user_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 @dataclass(frozen=True)
 class ServingState:
     models: Mapping[str, Mapping[str, LoadedModel]]  # model name -> alias -> loaded version
     features: OnlineFeatures | None
     generation: int = 0
+    # model name -> (canary version, share) from the release stage's rollout state
+    # (``<model>/rollout/canary.json`` in the registry): the share the judge has stepped to.
+    rollouts: Mapping[str, tuple[str, float]] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, name: str | None, alias: str = PRODUCTION) -> LoadedModel | None:
         if name is None:
             return None
         return self.models.get(name, {}).get(alias)
 
+    def canary_share(self, name: str, canary_version: str, default: float) -> float:
+        """The rollout's share when the release stage runs one for this canary version; else
+        ``default`` (``RECKIT_CANARY_SHARE``: registries without the release stage, and the
+        moments between a canary's registration and the start of its rollout)."""
+        rollout = self.rollouts.get(name)
+        return rollout[1] if rollout is not None and rollout[0] == canary_version else default
+
     def route(
         self, name: str | None, user_id: str | None, canary_share: float
     ) -> tuple[LoadedModel | None, str]:
-        """(model, alias): the canary for the ``canary_share`` of users whose bucket is below
-        it, when one is loaded; production otherwise."""
+        """(model, alias): the canary for the users whose bucket, salted per model and release
+        (``core.monitoring.salting``), is below the canary's share; production otherwise."""
         canary = self.get(name, CANARY)
-        if canary is not None and user_id is not None and user_bucket(user_id) < canary_share:
-            return canary, CANARY
+        if canary is not None and user_id is not None and name is not None:
+            share = self.canary_share(name, canary.version, canary_share)
+            if in_canary(user_id, name, canary.version, share):
+                return canary, CANARY
         return self.get(name, PRODUCTION), PRODUCTION
 
     def versions(self) -> dict[str, dict[str, str]]:
@@ -131,8 +137,11 @@ class ModelManager:
             for name in self.config.models:
                 models[name] = MappingProxyType(self._refresh_model(name, current, report, force))
             features = self._refresh_features(current, report)
-            changed = features is not current.features or any(
-                not _same(models[n], current.models.get(n, {})) for n in models
+            rollouts = self._refresh_rollouts(current, report)
+            changed = (
+                features is not current.features
+                or rollouts != dict(current.rollouts)
+                or any(not _same(models[n], current.models.get(n, {})) for n in models)
             )
             if changed:
                 # The swap: one reference assignment; in-flight requests keep the old object.
@@ -140,6 +149,7 @@ class ModelManager:
                     models=MappingProxyType(models),
                     features=features,
                     generation=current.generation + 1,
+                    rollouts=MappingProxyType(rollouts),
                 )
             report.seconds = time.time() - report.started_at
             self.last_report = report
@@ -147,6 +157,27 @@ class ModelManager:
             for slot, message in report.errors.items():
                 self.last_error = {"at": report.started_at, "slot": slot, "error": message}
             return report
+
+    def _refresh_rollouts(
+        self, current: ServingState, report: ReloadReport
+    ) -> dict[str, tuple[str, float]]:
+        """Each model's canary rollout (version, share); an unreadable one keeps the last known."""
+        out: dict[str, tuple[str, float]] = {}
+        for name in self.config.models:
+            slot = f"{name}/rollout"
+            try:
+                rollout = read_rollout(self.registry.storage, name)
+            except Exception as exc:
+                self._fail(report, slot, f"{slot}: cannot read the canary rollout: {exc}")
+                if name in current.rollouts:
+                    out[name] = current.rollouts[name]
+                continue
+            self.failing.pop(slot, None)
+            if rollout is not None:
+                out[name] = (rollout.version, float(rollout.share))
+                if current.rollouts.get(name) != out[name]:
+                    report.changed.append(f"{slot}: {rollout.version} at {rollout.share:.0%}")
+        return out
 
     def _refresh_model(
         self, name: str, current: ServingState, report: ReloadReport, force: bool

@@ -343,9 +343,9 @@ def run_loop(cfg: LoopConfig) -> dict:
 
     import dagster as dg
 
+    from reckit_assets.config import load_config
     from reckit_assets.core.ingest.landing import write_partition
     from reckit_assets.core.io.storage import LocalStorage
-    from reckit_assets.core.monitoring.judge import JudgeConfig
     from reckit_assets.core.monitoring.rollout import read_rollout, sync_rollout
     from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
     from reckit_assets.definitions import build_defs
@@ -354,6 +354,7 @@ def run_loop(cfg: LoopConfig) -> dict:
     from reckit_assets.settings import load_settings
 
     settings = load_settings()
+    judge_config = load_config(settings.config_file).config.judge  # reckit.yaml's `judge`
     defs = build_defs(settings)
     landing, store = LocalStorage(settings.landing_uri), LocalStorage(settings.warehouse_uri)
     registry = Registry(LocalStorage(settings.registry_uri))
@@ -478,7 +479,7 @@ def run_loop(cfg: LoopConfig) -> dict:
                     # A canary under judgement is not replaced by a retrained one.
                     if registry.alias(MODEL, CANARY) is None:
                         run(model_sel, req.partition_key, dict(req.tags))
-                        sync_rollout(registry, MODEL, dt, JudgeConfig())
+                        sync_rollout(registry, MODEL, dt, judge_config)
                     else:
                         timeline.append(
                             {"day": day_no, "dt": dt, "kind": "retrain_deferred",
@@ -486,7 +487,7 @@ def run_loop(cfg: LoopConfig) -> dict:
                         )  # fmt: skip
             if cfg.bad_canary_on and day_no == cfg.bad_canary_on:
                 version = _degraded_canary(store, registry, dt, cfg.start)
-                sync_rollout(registry, MODEL, dt, JudgeConfig())  # its traffic starts tomorrow
+                sync_rollout(registry, MODEL, dt, judge_config)  # its traffic starts tomorrow
                 record["bad_canary"] = version
             for move in registry.history(MODEL)[seen_moves:]:
                 timeline.append({"day": day_no, "dt": dt, "kind": "alias_move", **move.as_dict()})

@@ -217,6 +217,11 @@ def test_a_day_that_cannot_train_says_why_and_for_how_many_days(simulated):
     assert meta["days_without_candidate"].value == 2  # 2026-10-01 and 2026-10-02
     assert meta["config_key"].value == "training.min_days"
     assert observations[0].partition == "2026-10-02"
+    # ...and the staleness check is evaluated all the same, saying why there is no candidate.
+    (stale,) = result.get_asset_check_evaluations()
+    assert stale.check_name == "production_staleness"
+    assert "no production version ever" in stale.description
+    assert "no candidate (" in stale.description and "2 day(s) without one" in stale.description
     assert (
         warehouse.manifest(
             simulated.warehouse, model_steps.candidate_asset("xgboost"), "2026-10-02"

@@ -129,7 +129,11 @@ def test_rerun_of_the_production_day_is_a_clear_noop(prepared):
     # now, so the gate compares nothing and says so (a no-op that passes, not a failed check).
     again = _release(lake, instance, "2026-10-04")
     assert again.success, failed_checks(again)
-    evaluations = {e.check_name: e for e in again.get_asset_check_evaluations()}
+    evaluations = {
+        e.check_name: e
+        for e in again.get_asset_check_evaluations()
+        if e.check_name != "production_staleness"  # about production's age, not this rerun
+    }
     identity = evaluations["distinct_from_production"].description
     assert identity.startswith("no-op") and "rerun of dt=2026-10-04" in identity
     assert all(e.description.startswith("no-op") for e in evaluations.values())
@@ -184,6 +188,43 @@ def test_second_passing_version_goes_to_canary_and_production_is_the_baseline(pr
     canary = registry.alias("xgboost", CANARY)
     assert canary not in (None, prod)
     assert registry.manifest("xgboost", canary)["metrics"]["production_version"] == prod
+
+
+def test_a_canary_under_judgement_is_held_not_replaced_unless_configured(prepared):
+    """release.canary_in_judgement: a daily candidate does not restart a running judgement."""
+    from reckit_assets.core.monitoring.rollout import Rollout, write_rollout
+
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    prod = registry.alias("xgboost", PRODUCTION)
+    judged = "xgboost-judged-copy"
+    registry.register("xgboost", judged, registry.load_files("xgboost", prod), {"kind": "xgboost"})
+    registry.set_alias("xgboost", CANARY, judged, "test", "a canary being judged")
+    write_rollout(
+        registry.storage, "xgboost", Rollout("xgboost", judged, "2026-10-04", 0.05, "2026-10-04")
+    )
+    held = _release(lake, instance, "2026-10-04")
+    assert held.success, failed_checks(held)
+    assert registry.alias("xgboost", CANARY) == judged  # held: the judgement goes on
+    meta = held.asset_materializations_for_node("xgboost_registered")[0].metadata
+    new_version = meta["version"].value
+    assert meta["held"].value["canary"] == judged
+    assert "canary_in_judgement" in meta["held"].value["why"]
+    assert registry.manifest("xgboost", new_version) is not None  # registered all the same
+    # The other policy replaces the canary (and the rerun finishes the release).
+    resources = lake.resources()
+    lake.write_config({"gate": SMALL_HOLDOUT_GATE, "release": {"canary_in_judgement": "replace"}})
+    replaced = dg.materialize(
+        [a for a in XGB if a.key.path[0] == "xgboost_registered"],
+        partition_key="2026-10-04",
+        resources=resources,
+        instance=instance,
+        selection=["xgboost_registered"],
+    )
+    assert replaced.success
+    assert registry.alias("xgboost", CANARY) == new_version
+    assert registry.history("xgboost", CANARY)[-1].reason.startswith("registered from dt=")
 
 
 TINY = {

@@ -38,8 +38,23 @@ def with_alias(events: pd.DataFrame, alias_of_version: dict[str, str]) -> pd.Dat
     return out
 
 
+def distinct_events(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per (request_id, item_id, event_type), the earliest: the service logs every served
+    position as an impression and a client may report the same impression (or click twice) under
+    another event id. Counting each shown item once is what the labels of the training data do
+    (``validate_events``), so online and offline CTR have the same denominator."""
+    if events.empty or not {"request_id", "item_id"} <= set(events.columns):
+        return events
+    order = [c for c in ("ts", "event_id") if c in events.columns]
+    ordered = events.sort_values(order, kind="stable") if order else events
+    keep = ~ordered.duplicated(subset=["request_id", "item_id", "event_type"], keep="first")
+    return ordered[keep].sort_index()
+
+
 def per_user(events: pd.DataFrame) -> pd.DataFrame:
-    """(model_version, alias, user_id) -> impressions, clicks, conversions."""
+    """(model_version, alias, user_id) -> impressions, clicks, conversions, each (request, item)
+    counted once per event type (see :func:`distinct_events`)."""
+    events = distinct_events(events)
     frame = events.assign(
         impressions=(events["event_type"] == "impression").astype(np.int64),
         clicks=(events["event_type"] == "click").astype(np.int64),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 Alias = Literal["production", "canary"]
+CanaryInJudgement = Literal["hold", "replace"]
 
 
 @dataclass(frozen=True)
@@ -18,3 +19,20 @@ class ReleasePolicy:
     first_version_alias: Alias = "production"
     # Every later version that passed the gate goes to this alias.
     new_version_alias: Alias = "canary"
+    # A newly gated version while another canary is still being judged (the canary alias is set):
+    # ``hold`` registers it but leaves the canary where it is, so the judge can finish (a daily
+    # retrain replacing the canary every day would restart its judgement every day and never
+    # conclude); ``replace`` moves the canary to it, restarting the judgement. A forced
+    # registration (with its audited reason) always replaces.
+    canary_in_judgement: CanaryInJudgement = "hold"
+    # Production's age (dt minus the day its version was trained for): the daily
+    # ``production_staleness`` check warns past the first limit and fails past the second.
+    stale_warn_days: Annotated[int, Field(ge=0)] = 10
+    stale_fail_days: Annotated[int, Field(ge=0)] = 21
+
+    def __post_init__(self) -> None:
+        if self.stale_fail_days < self.stale_warn_days:
+            raise ValueError(
+                f"stale_fail_days ({self.stale_fail_days}) must be >= stale_warn_days "
+                f"({self.stale_warn_days})"
+            )

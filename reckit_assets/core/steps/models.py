@@ -20,8 +20,10 @@ from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage, sha256_bytes
+from reckit_assets.core.monitoring.rollout import read_rollout
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
+    CANARY,
     PRODUCTION,
     Registry,
     RegistryError,
@@ -403,6 +405,29 @@ def register(
         ((registry.manifest(kind, v) or {}).get("partition", "") for v in aliases.values()),
         default="",
     )
+    # Under judgement: the canary alias is set and the release stage runs a rollout for it (a
+    # model whose canaries are not judged online keeps the old behaviour: the newer one replaces).
+    judged = aliases.get(CANARY) if target == CANARY else None
+    rollout = read_rollout(registry.storage, kind) if judged is not None else None
+    if judged is not None and (rollout is None or rollout.version != judged):
+        judged = None
+    if judged is not None and policy.canary_in_judgement == "hold" and not force:
+        if info["version"] in aliases.values():
+            return {"manifest": stored, "created": created, "alias_move": None, "released": None}
+        # Registered (immutable, verifiable) but not released: the canary under judgement stays.
+        held = {
+            "version": info["version"],
+            "canary": judged,
+            "why": f"canary {judged} is still being judged (release.canary_in_judgement: hold); "
+            f"{info['version']} is registered but not released",
+        }
+        return {
+            "manifest": stored,
+            "created": created,
+            "alias_move": None,
+            "released": None,
+            "held": held,
+        }
     if dt >= newest and info["version"] not in aliases.values():
         why = f"{REGISTERED_FROM}{dt}" + (f" (override: {reason})" if failed else "")
         # CAS on what the decision above was based on (``expected``): production for a first

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from reckit_assets.core.ingest.arrival import ArrivalPolicy
 from reckit_assets.core.ingest.landing import day_signature, landed_days_after
 from reckit_assets.defs.jobs import SENSOR_RUN_PRIORITY
 from reckit_assets.defs.partitions import Structure
@@ -44,21 +44,6 @@ from reckit_assets.defs.resources import ReckitStorage
 
 CURSOR_FORMAT = 2
 PENDING = ("due", "requested")
-
-
-@dataclass(frozen=True)
-class ArrivalPolicy:
-    """How hard the sensor tries (code parameters of the sensor, not run config)."""
-
-    max_attempts: int = 4  # failed runs of one landing of a day before the sensor gives up
-    backoff_seconds: float = 300.0  # wait after the first failure; doubles after each one
-    max_backoff_seconds: float = 6 * 3600.0
-    lost_after_seconds: float = 3600.0  # a request with no run (queued, running or finished)
-    # after this long is made again (the daemon never launched it)
-    recheck_days: int | None = None  # newest days re-stat'ed every tick (None: the window)
-
-    def backoff(self, attempts: int) -> float:
-        return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), self.max_backoff_seconds)
 
 
 def build_arrival_sensor(

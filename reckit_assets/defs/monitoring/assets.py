@@ -17,9 +17,10 @@ from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.monitoring import online, rollout
 from reckit_assets.core.monitoring.feedback import FeedbackLandingError, land_feedback
-from reckit_assets.core.monitoring.judge import JudgeConfig, judge
+from reckit_assets.core.monitoring.judge import judge
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry, RegistryError
 from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
+from reckit_assets.defs.config import ProjectConfig, config_metadata
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import Monitoring, ReckitStorage
 
@@ -227,11 +228,15 @@ def build(s: Structure) -> list:
         "share up, or expire. Audited in the alias log: by the judge, the verdict's figures as reason.",
     )
     def canary_release(
-        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+        context: dg.AssetExecutionContext,
+        storage: ReckitStorage,
+        monitoring: Monitoring,
+        project: ProjectConfig,
     ) -> dg.MaterializeResult:
         dt = context.partition_key
         store, registry = storage.warehouse(), Registry(storage.registry())
-        cfg = JudgeConfig()
+        effective = project.load()
+        cfg = effective.config.judge
         decisions = {}
         for model in monitoring.model_names():
             current, started = rollout.sync_rollout(registry, model, dt, cfg)
@@ -267,6 +272,7 @@ def build(s: Structure) -> list:
             metadata={
                 "decisions": dg.MetadataValue.json(json.loads(blob)),
                 "actions": ", ".join(f"{m}: {d.get('action')}" for m, d in decisions.items()),
+                **config_metadata(effective, ("judge",)),
             }
         )
 
@@ -282,11 +288,15 @@ def build(s: Structure) -> list:
         "the retraining signal the retraining sensor reads.",
     )
     def production_guard(
-        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+        context: dg.AssetExecutionContext,
+        storage: ReckitStorage,
+        monitoring: Monitoring,
+        project: ProjectConfig,
     ) -> dg.MaterializeResult:
         dt = context.partition_key
         store, registry = storage.warehouse(), Registry(storage.registry())
-        cfg = rollout.GuardConfig()
+        effective = project.load()
+        cfg = effective.config.guard
         out = {}
         for model in monitoring.model_names():
             version = registry.alias(model, PRODUCTION)
@@ -324,6 +334,11 @@ def build(s: Structure) -> list:
         warehouse.publish(
             store, "production_guard", dt, warehouse.Artifact(blobs={"guard.json": blob})
         )
-        return dg.MaterializeResult(metadata={"guard": dg.MetadataValue.json(json.loads(blob))})
+        return dg.MaterializeResult(
+            metadata={
+                "guard": dg.MetadataValue.json(json.loads(blob)),
+                **config_metadata(effective, ("guard",)),
+            }
+        )
 
     return [feedback_landing, online_metrics, canary_release, production_guard]

@@ -24,11 +24,15 @@ GUARD = "production_guard"
 REASON_TAG = "reckit/retrain_reason"
 
 
-def build_retraining_sensor(s: Structure, retraining_job) -> dg.SensorDefinition:
-    """The retraining sensor for this code location's partitions and retraining job."""
+def build_retraining_sensor(
+    s: Structure, retraining_job, guard: GuardConfig | None = None
+) -> dg.SensorDefinition:
+    """The retraining sensor for this code location's partitions and retraining job; its
+    cooldown is ``guard.cooldown_days`` of the project config (read when the location loads)."""
+    cooldown = (guard or GuardConfig()).cooldown_days
 
     def retraining_sensor(context: dg.SensorEvaluationContext, storage: ReckitStorage):
-        return evaluate_retraining(context, storage, s.daily)
+        return evaluate_retraining(context, storage, s.daily, cooldown)
 
     return dg.sensor(
         name="retraining_sensor",
@@ -44,10 +48,11 @@ def evaluate_retraining(
     context: dg.SensorEvaluationContext,
     storage: ReckitStorage,
     daily: dg.DailyPartitionsDefinition,
+    cooldown: int | None = None,
 ):
     cursor = json.loads(context.cursor) if context.cursor else {}
     last_seen, last_request = cursor.get("last_seen"), cursor.get("last_request")
-    cooldown = GuardConfig().cooldown_days
+    cooldown = GuardConfig().cooldown_days if cooldown is None else cooldown
     store = storage.warehouse()
     valid = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
     published = sorted(

@@ -30,7 +30,8 @@ def build_registration(kind: str, s: Structure) -> dg.AssetsDefinition:
         pool="registry",
         description=f"The {kind} candidate that passed the gate (or was forced, with a reason) "
         "registered as an immutable version; `canary` moves to it (`production` for a model's "
-        "first version) unless the alias already holds a newer day's version.",
+        "first version) unless the alias already holds a newer day's version, or a canary is still "
+        "being judged (release.canary_in_judgement: hold, the default).",
     )
     def registered(
         context: dg.AssetExecutionContext,
@@ -61,6 +62,8 @@ def build_registration(kind: str, s: Structure) -> dg.AssetsDefinition:
                 "version": manifest["version"],
                 "newly_registered": out["created"],
                 "alias_move": dg.MetadataValue.json(out["alias_move"] or {}),
+                # a canary still under judgement is not replaced (release.canary_in_judgement)
+                "held": dg.MetadataValue.json(out.get("held") or {}),
                 "override": dg.MetadataValue.json(manifest.get("override") or {}),
                 "files": dg.MetadataValue.json(manifest["files"]),
                 **config_metadata(effective, ("release",)),

@@ -4,6 +4,8 @@ import dagster as dg
 
 from reckit_assets.core.evaluation import plots
 from reckit_assets.core.io import warehouse
+from reckit_assets.core.release import staleness
+from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
 from reckit_assets.defs.config import (
     TRAINING_OVERRIDES,
@@ -34,6 +36,17 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         code_version=model_steps.CODE_VERSION,
         kinds=KINDS_META[kind]["kinds"],
         output_required=False,
+        # Not blocking: a stale production is a reason to look, not to stop today's candidate.
+        check_specs=[
+            dg.AssetCheckSpec(
+                staleness.NAME,
+                asset=model_steps.candidate_asset(kind),
+                blocking=False,
+                description="How many days old production is (dt minus the day its version was "
+                "trained for) and why: warns past release.stale_warn_days, fails past "
+                "release.stale_fail_days. Evaluated every day, also when no candidate is trained.",
+            )
+        ],
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
         # Pod settings under k8s_job_executor (deepfm: a GPU node); see defs/environments.py.
@@ -51,6 +64,37 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         effective = project.load({kind: overrides_of(config)})
         store, dt = storage.warehouse(), context.partition_key
         params = effective.values()[kind]
+        registry = Registry(storage.registry())
+
+        def stale_check(today: str) -> dg.AssetCheckResult:
+            outcome, level = staleness.staleness(
+                registry,
+                kind,
+                dt,
+                s.first_day,
+                s.training_window_days,
+                effective.config.release,
+                today,
+            )
+            if level != staleness.OK:
+                context.log.warning(f"{kind}: {outcome.description}")
+            return dg.AssetCheckResult(
+                asset_key=model_steps.candidate_asset(kind),
+                check_name=staleness.NAME,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR
+                if level == staleness.FAIL
+                else dg.AssetCheckSeverity.WARN,
+                description=outcome.description,
+                metadata={
+                    "age_days": outcome.metadata["age_days"],
+                    "level": level,
+                    "production": outcome.metadata["production"] or "none",
+                    "stale_warn_days": outcome.metadata["stale_warn_days"],
+                    "stale_fail_days": outcome.metadata["stale_fail_days"],
+                },
+            )
+
         try:
             artifact = model_steps.train_candidate(
                 store,
@@ -78,6 +122,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                     "config_key": "training.min_days",
                 },
             )
+            yield stale_check(f"no candidate ({exc}; {days} day(s) without one)")
             return
         manifest = warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
         result = to_result(model_steps.candidate_asset(kind), {dt: (manifest, [], artifact)})
@@ -97,6 +142,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             data_version=result.data_version, metadata={**(result.metadata or {}), **extra}
         )
+        yield stale_check(f"candidate {info['version']} trained; the gate decides next")
 
     return candidate
 

@@ -172,3 +172,34 @@ def test_salted_canaries_of_two_models_overlap_no_more_than_chance():
         assert both < 0.2 * a.sum()
     assert 0.09 < a.mean() < 0.11
     assert canary_bucket("u1", "xgboost", "r") == canary_bucket("u1", "xgboost", "r")
+
+
+def test_online_counts_each_shown_item_once_whoever_reported_it():
+    """The service logs every served position as an impression; a client reporting the same
+    impression (another event id) or clicking twice must not inflate the online counts."""
+    from reckit_assets.core.monitoring.online import per_user
+
+    ts = pd.Timestamp("2026-10-05T10:00:00Z")
+    rows = [
+        # (event_id, request, item, type, seconds after ts)
+        ("s-served-1", "r1", "i1", "impression", 0),  # served-time log
+        ("c-client-1", "r1", "i1", "impression", 2),  # the client's own report of it
+        ("s-served-2", "r1", "i2", "impression", 0),
+        ("c-click-1", "r1", "i1", "click", 5),
+        ("c-click-2", "r1", "i1", "click", 9),  # a second click on the same shown item
+        ("s-served-3", "r2", "i1", "impression", 0),  # another request: another impression
+    ]
+    events = pd.DataFrame(
+        {
+            "event_id": [r[0] for r in rows],
+            "request_id": [r[1] for r in rows],
+            "item_id": [r[2] for r in rows],
+            "event_type": [r[3] for r in rows],
+            "ts": [ts + pd.Timedelta(seconds=r[4]) for r in rows],
+            "user_id": "u1",
+            "model_version": "v1",
+            "alias": "production",
+        }
+    )
+    counts = per_user(events).iloc[0]
+    assert (counts["impressions"], counts["clicks"]) == (3, 1)

@@ -18,6 +18,7 @@ from reckit_assets.core.monitoring.rollout import Rollout, read_rollout, write_r
 from reckit_assets.core.monitoring.salting import in_canary
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from reckit_assets.definitions import defs
+from reckit_assets.defs.config import ProjectConfig
 from reckit_assets.defs.monitoring import assets as monitoring_assets
 from reckit_assets.defs.monitoring.sensors import REASON_TAG
 from reckit_assets.defs.partitions import structure_for
@@ -40,6 +41,7 @@ def resources(root):
             registry_uri=str(root / "registry"),
         ),
         "monitoring": Monitoring(feedback_uri=str(root / "feedback")),
+        "project": ProjectConfig(),
     }
 
 
@@ -100,6 +102,29 @@ def test_retraining_sensor_requests_with_reason_and_respects_cooldown(tmp_path):
     _guard(store, "2026-10-07", True)
     requests, cursor = _tick(tmp_path, instance, cursor)
     assert requests == [] and json.loads(cursor)["last_seen"] == "2026-10-07"
+
+
+def test_retraining_cooldown_comes_from_the_project_config(tmp_path):
+    from reckit_assets.core.monitoring.rollout import GuardConfig
+    from reckit_assets.definitions import build_defs
+    from reckit_assets.settings import load_settings
+
+    store = LocalStorage(tmp_path / "warehouse")
+    for dt in ("2026-10-02", "2026-10-03", "2026-10-04"):
+        _guard(store, dt, True)
+    config = ReckitConfig(guard=GuardConfig(cooldown_days=0))
+    no_cooldown = build_defs(load_settings({"RECKIT_DATA_DIR": str(tmp_path)}), config)
+    context = dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources(tmp_path),
+        definitions=no_cooldown,
+    )
+    result = no_cooldown.get_sensor_def("retraining_sensor")(context)
+    assert [r.partition_key for r in result.run_requests] == [
+        "2026-10-02",
+        "2026-10-03",
+        "2026-10-04",
+    ]
 
 
 def test_retraining_sensor_starts_at_the_first_monitored_day(tmp_path):
