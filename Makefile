@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test test-all test-ui lint format bench validate compat test-deploy
+.PHONY: setup demo test test-slow test-all test-ui lint format bench validate compat test-deploy
 
 setup:  ## install everything into .venv (tested pins in constraints.txt) and create DAGSTER_HOME
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo:  ## simulate the 10 days up to yesterday (if the landing zone is empty) an
 test:  ## lint, then the default (fast) test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+test-slow:  ## the heavy end-to-end tests (closed loop, service processes): CI runs them once
+	$(BIN)/python -m pytest -q -m slow
 
 test-all:  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''

@@ -149,6 +149,10 @@ class _Prometheus:
             self.root = None
 
 
+# Longer than any simulated history replayed against the server's wall clock (400 days).
+SIMULATED_CLOCK_SKEW_SECONDS = 400 * 86_400.0
+
+
 class _Service:
     """The real service (uvicorn, in a thread) on a fixed loopback port, restarted per day with
     the canary share the rollout state asks for (the deployment applying the traffic split)."""
@@ -176,6 +180,10 @@ class _Service:
             # The world is one client sending a whole day's traffic in minutes: no rate limit.
             rate_limit_rank=0.0,
             rate_limit_feedback=0.0,
+            # Its events carry the simulated day's timestamps (days or weeks before the server's
+            # wall clock, which serves that day in minutes): the feedback time window is checked
+            # against the simulated clock's distance from the real one, not a real client's.
+            feedback_clock_skew_seconds=SIMULATED_CLOCK_SKEW_SECONDS,
             # impressions come from the client's feedback (as reckit's clients send them), not
             # from serve-time logging, so each shown item is counted once
             served_impressions=0,

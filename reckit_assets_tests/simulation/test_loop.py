@@ -18,9 +18,11 @@ def test_bad_canary_is_rolled_back_in_a_closed_loop(tmp_path, monkeypatch):
 
     for key in ("RECKIT_DATA_DIR", "RECKIT_PARTITIONS_START"):
         monkeypatch.setenv(key, "")  # restored after the test: run_loop sets both
-    # The recorded demo's first 10 days (docs/benchmarks.md): the same world and traffic, so the
-    # same degraded model; at a 5% share the canary needs two days to reach the judge's minimums.
-    cfg = LoopConfig(out=tmp_path, days=10, bad_canary_on=8, impressions=30000)
+    # The recorded run's first 10 days (docs/benchmarks.md, from 2026-11-07): the same world and
+    # traffic, so the same degraded model; at a 5% share the canary needs two days to reach the
+    # judge's minimums. A fixed start: the default (the last day is yesterday) would give
+    # another world every day.
+    cfg = LoopConfig(out=tmp_path, days=10, bad_canary_on=8, impressions=30000, start="2026-11-07")
     result = run_loop(cfg)
     timeline = json.loads((tmp_path / "timeline.json").read_text())["timeline"]
     bad = next(d["bad_canary"] for d in result["days"] if d.get("bad_canary"))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 import serving
@@ -73,5 +74,18 @@ def test_python_m_serving_serves_and_flushes_feedback_on_sigterm(registry_dir, t
     landed = read_landed(
         LocalStorage(tmp_path / "feedback"), "events", utc_now().date().isoformat()
     )
-    assert landed.issues == [] and len(landed.frame) == len(items)
+    frame = pd.concat(
+        [pd.read_parquet(f) for f in sorted((tmp_path / "feedback").rglob("*.parquet"))],
+        ignore_index=True,
+    )  # every column the service wrote, extras (``source``) included
+    # Each ranked position twice: logged when served (source=served) and reported by the client;
+    # the client's impressions carry no ts, so they get the served ones' event ids and the
+    # pipeline's dedup keeps one per (request, item).
+    assert landed.issues == [] and len(landed.frame) == len(frame) == 2 * len(items)
+    assert sorted(frame["source"].value_counts().to_dict().items()) == [
+        ("client", len(items)),
+        ("served", len(items)),
+    ]
+    assert frame["event_id"].nunique() == len(items)
+    assert set(frame["item_id"]) == set(items)
     assert set(landed.frame["model_version"]) == {out["model_version"]}

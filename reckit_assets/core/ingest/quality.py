@@ -55,6 +55,9 @@ class Thresholds:
     drift_alpha: Rate = 0.001  # significance of a feature drift (Bonferroni over features)
     max_feature_shift: Annotated[float, Field(ge=0.0)] = 0.5  # Wasserstein-1 / reference std
     max_feature_js: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # Jensen-Shannon divergence
+    # Rows per day the drift tests read: a seeded uniform sample above it (memory stays bounded
+    # at 10M rows a day; 200k rows still detect effects far below the limits above).
+    drift_max_rows: Annotated[int, Field(ge=1000)] = 200_000
     # Checking a day whose landing lacks a _SUCCESS marker; recorded in the check's metadata.
     allow_not_ready: bool = False
 

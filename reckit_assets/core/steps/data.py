@@ -27,9 +27,7 @@ from reckit_assets.core.features.sequences import behaviour_sequences, sequences
 from reckit_assets.core.features.spec import DENSE_COLUMNS, WINDOW_DAYS
 from reckit_assets.core.ingest import quality
 from reckit_assets.core.ingest.events import (
-    clean_snapshot,
     clean_snapshot_frame,
-    validate_events,
     validated_impressions,
 )
 from reckit_assets.core.ingest.landing import (
@@ -43,7 +41,7 @@ from reckit_assets.core.ingest.landing import (
 )
 from reckit_assets.core.ingest.quality import Reference, Thresholds
 from reckit_assets.core.io import warehouse
-from reckit_assets.core.io.frames import parquet_bytes_to_frame
+from reckit_assets.core.io.frames import parquet_bytes_to_polars
 from reckit_assets.core.io.storage import Storage, sha256_bytes
 
 LANDED = "landed_logs"
@@ -132,37 +130,52 @@ def not_ready_tables(landing: Storage, dt: str) -> list[str]:
 
 
 def _null_shares(landed: dict[str, LandedTable]) -> dict[str, tuple[float, int, bool]]:
+    """Null share per checked column, on the Polars rows (a float NaN counts as null, as it
+    did in pandas): no pandas copy of a 10M-row day."""
     out = {}
     for table, lt in landed.items():
-        rows = len(lt.frame)
+        rows = lt.data.height
         for col in SCHEMAS[table]:
             if col.is_id or col.name in lt.missing_optional or not rows:
                 continue
-            nulls = int(lt.frame[col.name].isna().sum())
+            series = lt.data[col.name]
+            nulls = series.null_count()
+            if series.dtype.is_float():
+                nulls += int(series.is_nan().sum())
             out[f"{table}.{col.name}"] = (nulls / rows, nulls, col.required)
     return out
 
 
 def _medians(landed: dict[str, LandedTable]) -> dict[str, float]:
+    """Median of every numeric column (nulls and NaN left out), on the Polars rows."""
     out = {}
     for table, lt in landed.items():
         for col in SCHEMAS[table]:
             if col.kind in ("int", "float") and not col.is_id:
-                values = pd.to_numeric(lt.frame[col.name], errors="coerce").dropna()
-                out[f"{table}.{col.name}"] = float(values.median()) if len(values) else float("nan")
+                values = lt.data[col.name]
+                if not values.dtype.is_numeric():
+                    values = values.cast(pl.Float64, strict=False)
+                values = values.drop_nulls()
+                if values.dtype.is_float():
+                    values = values.filter(values.is_not_nan())
+                out[f"{table}.{col.name}"] = (
+                    float(values.median()) if len(values) else float("nan")  # type: ignore[arg-type]
+                )
     return out
 
 
-def _hourly_requests(events: pd.DataFrame) -> tuple[list[int], list[int]]:
+def _hourly_requests(events: pl.DataFrame) -> tuple[list[int], list[int]]:
     """Requests per hour (by their first impression) and how many of them got a click."""
-    if not len(events):
+    if not events.height:
         return [0] * 24, [0] * 24
-    per_request = events.groupby("request_id", observed=True, sort=False).agg(
-        ts=("ts", "min"), clicked=("clicked", "max")
+    per_request = events.group_by("request_id").agg(
+        hour=pl.col("ts").min().dt.hour(), clicked=pl.col("clicked").cast(pl.Int64).max()
     )
-    hours = per_request["ts"].dt.hour.to_numpy()
+    hours = per_request["hour"].to_numpy()
     requests = np.bincount(hours, minlength=24)
-    clicked = np.bincount(hours, weights=per_request["clicked"].to_numpy("float64"), minlength=24)
+    clicked = np.bincount(
+        hours, weights=per_request["clicked"].to_numpy().astype("float64"), minlength=24
+    )
     return [int(x) for x in requests], [int(x) for x in clicked]
 
 
@@ -208,9 +221,9 @@ def check_landing(
         "issues": [str(i) for i in issues],
     }
     # Rates are measured on the rows that could be read, even when some file broke the contract.
-    users, _ = clean_snapshot(landed["users"], "user_id")
-    items, _ = clean_snapshot(landed["items"], "item_id")
-    events, counts = validate_events(landed["events"], dt, users=users, items=items)
+    users, _ = clean_snapshot_frame(landed["users"], "user_id")
+    items, _ = clean_snapshot_frame(landed["items"], "item_id")
+    events, counts = validated_impressions(landed["events"], dt, users=users, items=items)
     files = ", ".join(f["key"] for f in landed["events"].files) or f"events/dt={dt}"
     outcomes += quality.event_rates(counts, thresholds, files)
     medians = _medians(landed)
@@ -385,15 +398,27 @@ def profile_snapshot(
     return warehouse.read_polars(store, asset, found), found
 
 
-def _read_samples(store: Storage, d: str, columns: list[str]) -> pd.DataFrame:
-    """A day's samples, published or quarantined (verified against its manifest either way)."""
+DRIFT_SAMPLE_SEED = 20261001
+
+
+def _drift_rows(frame: pl.DataFrame, max_rows: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of a day for the drift tests: a seeded uniform sample (the same
+    rows on every rerun), all rows below it; as pandas, for the tests."""
+    if frame.height > max_rows:
+        frame = frame.sample(n=max_rows, seed=DRIFT_SAMPLE_SEED)
+    return frame.to_pandas()
+
+
+def _read_samples(store: Storage, d: str, columns: list[str], max_rows: int) -> pd.DataFrame:
+    """A day's samples, published or quarantined (verified against its manifest either way),
+    sampled down to ``max_rows`` (``data_quality.drift_max_rows``)."""
     if warehouse.manifest(store, SAMPLES, d) is not None:
-        return warehouse.read(store, SAMPLES, d, columns=columns)
+        return _drift_rows(warehouse.read_polars(store, SAMPLES, d, columns=columns), max_rows)
     found = warehouse.manifest(store, SAMPLES, d, quarantined=True)
     data = store.read_bytes(f"{warehouse.prefix(SAMPLES, d, quarantined=True)}/data.parquet")
     if sha256_bytes(data) != found["files"]["data.parquet"]["sha256"]:
         raise warehouse.ChangedPartitionError(f"quarantined {SAMPLES} dt={d} is being rewritten")
-    return parquet_bytes_to_frame(data, columns=columns)
+    return _drift_rows(parquet_bytes_to_polars(data, columns=columns), max_rows)
 
 
 def _drift_reference(store: Storage, dt: str, first_day: str | None, t: Thresholds) -> list[str]:
@@ -448,11 +473,12 @@ def samples(
     scores = None
     if comparable and len(out):
         columns = [*DENSE_COLUMNS, *DRIFT_CATEGORICAL]
+        cap = thresholds.drift_max_rows
         pooled = pd.concat(
-            [_read_samples(store, d, columns) for d in comparable], ignore_index=True
+            [_read_samples(store, d, columns, cap) for d in comparable], ignore_index=True
         )
         if len(pooled):
-            current = out.select(*columns).to_pandas()
+            current = _drift_rows(out.select(*columns), cap)
             scores = feature_drift(pooled, current, list(DENSE_COLUMNS), DRIFT_CATEGORICAL)
     outcomes = [
         quality.row_count_change(len(out), ref, thresholds, f"{SAMPLES} dt={dt}"),
