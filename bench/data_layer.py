@@ -13,6 +13,10 @@ For each scale (impressions per day), in fresh processes:
 
     python bench/data_layer.py                       # 1M impressions/day
     python bench/data_layer.py 1000000 5000000 10000000 --repeats 3
+
+4. every step of the last day again, each in a fresh process (as the pipeline's executor runs
+   them), with that process's own wall, CPU and peak RSS (``wait4``): the per-step memory a
+   deployment sizes pods by, free of what earlier steps left in this process's allocator.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ from pathlib import Path
 
 DAYS = [f"2026-10-0{d}" for d in range(1, 9)]  # --days N keeps the first N
 THREADS = 2  # the CI-class machine's cores
+
+
+def _hwm_mb() -> float:
+    """This process's peak resident memory (``VmHWM``: reset by exec, unlike ``ru_maxrss``,
+    which a child started by fork + exec inherits from its parent)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _rss_mb() -> float:
@@ -172,9 +186,8 @@ def _next(dt: str) -> str:
     return (date.fromisoformat(dt) + timedelta(days=1)).isoformat()
 
 
-def run(impressions: int, root: str, repeats: int, days: list[str]) -> dict:
-    import polars as pl
-
+def _steps(root: str, days: list[str]) -> dict:
+    """The data steps of one day, by name, each publishing to the root's warehouse."""
     from reckit_assets.core.ingest.quality import Thresholds
     from reckit_assets.core.io import warehouse
     from reckit_assets.core.io.storage import LocalStorage
@@ -190,7 +203,7 @@ def run(impressions: int, root: str, repeats: int, days: list[str]) -> dict:
     def samples(dt: str) -> None:
         warehouse.publish(store, steps.SAMPLES, dt, steps.samples(store, dt, limits).artifact)
 
-    step_fns = {
+    return {
         "landing_checks": lambda dt: warehouse.publish(
             store, steps.LANDED, dt, steps.check_landing(landing, dt, limits).artifact
         ),
@@ -206,13 +219,57 @@ def run(impressions: int, root: str, repeats: int, days: list[str]) -> dict:
             store, steps.SEQUENCES, dt, steps.sequences(store, dt)
         ),
     }
-    # The window days need only what the timed day reads: their activity, and the previous
-    # day's samples (drift and row-count checks) and features (its window length).
+
+
+def isolated(impressions: int, root: str, days: list[str]) -> dict:
+    """Each step of the last day again, one fresh process per step, as the pipeline's executor
+    runs them: wall seconds (interpreter start and imports included), CPU seconds and peak RSS of
+    that process alone (``wait4``'s rusage), so no step is charged for memory an earlier step
+    left in the allocator."""
+    out = {}
+    for name in _steps(root, days):
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, __file__, str(impressions), "--step", name, "--run", root),
+                *("--days", str(len(days))),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        printed = proc.stdout.read()  # type: ignore[union-attr]
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"step {name} failed in its own process")
+        out[name] = {
+            "seconds": round(time.perf_counter() - t, 2),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(json.loads(printed.strip().splitlines()[-1])["vm_hwm_mb"]),
+        }
+    return out
+
+
+def run(impressions: int, root: str, repeats: int, days: list[str]) -> dict:
+    # isort: off
+    import reckit_assets  # noqa: F401  (first: it configures polars' allocator, as the pipeline)
+    import polars as pl
+
+    # isort: on
+
+    from reckit_assets.core.io import warehouse
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.steps import data as steps
+
+    store = LocalStorage(f"{root}/warehouse")
+
+    step_fns = _steps(root, days)
+    validate = step_fns["validate"]
+    # The window days, built in date order as the pipeline does (untimed): the data gate's
+    # references are the passing days before dt, and a day whose earlier days were never checked
+    # is refused (the reference must not depend on build order).
     for dt in days[:-1]:
-        for name in ("landing_checks", "validate", "activity"):
+        for name in ("landing_checks", "validate", "activity", "features", "samples"):
             step_fns[name](dt)
-    for name in ("features", "samples"):
-        step_fns[name](days[-2])
     dt = days[-1]
     base_rss = _rss_mb()
     timings, cpu, peaks = {}, {}, {}
@@ -288,12 +345,20 @@ def main() -> None:
     )
     parser.add_argument("--simulate", metavar="ROOT")
     parser.add_argument("--run", metavar="ROOT")
+    parser.add_argument("--step", help="with --run: run this one step of the last day, only")
     args = parser.parse_args()
+    if args.step:
+        _steps(args.run, DAYS[: args.days])[args.step](DAYS[: args.days][-1])
+        print(json.dumps({"vm_hwm_mb": _hwm_mb()}))
+        return
     if args.simulate:
         simulate(args.scales[0], args.simulate, args.days, args.replicas)
         return
     if args.run:
-        print(json.dumps(run(args.scales[0], args.run, args.repeats, DAYS[: args.days])))
+        days = DAYS[: args.days]
+        result = run(args.scales[0], args.run, args.repeats, days)
+        result["isolated_steps"] = isolated(args.scales[0], args.run, days)
+        print(json.dumps(result))
         return
     env = {**os.environ, "POLARS_MAX_THREADS": str(THREADS)}
     results = []
@@ -318,7 +383,7 @@ def main() -> None:
                     *("--repeats", str(args.repeats), "--days", str(args.days)),
                 ],
                 check=True,
-                capture_output=True,
+                stdout=subprocess.PIPE,  # the figures; errors go to this process's stderr
                 text=True,
                 env=env,
             ).stdout
@@ -335,6 +400,17 @@ def main() -> None:
             f"{statistics.median(r['validate_s']):>10.2f} "
             f"{statistics.median(r['duckdb_validate_s']):>9.2f} {r['validate_vs_duckdb']:>6} "
             f"{r['validate_vs_duckdb_cpu']:>9}"
+        )
+    print("\neach step in its own fresh process (as the executor runs them):")
+    for r in results:
+        steps_ = r["isolated_steps"]
+        print(
+            f"{r['impressions_per_day']:>16,}: "
+            + ", ".join(
+                f"{k} {v['seconds']} s / {v['cpu_seconds']} CPU-s / {v['peak_rss_mb']} MB"
+                for k, v in steps_.items()
+            )
+            + f"; max peak {max(v['peak_rss_mb'] for v in steps_.values())} MB"
         )
     if len(results) > 1:
         small = results[0]

@@ -235,3 +235,27 @@ def test_same_tables_as_the_pandas_layer(both, dt, asset):
         assert got.equals(want), f"{asset}/{name} differs"
         # Same bytes, so the switch left every data version as it was.
         assert published == data, f"{asset}/{name}: same rows, different bytes"
+
+
+@pytest.mark.parametrize("dt", [MESSY_DAY, days(4)[-1]])
+def test_samples_built_in_chunks_are_the_same_rows_and_bytes(both, dt, monkeypatch):
+    """A large day is built a chunk of rows at a time (and written a row group at a time): with
+    chunks and row groups far smaller than the day, rows and Parquet bytes equal the whole-day
+    build's."""
+    from reckit_assets.core.features.compute import build_samples
+    from reckit_assets.core.io import frames
+
+    lake, _ = both
+    store = lake.warehouse
+    events = warehouse.read_polars(store, steps.EVENTS, dt)
+    features = steps.load_features(store, dt, polars=True)
+    users, _ = steps.profile_snapshot(store, steps.USERS, dt, 28)
+    items, _ = steps.profile_snapshot(store, steps.ITEMS, dt, 28)
+    whole = build_samples(events, features, users, items, chunk_rows=events.height)
+    chunked = build_samples(events, features, users, items, chunk_rows=777)
+    assert events.height > 3 * 777 and chunked.n_chunks() > 1
+    assert chunked.equals(whole)
+    monkeypatch.setattr(frames, "ROW_GROUP_ROWS", 1000)  # row groups across chunk boundaries
+    assert frames.frame_to_parquet_bytes(chunked) == frames.frame_to_parquet_bytes(
+        whole.rechunk()
+    )

