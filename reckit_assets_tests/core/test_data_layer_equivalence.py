@@ -256,6 +256,4 @@ def test_samples_built_in_chunks_are_the_same_rows_and_bytes(both, dt, monkeypat
     assert events.height > 3 * 777 and chunked.n_chunks() > 1
     assert chunked.equals(whole)
     monkeypatch.setattr(frames, "ROW_GROUP_ROWS", 1000)  # row groups across chunk boundaries
-    assert frames.frame_to_parquet_bytes(chunked) == frames.frame_to_parquet_bytes(
-        whole.rechunk()
-    )
+    assert frames.frame_to_parquet_bytes(chunked) == frames.frame_to_parquet_bytes(whole.rechunk())
