@@ -18,7 +18,7 @@ from types import MappingProxyType
 from reckit_assets.core.features import online
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
-from reckit_assets.core.monitoring.rollout import read_rollout
+from reckit_assets.core.monitoring.rollout_state import read_rollout
 from reckit_assets.core.monitoring.salting import in_canary
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from serving.config import ServingConfig

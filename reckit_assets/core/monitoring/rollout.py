@@ -1,11 +1,10 @@
 """Applying decisions: the canary rollout state, verdicts through the registry, production's own
 regression check against its trailing baseline, and the retraining signal.
 
-Rollout state lives beside the registry, one JSON object per model at ``<model>/rollout/canary.json``
-(``version``, ``started``: first day of canary traffic, ``share``, ``share_since``). The service
-reads the share from it to route the salted canary bucket (see salting.py). The registry's
-alias log stays the audit trail of every move: each move made here is ``by`` the judge or the
-guard, with the verdict's figures as its reason.
+The rollout state itself (one JSON object per model beside the registry) is in rollout_state.py,
+which the service reads without this module's statistics. The registry's alias log stays the
+audit trail of every move: each move made here is ``by`` the judge or the guard, with the
+verdict's figures as its reason.
 """
 
 from __future__ import annotations
@@ -13,24 +12,27 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.monitoring.judge import (
     CONTINUE,
     INCONCLUSIVE,
     PROMOTE,
     ROLLBACK,
     ArmMetrics,
-    CanaryState,
     JudgeConfig,
     Verdict,
     log_ctr_variance,
+)
+from reckit_assets.core.monitoring.rollout_state import (
+    Rollout,
+    read_rollout,
+    write_rollout,
 )
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 
@@ -48,41 +50,6 @@ class GuardConfig(BaseModel):
     max_latency_p99_ratio: float = Field(1.5, gt=1)  # vs baseline: rollback
     max_score_psi: float = Field(0.25, gt=0)  # production scores vs offline holdout: retrain
     cooldown_days: int = Field(3, ge=0)  # no second retraining request within this many days
-
-
-@dataclass
-class Rollout:
-    model: str
-    version: str
-    started: str  # first day of canary traffic
-    share: float
-    share_since: str
-
-    def state(self, dt: str, day_users_canary: int, day_users_production: int) -> CanaryState:
-        day = date.fromisoformat(dt)
-        return CanaryState(
-            share=self.share,
-            days_at_share=(day - date.fromisoformat(self.share_since)).days + 1,
-            days_running=(day - date.fromisoformat(self.started)).days + 1,
-            day_users_canary=day_users_canary,
-            day_users_production=day_users_production,
-        )
-
-
-def _key(model: str) -> str:
-    return f"{model}/rollout/canary.json"
-
-
-def read_rollout(storage: Storage, model: str) -> Rollout | None:
-    if not storage.exists(_key(model)):
-        return None
-    data = json.loads(storage.read_bytes(_key(model)))
-    return Rollout(**data) if data else None
-
-
-def write_rollout(storage: Storage, model: str, rollout: Rollout | None) -> None:
-    body = asdict(rollout) if rollout else {}
-    storage.write_bytes(_key(model), json.dumps(body, sort_keys=True).encode())
 
 
 def next_day(dt: str) -> str:

@@ -20,7 +20,7 @@ from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage, sha256_bytes
-from reckit_assets.core.monitoring.rollout import read_rollout
+from reckit_assets.core.monitoring.rollout_state import read_rollout
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
     CANARY,
