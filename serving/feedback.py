@@ -182,11 +182,29 @@ class RequestTokens:
             raise TokenError("bad_token", f"request_token payload unreadable: {exc}") from exc
 
 
+def _request_key(request_id: str) -> bytes:
+    return f"{request_id}\x1f".encode()
+
+
+def _event_key(item_id: str, event_type: str, ts_ms: int | None) -> bytes:
+    return f"{item_id}\x1f{event_type}\x1f{ts_ms if ts_ms is not None else ''}".encode()
+
+
 def event_id(request_id: str, item_id: str, event_type: str, ts_ms: int | None) -> str:
     """Deterministic: a client retrying the same event produces the same id, and the pipeline's
     dedup on ``event_id`` drops the copy."""
-    key = f"{request_id}\x1f{item_id}\x1f{event_type}\x1f{ts_ms if ts_ms is not None else ''}"
-    return "s" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+    digest = hashlib.sha256(_request_key(request_id) + _event_key(item_id, event_type, ts_ms))
+    return "s" + digest.hexdigest()[:24]
+
+
+def impression_ids(request_id: str, item_ids: Sequence[str]) -> list[str]:
+    """``event_id(request_id, item, "impression", None)`` for every item, the request's part
+    encoded once (the served-impression log computes 100 of these per request)."""
+    prefix = _request_key(request_id)
+    return [
+        "s" + hashlib.sha256(prefix + _event_key(item, "impression", None)).hexdigest()[:24]
+        for item in item_ids
+    ]
 
 
 @dataclass(frozen=True)
@@ -322,15 +340,7 @@ def _served_frame(served: list[ServedList]) -> pd.DataFrame:
 
     rids = per_request([s.request_id for s in served])
     items = [i for s in served for i in s.item_ids]
-    # event_id(request, item, "impression", None), with each request's prefix encoded once
-    tail = b"\x1fimpression\x1f"
-    sha = hashlib.sha256
-    ids = [
-        "s" + sha(prefix + item.encode("utf-8") + tail).hexdigest()[:24]
-        for s in served
-        for prefix in (f"{s.request_id}\x1f".encode(),)
-        for item in s.item_ids
-    ]
+    ids = [i for s in served for i in impression_ids(s.request_id, s.item_ids)]
     ms = np.repeat(
         np.fromiter((int(s.ts.timestamp() * 1000) for s in served), np.int64, len(served)), sizes
     )

@@ -142,3 +142,13 @@ def test_feedback_is_flushed_in_batches_and_retries_do_not_double_count(
     _, counts = validate_events(landed, dt)
     assert counts.duplicate_events == len(events)  # same event ids: the pipeline drops copies
     assert counts.impressions == sum(e["event_type"] == "impression" for e in events)
+
+
+def test_served_impression_ids_are_the_event_ids_a_client_impression_gets():
+    from serving.feedback import event_id, impression_ids
+
+    items = ["i-1", "i-2", "é-3"]
+    assert impression_ids("req-9", items) == [
+        event_id("req-9", i, "impression", None) for i in items
+    ]
+    assert len(set(impression_ids("req-9", items))) == 3
