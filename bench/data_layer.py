@@ -37,22 +37,23 @@ DAYS = [f"2026-10-0{d}" for d in range(1, 9)]  # --days N keeps the first N
 THREADS = 2  # the CI-class machine's cores
 
 
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def _hwm_mb() -> float:
     """This process's peak resident memory (``VmHWM``: reset by exec, unlike ``ru_maxrss``,
     which a child started by fork + exec inherits from its parent)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mb("VmHWM")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return _status_mb("VmRSS")
 
 
 class PeakRss:
