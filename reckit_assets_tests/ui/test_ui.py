@@ -45,7 +45,15 @@ def test_a_partition_launched_from_the_ui_runs_before_the_sensor_backlog(page, d
     dialog.get_by_text("1 partition", exact=True).wait_for()
     screenshot(page, "launch_dialog")
     dialog.get_by_role("button", name=re.compile(r"^Launch")).click()
+    # The backlog is what is still queued once the launched run is in the queue too: a sensor run
+    # the queue took while the launch was on its way from the browser was not behind it.
+    dagster_ui.wait_for(
+        "the launched run to be created",
+        lambda: [r for r in dagster_ui.runs() if not r.from_sensor],
+        timeout=120,
+    )
     backlog = {r.id for r in dagster_ui.runs() if r.from_sensor and r.status == "QUEUED"}
+    assert backlog, "no sensor run was queued when the launched run joined the queue"
 
     def manual_run():
         done = [r for r in dagster_ui.runs() if not r.from_sensor and r.ended]
