@@ -6,14 +6,17 @@ online snapshot, samples, sequences, and train/evaluate/register for each of the
 twice on identical copies, alternating:
 
 * **dagster**: ``dagster job execute`` of ``daily_pipeline`` for the partition, with the code
-  location's executor (``reckit_assets.definitions``) and a SQLite DAGSTER_HOME;
+  location's configured executor (``reckit_assets.definitions``: the local default runs a run's
+  steps in its own process and the model steps in processes forked from a model server) and a
+  SQLite DAGSTER_HOME that already exists, as a deployment's does;
 * **direct**: a fresh ``python`` process calling the same ``core.steps`` functions in order.
 
-Both are timed as whole processes (interpreter start and imports included), so the ratio is the
-price of orchestration. Wall time and the CPU time of the whole process tree are reported: on a
-shared machine the CPU ratio is the steadier one.
+``--executors in_process multiprocess`` times the other local choice (``RECKIT_STEP_EXECUTOR``:
+a process per step) in the same run. Every way is timed as a whole process (interpreter start
+and imports included), so the ratio is the price of orchestration. Wall time and the CPU time of
+the whole process tree are reported: on a shared machine the CPU ratio is the steadier one.
 
-    python bench/orchestration.py [--repeats 2] [--keep DIR]
+    python bench/orchestration.py [--repeats 2] [--keep DIR] [--executors in_process ...]
 """
 
 from __future__ import annotations
@@ -136,6 +139,13 @@ def main() -> None:
     parser.add_argument("--direct", nargs=2, metavar=("ROOT", "DT"))
     parser.add_argument("--prepare", metavar="ROOT")
     parser.add_argument("--keep", metavar="DIR", help="keep (or reuse) days 1-3 here")
+    parser.add_argument(
+        "--executors",
+        nargs="+",
+        default=["in_process"],
+        choices=["in_process", "multiprocess"],
+        help="RECKIT_STEP_EXECUTOR values to time (the first is the configured default)",
+    )
     args = parser.parse_args()
     if args.direct:
         run_direct(*args.direct)
@@ -149,6 +159,12 @@ def main() -> None:
         write_simulation(config, LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/oracle"))
         for dt in DAYS[:-1]:
             run_direct(root, dt)
+        # The instance's SQLite storage exists before the timed run, as in any deployment.
+        from dagster import DagsterInstance
+
+        from reckit_assets.dagster_home import init_home
+
+        DagsterInstance.from_config(str(init_home(Path(root, "dagster_home"))))
         return
 
     from reckit_assets.dagster_home import init_home
@@ -159,14 +175,17 @@ def main() -> None:
         base = args.keep or f"{tmp}/base"
         if not Path(base, "warehouse").exists():
             subprocess.run([sys.executable, __file__, "--prepare", base], check=True)
-        times: dict[str, list[float]] = {"dagster": [], "direct": []}
-        cpu: dict[str, list[float]] = {"dagster": [], "direct": []}
+        ways = [*(f"dagster {kind}" for kind in args.executors), "direct"]
+        times: dict[str, list[float]] = {way: [] for way in ways}
+        cpu: dict[str, list[float]] = {way: [] for way in ways}
         for k in range(args.repeats):
-            for way in ("dagster", "direct") if k % 2 == 0 else ("direct", "dagster"):
-                root = f"{tmp}/{way}-{k}"
+            for way in ways if k % 2 == 0 else ways[::-1]:
+                root = f"{tmp}/{way.replace(' ', '-')}-{k}"
                 shutil.copytree(base, root)
                 env = _env(root)
                 init_home(Path(env["DAGSTER_HOME"]))
+                if way.startswith("dagster"):
+                    env["RECKIT_STEP_EXECUTOR"] = way.split()[1]
                 if way == "direct":
                     cmd = [sys.executable, __file__, "--direct", root, DAYS[-1]]
                 else:
@@ -184,15 +203,17 @@ def main() -> None:
                 wall, used = _timed(cmd, env)
                 times[way].append(wall)
                 cpu[way].append(used)
-                print(f"{way:>8} run {k + 1}: {wall:.1f} s wall, {used:.1f} s CPU", flush=True)
+                print(f"{way:>20} run {k + 1}: {wall:.1f} s wall, {used:.1f} s CPU", flush=True)
                 shutil.rmtree(root)
     print(f"\nday {DAYS[-1]}, 16 steps, default scale, median of {args.repeats}:")
     for label, values in (("wall", times), ("CPU", cpu)):
-        dagster, direct = statistics.median(values["dagster"]), statistics.median(values["direct"])
-        print(
-            f"  {label:>4}: dagster (configured executor) {dagster:.1f} s, direct {direct:.1f} s, "
-            f"ratio {dagster / direct:.2f}x (target <= 1.2x)"
-        )
+        direct = statistics.median(values["direct"])
+        for way in ways[:-1]:
+            dagster = statistics.median(values[way])
+            print(
+                f"  {label:>4}: {way} {dagster:.1f} s, direct {direct:.1f} s, "
+                f"ratio {dagster / direct:.2f}x (target <= 1.2x)"
+            )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class Lake:
     def resources(self, **quality) -> dict:
         """Resources for this lake; ``quality`` limits go into its own reckit.yaml."""
         from reckit_assets.defs.config import ProjectConfig
-        from reckit_assets.defs.resources import ReckitStorage
+        from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 
         self.write_config({"data_quality": quality} if quality else {})
         return {
@@ -42,6 +42,8 @@ class Lake:
                 registry_uri=str(self.root / "registry"),
             ),
             "project": ProjectConfig(file=str(self.config_file)),
+            # Model steps in the test's process (one test covers isolate=True end to end).
+            "model_processes": ModelProcesses(),
         }
 
     @property

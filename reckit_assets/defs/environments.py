@@ -3,7 +3,10 @@
 ``RECKIT_ENV`` is read once, when the definitions load; nothing else branches on it.
 
 ``local`` (default)  the embedded default: storage URIs as settings give them (local folders),
-                     the multiprocess executor, no server needed.
+                     no server needed. The steps of a run share its process (the in-process
+                     executor); the model steps (training, evaluation) still compute in a process
+                     of their own, forked from a server that imported the ML stack when the run
+                     started (``core/training/isolation.py``).
 ``prod``             landing, warehouse and registry on S3 through a dagster-aws ``S3Resource``
                      (the storage layer takes its boto3 client from it); every step its own
                      Kubernetes pod (``k8s_job_executor``) with per-step settings from
@@ -15,7 +18,10 @@ Variables read by ``prod`` (none is a secret; AWS credentials reach boto3 from t
 ``AWS_ENDPOINT_URL``         boto3's own variable: an S3-compatible server (MinIO, a loopback
                              test server); unset = AWS. ``AWS_DEFAULT_REGION`` likewise.
 ``RECKIT_STEP_EXECUTOR``     ``k8s`` (default) or ``multiprocess``: where there is no cluster
-                             (the compose stack, the deployment test), steps run as processes
+                             (the compose stack, the deployment test), steps run as processes;
+                             ``in_process`` as ``local`` does. ``local`` reads it too:
+                             ``in_process`` (default) or ``multiprocess`` (a process per step,
+                             two at a time: worth it with more cores than two)
 ``RECKIT_K8S_STEPS``         YAML overriding :class:`K8sSteps` (deploy/helm/dagster-values.yaml
                              sets it on the code location; run and step pods inherit it), or
 ``RECKIT_K8S_STEPS_FILE``    a file holding that YAML. Read once at import: op tags are part of
@@ -38,7 +44,7 @@ from reckit_assets.defs.resources import build_resources
 from reckit_assets.settings import Settings
 
 ENVIRONMENTS = ("local", "prod")
-STEP_EXECUTORS = ("k8s", "multiprocess")
+STEP_EXECUTORS = ("k8s", "multiprocess", "in_process")
 K8S_CONFIG_TAG = "dagster-k8s/config"
 
 
@@ -136,6 +142,12 @@ def k8s_op_tags(step: str) -> dict[str, str]:
     return {K8S_CONFIG_TAG: json.dumps(step_k8s_config(K8S_STEPS, step), sort_keys=True)}
 
 
+# Model steps (training, evaluation) start after the ready data steps: with the steps of a run in
+# one process, the data steps then run while the model server imports the ML stack, and the first
+# model step waits the least (every executor orders ready steps by this tag).
+MODEL_STEP_TAGS = {"dagster/priority": "-1"}
+
+
 @dataclass(frozen=True)
 class Environment:
     name: str
@@ -143,11 +155,10 @@ class Environment:
     executor: dg.ExecutorDefinition
 
 
-# One process per step (a step's memory is returned when it ends; training cannot take the data
-# steps down with it), but forked from a server that has already imported the code location and
-# the ML stack: a step starts in milliseconds instead of re-importing dagster, polars, torch,
-# xgboost and gensim (~2-6 s each). bench/orchestration.py measures the difference. Kubernetes
-# (prod) replaces this with one pod per step.
+# One process per step, forked from a server that has already imported the code location and
+# the ML stack (not a fresh interpreter re-importing dagster, polars, torch, xgboost and gensim).
+# Still ~1 s of Dagster work per step (instance, plan, resources) where a data step computes in
+# 0.1-0.4 s, so only where there is no cluster and more than two cores (bench/orchestration.py).
 PRELOADED_MODULES = ["reckit_assets.definitions", "torch", "xgboost", "gensim"]
 STEP_EXECUTOR = dg.multiprocess_executor.configured(
     {
@@ -157,8 +168,25 @@ STEP_EXECUTOR = dg.multiprocess_executor.configured(
 )
 
 
-def _local(settings: Settings) -> Environment:
-    return Environment(name="local", resources=build_resources(settings), executor=STEP_EXECUTOR)
+# The steps of a run in the run's own process, one after the other; the model steps isolated by
+# the ``model_processes`` resource instead (see ``core/training/isolation.py``).
+SHARED_PROCESS_EXECUTOR = dg.in_process_executor
+
+
+PROCESS_EXECUTORS = {"multiprocess": STEP_EXECUTOR, "in_process": SHARED_PROCESS_EXECUTOR}
+
+
+def _step_executor(env: dict[str, str], default: str, allowed: tuple[str, ...]) -> str:
+    kind = env.get("RECKIT_STEP_EXECUTOR") or default
+    if kind not in allowed:
+        raise ValueError(f"RECKIT_STEP_EXECUTOR={kind!r}: expected one of {allowed}")
+    return kind
+
+
+def _local(settings: Settings, env: dict[str, str]) -> Environment:
+    kind = _step_executor(env, "in_process", tuple(PROCESS_EXECUTORS))
+    resources = build_resources(settings, isolate_models=kind == "in_process")
+    return Environment(name="local", resources=resources, executor=PROCESS_EXECUTORS[kind])
 
 
 def _prod(settings: Settings, env: dict[str, str]) -> Environment:
@@ -187,7 +215,8 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         region_name=env.get("AWS_DEFAULT_REGION") or None,
     )
-    resources = build_resources(settings)
+    kind = _step_executor(env, "k8s", STEP_EXECUTORS)
+    resources = build_resources(settings, isolate_models=kind == "in_process")
     resources["s3"] = s3
     resources["storage"] = S3ReckitStorage(
         landing_uri=settings.landing_uri,
@@ -195,23 +224,18 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
         registry_uri=settings.registry_uri,
         s3=s3,
     )
-    kind = env.get("RECKIT_STEP_EXECUTOR") or "k8s"
-    if kind not in STEP_EXECUTORS:
-        raise ValueError(f"RECKIT_STEP_EXECUTOR={kind!r}: expected one of {STEP_EXECUTORS}")
-    if kind == "multiprocess":
-        # Steps fork from a server that imported the code location once (torch & co. load once).
-        executor = STEP_EXECUTOR
-    else:
-        from dagster_k8s import k8s_job_executor
+    if kind in PROCESS_EXECUTORS:
+        return Environment(name="prod", resources=resources, executor=PROCESS_EXECUTORS[kind])
+    from dagster_k8s import k8s_job_executor
 
-        config: dict[str, Any] = {
-            "max_concurrent": K8S_STEPS.max_concurrent_pods,
-            # Default for every step (the data steps); model steps override it by op tag.
-            "step_k8s_config": step_k8s_config(K8S_STEPS, "data"),
-        }
-        if K8S_STEPS.job_namespace:
-            config["job_namespace"] = K8S_STEPS.job_namespace
-        executor = k8s_job_executor.configured(config, name="k8s_steps")
+    config: dict[str, Any] = {
+        "max_concurrent": K8S_STEPS.max_concurrent_pods,
+        # Default for every step (the data steps); model steps override it by op tag.
+        "step_k8s_config": step_k8s_config(K8S_STEPS, "data"),
+    }
+    if K8S_STEPS.job_namespace:
+        config["job_namespace"] = K8S_STEPS.job_namespace
+    executor = k8s_job_executor.configured(config, name="k8s_steps")
     return Environment(name="prod", resources=resources, executor=executor)
 
 
@@ -220,7 +244,7 @@ def environment_for(settings: Settings, env: dict[str, str] | None = None) -> En
     env = dict(os.environ if env is None else env)
     name = env.get("RECKIT_ENV") or "local"
     if name == "local":
-        return _local(settings)
+        return _local(settings, env)
     if name == "prod":
         return _prod(settings, env)
     raise ValueError(f"RECKIT_ENV={name!r}: expected one of {ENVIRONMENTS}")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import dagster as dg
 
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
+from reckit_assets.core.training import isolation
 from reckit_assets.defs.config import ProjectConfig
 from reckit_assets.settings import Settings
+
+T = TypeVar("T")
 
 
 class ReckitStorage(dg.ConfigurableResource):
@@ -51,7 +56,39 @@ class Monitoring(dg.ConfigurableResource):
         return storage_from_uri(self.feedback_uri)
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+class ModelProcesses(dg.ConfigurableResource):
+    """Where the model steps (training, evaluation) compute.
+
+    ``isolate``: in a process of their own, forked from a server that imported the ML stack when
+    the run started (the environment sets it where a run's steps share one process, see
+    ``core/training/isolation.py``); otherwise in the step's own process (a pod, a process per
+    step, or a test).
+    """
+
+    isolate: bool = False
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.isolate:
+            isolation.start()  # imports torch & co. while the data steps compute
+
+    def call(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        what: str,
+        log: Callable[[str], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(*args, **kwargs)`` (with ``log=`` when given) here or in its own process."""
+        if self.isolate:
+            return isolation.call(fn, *args, what=what, log=log, **kwargs)
+        return fn(*args, **kwargs, **({"log": log} if log is not None else {}))
+
+
+def build_resources(
+    settings: Settings, isolate_models: bool = False
+) -> dict[str, dg.ConfigurableResource]:
     return {
         "storage": ReckitStorage(
             landing_uri=settings.landing_uri,
@@ -62,4 +99,5 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "monitoring": Monitoring(
             feedback_uri=settings.feedback_uri, prometheus_url=settings.prometheus_url
         ),
+        "model_processes": ModelProcesses(isolate=isolate_models),
     }

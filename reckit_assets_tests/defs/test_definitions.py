@@ -103,7 +103,7 @@ def test_definitions_load_with_every_job_sensor_and_schedule():
         "landing_zone_observer",
     }
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
-    assert set(defs.resources) == {"storage", "project", "monitoring"}
+    assert set(defs.resources) == {"storage", "project", "monitoring", "model_processes"}
 
 
 def test_every_asset_and_group_is_in_the_snapshot():

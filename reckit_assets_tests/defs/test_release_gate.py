@@ -443,3 +443,30 @@ def test_report_holds_the_gate_table(prepared):
         assert f"| `{name}` |" in markdown
     assert "gate.auc_margin" in markdown and "| pass |" in markdown
     assert "trivial baseline (item_ctr_prior)" in markdown
+
+
+def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(prepared):
+    """The embedded default trains and evaluates in a process of its own (isolate=True); the
+    bytes, and so the data versions, are the ones a step computing in place gives."""
+    from reckit_assets.defs.resources import ModelProcesses
+
+    lake, instance = prepared
+    models = [a for a in XGB if a.key.path[0] in ("xgboost_candidate", "xgboost_evaluation")]
+    versions = {}
+    for isolate in (True, False):
+        result = dg.materialize(
+            models,
+            partition_key="2026-10-04",
+            resources={**_resources(lake), "model_processes": ModelProcesses(isolate=isolate)},
+            instance=instance,
+            run_config=FAST,
+        )
+        assert result.success
+        lines = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        versions[isolate] = {
+            name: result.asset_materializations_for_node(name)[0].tags["dagster/data_version"]
+            for name in ("xgboost_candidate", "xgboost_evaluation")
+        }
+        # The trainer's progress lines reach the run's log from the model process too.
+        assert any("xgb done: best round" in line for line in lines), isolate
+    assert versions[True] == versions[False]

@@ -39,10 +39,27 @@ def _prod_defs(monkeypatch, **extra: str) -> dg.Definitions:
 
 def test_local_is_the_default_and_needs_no_server(monkeypatch):
     monkeypatch.delenv("RECKIT_ENV", raising=False)
+    monkeypatch.delenv("RECKIT_STEP_EXECUTOR", raising=False)
     env = environment_for(load_settings({}))
     assert env.name == "local"
-    assert env.executor.name == "multiprocess"
-    assert set(env.resources) == {"storage", "project", "monitoring"}
+    # The steps of a run share its process; the model steps get their own (isolate=True).
+    assert env.executor.name == "in_process"
+    assert set(env.resources) == {"storage", "project", "monitoring", "model_processes"}
+    assert env.resources["model_processes"].isolate
+
+
+def test_step_executor_choice_decides_model_isolation():
+    local = environment_for(load_settings({}), {"RECKIT_STEP_EXECUTOR": "multiprocess"})
+    assert local.executor.name == "multiprocess"
+    assert not local.resources["model_processes"].isolate  # each step is its own process already
+    prod = {"RECKIT_ENV": "prod", **S3_ENV}
+    k8s = environment_for(load_settings(S3_ENV), prod)
+    assert k8s.executor.name == "k8s_steps" and not k8s.resources["model_processes"].isolate
+    shared = environment_for(load_settings(S3_ENV), {**prod, "RECKIT_STEP_EXECUTOR": "in_process"})
+    assert shared.executor.name == "in_process" and shared.resources["model_processes"].isolate
+    with pytest.raises(ValueError, match="RECKIT_STEP_EXECUTOR='k8s': expected one of") as err:
+        environment_for(load_settings({}), {"RECKIT_STEP_EXECUTOR": "k8s"})
+    assert "'in_process'" in str(err.value) and "'multiprocess'" in str(err.value)
 
 
 def test_prod_keeps_data_on_s3_through_the_dagster_aws_resource(monkeypatch):
@@ -315,10 +332,11 @@ print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))
 
 
 def test_per_step_tags_do_not_change_the_local_graph(monkeypatch):
-    """The local default still runs everything in processes; the tags are inert there."""
+    """The local default runs the steps in the run's process; the pod tags are inert there."""
     monkeypatch.delenv("RECKIT_ENV", raising=False)
+    monkeypatch.delenv("RECKIT_STEP_EXECUTOR", raising=False)
     defs = build_defs(load_settings())
     job = defs.resolve_job_def("daily_pipeline")
-    assert job.executor_def.name == "multiprocess"
+    assert job.executor_def.name == "in_process"
     tags = job.graph.node_named("deepfm_candidate").definition.tags
     assert json.loads(tags[environments.K8S_CONFIG_TAG])["pod_spec_config"]["node_selector"]

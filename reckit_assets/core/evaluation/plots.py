@@ -19,21 +19,20 @@ FIG_SIZE = (5.5, 3.0)
 DPI = 80
 
 
-def _pyplot():
-    import matplotlib
+def _figure():
+    """A figure drawn by the Agg canvas: no pyplot (no global state, half the import time)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)  # no display, thread- and process-safe for file output
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=FIG_SIZE)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _png(fig) -> bytes:
-    plt = _pyplot()
     out = io.BytesIO()
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=DPI)
-    plt.close(fig)
     return out.getvalue()
 
 
@@ -62,8 +61,8 @@ def training_curve_png(history: Sequence[Mapping], best_iteration: int | None, t
     for key in series:
         metric = key.split("_", 1)[1] if "_" in key else key
         metrics.setdefault(metric, []).append(key)
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=FIG_SIZE, squeeze=False)
+    fig = _figure()
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, (metric, keys) in zip(axes[0], metrics.items(), strict=True):
         for key in keys:
             values = [float(r[key]) for r in history]
@@ -79,6 +78,15 @@ def training_curve_png(history: Sequence[Mapping], best_iteration: int | None, t
     best = f" (best {step_key} {best_iteration})" if best_iteration is not None else ""
     fig.suptitle(title + best, fontsize=9)
     return _png(fig)
+
+
+def training_curve_markdown(
+    history: Sequence[Mapping], best_iteration: int | None, title: str
+) -> str:
+    """:func:`training_curve_png` as inline Markdown; ``(no history)`` for an empty history."""
+    if not history:
+        return "(no history)"
+    return markdown_image(training_curve_png(history, best_iteration, title), "training curve")
 
 
 def reliability_bins(labels, scores, n_bins: int = 10) -> list[dict]:
@@ -114,8 +122,8 @@ def reliability_png(curves: Mapping[str, Sequence[Mapping]], title: str) -> byte
     """
     if not curves:
         raise ValueError(f"{title}: no curves to plot")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIG_SIZE)
+    fig = _figure()
+    ax = fig.subplots()
     top = max(max(b["mean_predicted"], b["observed"]) for bins in curves.values() for b in bins)
     top = min(1.0, top * 1.1) or 1.0
     ax.plot([0, top], [0, top], color="grey", linewidth=0.8, linestyle=":", label="calibrated")

@@ -49,6 +49,16 @@ class S3Storage:
             )
         self._probed = False
 
+    def __reduce__(self):
+        # Pickled to reach a model process (core/training/isolation.py): a boto3 client does not
+        # travel, so the copy opens one to the same endpoint and region, in the same write mode;
+        # credentials come from that process's environment, as they do here.
+        meta = self.client.meta
+        return (
+            _reopen,
+            (self.bucket, self.prefix, meta.endpoint_url, meta.region_name, self.conditional),
+        )
+
     @classmethod
     def from_uri(cls, uri: str, client=None) -> S3Storage:
         if not uri.startswith("s3://"):
@@ -204,3 +214,15 @@ class S3Storage:
                 raise PreconditionFailed(f"{self.uri}/{key} changed since it was read")
             return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)["ETag"]
         return self._conditional_put(key, data, IfMatch=tag)
+
+
+def _reopen(
+    bucket: str, prefix: str, endpoint_url: str | None, region: str | None, conditional: str
+) -> S3Storage:
+    import boto3
+
+    storage = S3Storage(
+        bucket, prefix, boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+    )
+    storage.conditional = conditional
+    return storage

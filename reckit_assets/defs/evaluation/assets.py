@@ -9,8 +9,9 @@ from reckit_assets.core.io import warehouse
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
 from reckit_assets.defs.config import GateOverrides, ProjectConfig, config_metadata, overrides_of
+from reckit_assets.defs.environments import MODEL_STEP_TAGS
 from reckit_assets.defs.partitions import Structure
-from reckit_assets.defs.resources import ReckitStorage
+from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 from reckit_assets.defs.results import blocking_checks, merged_checks
 
 
@@ -53,6 +54,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
         code_version=model_steps.CODE_VERSION,
         kinds={"json", "markdown"},
         check_specs=blocking_checks(name, checks),
+        op_tags=MODEL_STEP_TAGS,
         description=f"{kind} candidate vs the registry's production version vs a trivial "
         "baseline, on day dt (out of time). Its blocking checks are the release gate.",
     )
@@ -61,12 +63,14 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
         config: EvaluationConfig,
         storage: ReckitStorage,
         project: ProjectConfig,
+        model_processes: ModelProcesses,
     ):
         overrides = {k: v for k, v in overrides_of(config).items() if k != "reason"}
         effective = project.load({"gate": overrides})
         store, dt, rules = storage.warehouse(), context.partition_key, effective.config.gate
         override = _launch_override(context, project.load().config.gate, rules, config.reason)
-        artifact, outcomes = model_steps.evaluate(
+        artifact, outcomes = model_processes.call(
+            model_steps.evaluate,
             store,
             Registry(storage.registry()),
             kind,
@@ -74,10 +78,15 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             rules,
             rule_sources=effective.sources,
             override=override,
+            what=f"{kind} evaluation dt={dt}",
         )
         manifest = warehouse.publish(store, name, dt, artifact)
         failed = [o.name for o in outcomes if not o.passed]
-        calibration = plots.reliability_markdown(json.loads(artifact.blobs["report.json"]))
+        calibration = model_processes.call(
+            plots.reliability_markdown,
+            json.loads(artifact.blobs["report.json"]),
+            what=f"{kind} reliability diagram dt={dt}",
+        )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(manifest["data_version"]),
             metadata={

@@ -13,9 +13,9 @@ from reckit_assets.defs.config import (
     config_metadata,
     overrides_of,
 )
-from reckit_assets.defs.environments import k8s_op_tags
+from reckit_assets.defs.environments import MODEL_STEP_TAGS, k8s_op_tags
 from reckit_assets.defs.partitions import Structure
-from reckit_assets.defs.resources import ReckitStorage
+from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 from reckit_assets.defs.results import to_result
 
 KINDS_META = {
@@ -50,7 +50,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
         # Pod settings under k8s_job_executor (deepfm: a GPU node); see defs/environments.py.
-        op_tags=k8s_op_tags(model_steps.candidate_asset(kind)),
+        op_tags={**k8s_op_tags(model_steps.candidate_asset(kind)), **MODEL_STEP_TAGS},
         description=f"{KINDS_META[kind]['label']}, trained on the {s.training_window_days} "
         "days before dt (`training.window_days`). Skipped, with the reason, while fewer than "
         "`training.min_days` usable days are available.",
@@ -60,6 +60,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         config: config_cls,  # type: ignore[valid-type]
         storage: ReckitStorage,
         project: ProjectConfig,
+        model_processes: ModelProcesses,
     ):
         effective = project.load({kind: overrides_of(config)})
         store, dt = storage.warehouse(), context.partition_key
@@ -96,7 +97,8 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
             )
 
         try:
-            artifact = model_steps.train_candidate(
+            artifact = model_processes.call(
+                model_steps.train_candidate,
                 store,
                 kind,
                 dt,
@@ -104,6 +106,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 s.training_window_days,
                 s.first_day,
                 effective.config.training.min_days,
+                what=f"{kind} training dt={dt}",
                 log=context.log.info,
             )
         except model_steps.NotEnoughDataError as exc:
@@ -136,7 +139,15 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
             "best_iteration": info["best_iteration"],
             "train_seconds": info["train_seconds"],
             "learning_curve": dg.MetadataValue.md(_curve(history)),
-            "training_curve": dg.MetadataValue.md(_curve_plot(kind, dt, info)),
+            "training_curve": dg.MetadataValue.md(
+                model_processes.call(
+                    plots.training_curve_markdown,
+                    history,
+                    info["best_iteration"],
+                    f"{kind} dt={dt}",
+                    what=f"{kind} training curve dt={dt}",
+                )
+            ),
             **config_metadata(effective, (kind, "training")),
         }
         yield dg.MaterializeResult(
@@ -145,13 +156,6 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         yield stale_check(f"candidate {info['version']} trained; the gate decides next")
 
     return candidate
-
-
-def _curve_plot(kind: str, dt: str, info: dict) -> str:
-    if not info["history"]:
-        return "(no history)"
-    png = plots.training_curve_png(info["history"], info["best_iteration"], f"{kind} dt={dt}")
-    return plots.markdown_image(png, f"{kind} training curve")
 
 
 def _days_without_candidate(store, asset: str, dt: str, first_day: str, limit: int = 366) -> int:

@@ -58,3 +58,20 @@ def test_landing_warehouse_and_registry_on_s3(s3_env, tmp_path):
     assert registry.alias("toy", PRODUCTION) == "v1"
     assert registry.load_files("toy", "v1") == {"m.bin": b"weights"}
     assert [m.to_version for m in registry.history("toy")] == ["v1"]
+
+
+def test_a_pickled_s3_storage_reopens_the_same_place_in_the_same_mode(s3_env, monkeypatch):
+    """What a model process receives (core/training/isolation.py): no client travels, the copy
+    opens its own to the same endpoint, bucket and prefix, with the same conditional-write mode."""
+    import pickle
+
+    monkeypatch.setenv("RECKIT_S3_CONDITIONAL_WRITES", "emulated")
+    store = storage_from_uri(f"s3://{s3_env}/warehouse")
+    store.write_bytes("t/dt=1/x.bin", b"payload")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the copy must not depend on this process's variables
+    monkeypatch.delenv("RECKIT_S3_CONDITIONAL_WRITES")
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.client is not store.client
+    assert (copy.uri, copy.conditional) == (store.uri, "emulated")
+    assert copy.client.meta.endpoint_url == store.client.meta.endpoint_url
+    assert copy.read_bytes("t/dt=1/x.bin") == b"payload"
