@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reckit_assets.dagster_home import LOCAL_DAGSTER_YAML
 from reckit_assets.settings import PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / ".artifacts" / "ui"
@@ -37,6 +38,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DAYS = 3  # the third day is the first with two training days: it trains, evaluates, registers
+SLOW_QUEUE = """\
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 15
+"""
 SMALL_MODELS = """\
 xgboost: {n_estimators: 40, early_stopping_rounds: 10}
 deepfm: {max_epochs: 2, hidden: [32, 32]}
@@ -86,14 +94,14 @@ class DagsterUI:
             for r in data["data"]["runsOrError"]["results"]
         ]
 
-    def wait_for(self, what: str, predicate, timeout: float = 900) -> object:
+    def wait_for(self, what: str, predicate, timeout: float = 900, poll: float = 3) -> object:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"reckit dev exited; see {self.log}"
             value = predicate()
             if value:
                 return value
-            time.sleep(3)
+            time.sleep(poll)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; log: {self.log}")
 
 
@@ -115,6 +123,11 @@ def dagster_ui(tmp_path_factory) -> Iterator[DagsterUI]:
     root = tmp_path_factory.mktemp("reckit_ui")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (root / "reckit.yaml").write_text(SMALL_MODELS)
+    # The project's instance, with a slower queue: runs of days without training take seconds,
+    # so with the default 5 s dequeue the sensor's backlog could drain before the UI launch that
+    # must jump it. Priority (what is tested) is the project's; only the tick is slower.
+    (root / "dagster_home").mkdir()
+    (root / "dagster_home" / "dagster.yaml").write_text(LOCAL_DAGSTER_YAML + SLOW_QUEUE)
     port = _free_port()
     env = {
         **os.environ,

@@ -85,6 +85,20 @@ def training_window(store: Storage, kind: str, dt: str, days: int, first_day: st
     return window
 
 
+def usable_window(
+    store: Storage, kind: str, dt: str, days: int, first_day: str, min_days: int
+) -> Window:
+    """:func:`training_window`, or :class:`NotEnoughDataError` with fewer than ``min_days``
+    usable days. Cheap (manifests only): callers check it before starting a training process."""
+    window = training_window(store, kind, dt, days, first_day)
+    if len(window.days) < min_days:
+        raise NotEnoughDataError(
+            f"{kind} dt={dt}: {len(window.days)} usable training day(s) before dt "
+            f"(need {min_days}; skipped: {window.skipped or 'none'})"
+        )
+    return window
+
+
 def _params(kind: str, overrides: dict):
     if kind == "xgboost":
         from reckit_assets.core.training.xgb_ranker import XGBParams as cls
@@ -111,12 +125,7 @@ def train_candidate(
     log: Callable[[str], None] = no_log,
 ) -> warehouse.Artifact:
     """Train ``kind`` on the window before dt; the last usable day is the validation split."""
-    window = training_window(store, kind, dt, window_days, first_day)
-    if len(window.days) < min_days:
-        raise NotEnoughDataError(
-            f"{kind} dt={dt}: {len(window.days)} usable training day(s) before dt "
-            f"(need {min_days}; skipped: {window.skipped or 'none'})"
-        )
+    window = usable_window(store, kind, dt, window_days, first_day, min_days)
     params = _params(kind, hyperparameters)
     started = time.perf_counter()
     if kind == "item2vec":

@@ -97,6 +97,15 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
             )
 
         try:
+            # Checked here first: a day without enough history needs no training process.
+            model_steps.usable_window(
+                store,
+                kind,
+                dt,
+                s.training_window_days,
+                s.first_day,
+                effective.config.training.min_days,
+            )
             artifact = model_processes.call(
                 model_steps.train_candidate,
                 store,
