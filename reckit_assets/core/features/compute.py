@@ -261,24 +261,58 @@ def build_samples(
     whole day's (at 10M rows a day, ~5.4 GB -> ~3 GB); the rows and bytes are the same.
     """
     base = _pl(validated)
-    if base.height <= chunk_rows:
-        return _build_samples(base, features, users, items)
-    users, items = _pl(users), _pl(items)
+    by_item, by_user = _entity_tables(features, users, items)
+    by_category = (
+        None
+        if features.user_categories is None
+        else _user_category_lookup(base, by_item, _pl(features.user_categories))
+    )
     parts = [
-        _build_samples(base.slice(offset, chunk_rows), features, users, items)
-        for offset in range(0, base.height, chunk_rows)
+        _build_samples(
+            base.slice(offset, chunk_rows),
+            features.priors,
+            by_item,
+            by_user,
+            None if by_category is None else by_category.slice(offset, chunk_rows),
+        )
+        for offset in range(0, max(base.height, 1), chunk_rows)
     ]
-    return pl.concat(parts, how="vertical", rechunk=False)
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical", rechunk=False)
 
 
-def _build_samples(
-    validated: pl.DataFrame,
+def _user_category_lookup(
+    base: pl.DataFrame, by_item: pl.DataFrame, user_categories: pl.DataFrame
+) -> pl.DataFrame:
+    """The user x category window features of every row of the day, in the day's row order.
+
+    Joined once for the whole day on the keys only: the user x category table is the largest
+    (2.7M rows at 10M impressions a day), and a join per chunk rebuilt its hash table every time
+    (2.8 s of joins at 10M rows vs 0.9 s once). Holds only the two looked-up columns.
+    """
+    keys = base.select("user_id", "item_id").join(
+        by_item.select("item_id", "item_category"),
+        on="item_id",
+        how="left",
+        validate="m:1",
+        maintain_order="left",
+    )
+    keys = keys.select("user_id", pl.col("item_category").fill_null(UNKNOWN_CATEGORY))
+    return keys.join(
+        user_categories,
+        on=["user_id", "item_category"],
+        how="left",
+        validate="m:1",
+        maintain_order="left",
+    ).drop("user_id", "item_category")
+
+
+def _entity_tables(
     features: FeatureTables,
     users: pd.DataFrame | pl.DataFrame,
     items: pd.DataFrame | pl.DataFrame,
-) -> pl.DataFrame:
-    p = features.priors
-    base = _pl(validated).rename({"clicked": LABEL_COLUMN})
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per item and per user: profile attributes and window features side by side. Built once
+    per day, not per chunk: each is a join over every user (or item), not over the chunk."""
     item_feats = _pl(features.items)
     user_feats = _pl(features.users)
     user_attrs = _pl(users).select(
@@ -293,6 +327,20 @@ def _build_samples(
         item_price=pl.col("price").cast(pl.Float64),
     )
 
+    by_item = item_attrs.join(item_feats, on="item_id", how="full", coalesce=True)
+    by_user = user_attrs.join(user_feats, on="user_id", how="full", coalesce=True)
+    return by_item, by_user
+
+
+def _build_samples(
+    validated: pl.DataFrame,
+    p: Priors,
+    by_item: pl.DataFrame,
+    by_user: pl.DataFrame,
+    by_category: pl.DataFrame | None,
+) -> pl.DataFrame:
+    base = validated.rename({"clicked": LABEL_COLUMN})
+
     def join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
         """``left.join(right, on, how="left")``, copying only the keys: the right side's columns
         are aligned to the keys, then placed beside ``left``'s columns, which are not copied (at
@@ -302,14 +350,12 @@ def _build_samples(
         )
         return pl.concat([left, aligned.drop(on)], how="horizontal")
 
-    # The small per-item and per-user tables are combined first: two joins over the day's rows
+    # The per-item and per-user tables were combined first: two joins over the day's rows
     # instead of four.
-    by_item = item_attrs.join(item_feats, on="item_id", how="full", coalesce=True)
-    by_user = user_attrs.join(user_feats, on="user_id", how="full", coalesce=True)
     out = join(join(base, by_item, ["item_id"]), by_user, ["user_id"])
     out = out.with_columns(pl.col("item_category").fill_null(UNKNOWN_CATEGORY))
-    if features.user_categories is not None:
-        out = join(out, _pl(features.user_categories), ["user_id", "item_category"])
+    if by_category is not None:
+        out = pl.concat([out, by_category], how="horizontal")  # looked up for the whole day
     else:
         out = out.with_columns(
             user_category_ctr=pl.lit(None, pl.Float64),
