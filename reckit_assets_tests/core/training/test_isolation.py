@@ -87,8 +87,13 @@ def test_a_killed_process_fails_the_call_naming_the_signal():
 def test_every_preloaded_module_imports():
     # multiprocessing skips a preload module that fails to import, silently: a typo here would
     # make every model step import it again.
+    failed = {}
     for name in isolation.PRELOAD:
-        importlib.import_module(name)
+        try:
+            assert importlib.import_module(name).__name__ == name
+        except ImportError as exc:
+            failed[name] = str(exc)
+    assert failed == {}, f"preload modules that do not import: {failed}"
 
 
 def test_children_of_the_started_server_find_the_ml_stack_loaded():
