@@ -36,12 +36,17 @@ DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
 
 
 def run_direct(root: str, dt: str) -> None:
-    """Every step of the daily job for ``dt``, by calling the core functions (what the assets do,
-    without Dagster)."""
+    """Every step of the daily job for ``dt``, by calling the core functions the assets call, with
+    the same computations (the training curves, reliability diagrams and staleness check that
+    the model assets add as metadata included), without Dagster."""
+    import json
+
     from reckit_assets.config import load_config
+    from reckit_assets.core.evaluation import plots
     from reckit_assets.core.features import online
     from reckit_assets.core.io import warehouse
     from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.release import staleness
     from reckit_assets.core.release.registry import Registry
     from reckit_assets.core.steps import data as steps
     from reckit_assets.core.steps import models as model_steps
@@ -62,10 +67,13 @@ def run_direct(root: str, dt: str) -> None:
     warehouse.publish(store, steps.SAMPLES, dt, result.artifact, quarantined=not result.passed)
     warehouse.publish(store, steps.SEQUENCES, dt, steps.sequences(store, dt))
     registry = Registry(registry_store)
+    window = config.config.training
     trained, passed = [], []
     for kind in model_steps.KINDS:
-        window = config.config.training
         try:
+            model_steps.usable_window(
+                store, kind, dt, window.window_days, DAYS[0], window.min_days
+            )
             artifact = model_steps.train_candidate(
                 store,
                 kind,
@@ -78,13 +86,17 @@ def run_direct(root: str, dt: str) -> None:
         except model_steps.NotEnoughDataError:  # the asset emits no output: nothing downstream
             continue
         warehouse.publish(store, model_steps.candidate_asset(kind), dt, artifact)
+        info = artifact.info
+        plots.training_curve_markdown(info["history"], info["best_iteration"], f"{kind} dt={dt}")
+        staleness.staleness(
+            registry, kind, dt, DAYS[0], window.window_days, config.config.release, "trained"
+        )
         trained.append(kind)
     for kind in trained:
         rules = config.config.gate
-        artifact, outcomes = model_steps.evaluate(
-            store, registry, kind, dt, rules, rules.bootstrap_samples
-        )
+        artifact, outcomes = model_steps.evaluate(store, registry, kind, dt, rules)
         warehouse.publish(store, model_steps.evaluation_asset(kind), dt, artifact)
+        plots.reliability_markdown(json.loads(artifact.blobs["report.json"]))
         if all(o.passed for o in outcomes):  # the gate is a blocking check in Dagster
             passed.append(kind)
     for kind in passed:

@@ -7,6 +7,12 @@ environment at import.
 
 from __future__ import annotations
 
+from reckit_assets.defs import run_worker
+
+# First, before the imports below (~1.2 s): a process about to execute a run starts its model
+# server now, so that it imports the ML stack meanwhile (see defs/run_worker.py).
+run_worker.start_model_server_early()
+
 import dagster as dg
 
 from reckit_assets.config import ReckitConfig, load_config

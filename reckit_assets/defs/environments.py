@@ -40,7 +40,9 @@ import dagster as dg
 import yaml
 from pydantic import BaseModel, Field
 
+from reckit_assets.core.steps.models import IMPORT_ORDER
 from reckit_assets.defs.resources import build_resources
+from reckit_assets.defs.run_worker import DEFAULT_STEP_EXECUTOR
 from reckit_assets.settings import Settings
 
 ENVIRONMENTS = ("local", "prod")
@@ -142,10 +144,13 @@ def k8s_op_tags(step: str) -> dict[str, str]:
     return {K8S_CONFIG_TAG: json.dumps(step_k8s_config(K8S_STEPS, step), sort_keys=True)}
 
 
-# Model steps (training, evaluation) start after the ready data steps: with the steps of a run in
-# one process, the data steps then run while the model server imports the ML stack, and the first
-# model step waits the least (every executor orders ready steps by this tag).
-MODEL_STEP_TAGS = {"dagster/priority": "-1"}
+# Model steps (training, evaluation) start after the ready data steps, those of the models whose
+# libraries take longest to import last (item2vec: gensim; XGBoost; DeepFM: torch, ~2.5 s): with
+# the steps of a run in one process, the data steps run while the model servers import, and by
+# the time a model's steps start its server has loaded what it needs. Every executor orders
+# ready steps by this tag; with a pod per step it only orders them.
+def model_step_tags(kind: str) -> dict[str, str]:
+    return {"dagster/priority": str(-1 - IMPORT_ORDER.index(kind))}
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ def _step_executor(env: dict[str, str], default: str, allowed: tuple[str, ...]) 
 
 
 def _local(settings: Settings, env: dict[str, str]) -> Environment:
-    kind = _step_executor(env, "in_process", tuple(PROCESS_EXECUTORS))
+    kind = _step_executor(env, DEFAULT_STEP_EXECUTOR["local"], tuple(PROCESS_EXECUTORS))
     resources = build_resources(settings, isolate_models=kind == "in_process")
     return Environment(name="local", resources=resources, executor=PROCESS_EXECUTORS[kind])
 
@@ -215,7 +220,7 @@ def _prod(settings: Settings, env: dict[str, str]) -> Environment:
         endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
         region_name=env.get("AWS_DEFAULT_REGION") or None,
     )
-    kind = _step_executor(env, "k8s", STEP_EXECUTORS)
+    kind = _step_executor(env, DEFAULT_STEP_EXECUTOR["prod"], STEP_EXECUTORS)
     resources = build_resources(settings, isolate_models=kind == "in_process")
     resources["s3"] = s3
     resources["storage"] = S3ReckitStorage(

@@ -16,6 +16,9 @@ from reckit_assets.settings import Settings
 
 T = TypeVar("T")
 
+# The run's log line when the servers were started as the code location loaded (defs/run_worker.py)
+EARLY_START = "model servers started as the code location loaded,"
+
 
 class ReckitStorage(dg.ConfigurableResource):
     """The landing zone (read only), the warehouse of pipeline artifacts, and the registry."""
@@ -59,8 +62,8 @@ class Monitoring(dg.ConfigurableResource):
 class ModelProcesses(dg.ConfigurableResource):
     """Where the model steps (training, evaluation) compute.
 
-    ``isolate``: in a process of their own, forked from a server that imported the ML stack when
-    the run started (the environment sets it where a run's steps share one process, see
+    ``isolate``: in a process of their own, forked from a model server that imported the ML
+    stack (the environment sets it where a run's steps share one process, see
     ``core/training/isolation.py``); otherwise in the step's own process (a pod, a process per
     step, or a test).
     """
@@ -68,8 +71,16 @@ class ModelProcesses(dg.ConfigurableResource):
     isolate: bool = False
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.isolate:
-            isolation.start()  # imports torch & co. while the data steps compute
+        if not self.isolate:
+            return
+        loading = isolation.loading_for()
+        isolation.start()  # imports torch & co. while the data steps compute
+        if context.log is not None:
+            context.log.info(
+                f"{EARLY_START} {loading:.1f} s ago"
+                if loading is not None
+                else "model servers started with the run's resources"
+            )
 
     def call(
         self,
@@ -78,11 +89,13 @@ class ModelProcesses(dg.ConfigurableResource):
         *args: Any,
         what: str,
         log: Callable[[str], None] | None = None,
+        server: str = isolation.FULL,
         **kwargs: Any,
     ) -> T:
-        """``fn(*args, **kwargs)`` (with ``log=`` when given) here or in its own process."""
+        """``fn(*args, **kwargs)`` (with ``log=`` when given) here or in its own process,
+        forked from ``server`` (see ``isolation.call``)."""
         if self.isolate:
-            return isolation.call(fn, *args, what=what, log=log, **kwargs)
+            return isolation.call(fn, *args, what=what, log=log, server=server, **kwargs)
         return fn(*args, **kwargs, **({"log": log} if log is not None else {}))
 
 

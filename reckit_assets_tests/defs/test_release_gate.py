@@ -470,3 +470,45 @@ def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(pr
         # The trainer's progress lines reach the run's log from the model process too.
         assert any("xgb done: best round" in line for line in lines), isolate
     assert versions[True] == versions[False]
+
+
+def test_the_xgboost_and_item2vec_model_processes_never_import_torch(prepared):
+    """They fork from the LIGHT model server, which never imports torch (it serves while the
+    FULL one does); a step of theirs that imported it would pay ~2.5 s of imports itself."""
+    from reckit_assets.core.steps import models as model_steps
+    from reckit_assets.core.training import isolation
+    from reckit_assets_tests.core.training import probe
+
+    lake, instance = prepared
+    dt, structure = "2026-10-04", STRUCTURE
+    config = lake.resources()["project"].load()
+    candidate = [a for a in XGB if a.key.path[0] == "xgboost_candidate"]
+    assert dg.materialize(
+        candidate, partition_key=dt, resources=_resources(lake), instance=instance, run_config=FAST
+    ).success
+    calls = {
+        f"{kind} training": (
+            model_steps.train_candidate,
+            lake.warehouse,
+            kind,
+            dt,
+            config.values()[kind],
+            structure.training_window_days,
+            structure.first_day,
+            config.config.training.min_days,
+        )
+        for kind in ("xgboost", "item2vec")
+    }
+    calls["xgboost evaluation"] = (
+        model_steps.evaluate,
+        lake.warehouse,
+        _registry(lake),
+        "xgboost",
+        dt,
+        config.config.gate,
+    )
+    for what, (fn, *args) in calls.items():
+        server = model_steps.model_server(what.split()[0])
+        assert server == isolation.LIGHT
+        imported = isolation.call(probe.new_modules, fn, *args, what=what, server=server)
+        assert "torch" not in imported, f"{what} imported torch: {imported}"

@@ -8,8 +8,9 @@ from reckit_assets.core.evaluation import gate, plots
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
+from reckit_assets.core.training import isolation
 from reckit_assets.defs.config import GateOverrides, ProjectConfig, config_metadata, overrides_of
-from reckit_assets.defs.environments import MODEL_STEP_TAGS
+from reckit_assets.defs.environments import model_step_tags
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 from reckit_assets.defs.results import blocking_checks, merged_checks
@@ -54,7 +55,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
         code_version=model_steps.CODE_VERSION,
         kinds={"json", "markdown"},
         check_specs=blocking_checks(name, checks),
-        op_tags=MODEL_STEP_TAGS,
+        op_tags=model_step_tags(kind),
         description=f"{kind} candidate vs the registry's production version vs a trivial "
         "baseline, on day dt (out of time). Its blocking checks are the release gate.",
     )
@@ -79,6 +80,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             rule_sources=effective.sources,
             override=override,
             what=f"{kind} evaluation dt={dt}",
+            server=model_steps.model_server(kind),
         )
         manifest = warehouse.publish(store, name, dt, artifact)
         failed = [o.name for o in outcomes if not o.passed]
@@ -86,6 +88,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             plots.reliability_markdown,
             json.loads(artifact.blobs["report.json"]),
             what=f"{kind} reliability diagram dt={dt}",
+            server=isolation.LIGHT,
         )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(manifest["data_version"]),

@@ -7,13 +7,14 @@ from reckit_assets.core.io import warehouse
 from reckit_assets.core.release import staleness
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
+from reckit_assets.core.training import isolation
 from reckit_assets.defs.config import (
     TRAINING_OVERRIDES,
     ProjectConfig,
     config_metadata,
     overrides_of,
 )
-from reckit_assets.defs.environments import MODEL_STEP_TAGS, k8s_op_tags
+from reckit_assets.defs.environments import k8s_op_tags, model_step_tags
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 from reckit_assets.defs.results import to_result
@@ -50,7 +51,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
         # GPU-bound on Kubernetes: the deployment maps this pool to a GPU node (see deploy/).
         pool="gpu" if kind == "deepfm" else None,
         # Pod settings under k8s_job_executor (deepfm: a GPU node); see defs/environments.py.
-        op_tags={**k8s_op_tags(model_steps.candidate_asset(kind)), **MODEL_STEP_TAGS},
+        op_tags={**k8s_op_tags(model_steps.candidate_asset(kind)), **model_step_tags(kind)},
         description=f"{KINDS_META[kind]['label']}, trained on the {s.training_window_days} "
         "days before dt (`training.window_days`). Skipped, with the reason, while fewer than "
         "`training.min_days` usable days are available.",
@@ -117,6 +118,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 effective.config.training.min_days,
                 what=f"{kind} training dt={dt}",
                 log=context.log.info,
+                server=model_steps.model_server(kind),
             )
         except model_steps.NotEnoughDataError as exc:
             # Never silent: the run log and the asset's UI page say why, and for how many days.
@@ -155,6 +157,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                     info["best_iteration"],
                     f"{kind} dt={dt}",
                     what=f"{kind} training curve dt={dt}",
+                    server=isolation.LIGHT,
                 )
             ),
             **config_metadata(effective, (kind, "training")),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
 from reckit_assets.core.training import isolation
 from reckit_assets.defs.resources import ModelProcesses
+from reckit_assets_tests.core.training import probe
 
 
 def _work(x: int, log=None) -> tuple[int, int]:
@@ -38,12 +42,6 @@ def _die() -> None:
 
 def _unpicklable_result():
     return lambda: None
-
-
-def _loaded() -> list[str]:
-    return [
-        m for m in ("torch", "xgboost", "gensim.models", "matplotlib.figure") if m in sys.modules
-    ]
 
 
 def _pid() -> int:
@@ -96,14 +94,74 @@ def test_every_preloaded_module_imports():
     assert failed == {}, f"preload modules that do not import: {failed}"
 
 
-def test_children_of_the_started_server_find_the_ml_stack_loaded():
+def test_children_of_the_started_servers_find_their_ml_stack_loaded():
     isolation.start()
-    assert isolation.call(_loaded, what="probe") == [
-        "torch",
+    stack = ("torch", "xgboost", "gensim.models", "matplotlib.figure")
+    assert isolation.call(probe.loaded, stack, what="probe") == list(stack)
+    # The LIGHT server never imports torch: it serves while the FULL one imports it.
+    assert isolation.call(probe.loaded, stack, what="probe", server=isolation.LIGHT) == [
         "xgboost",
         "gensim.models",
         "matplotlib.figure",
     ]
+    assert isolation.call(_pid, what="full") != isolation.call(_pid, what="light", server="light")
+    # A LIGHT child that needs torch imports it itself (what the probe of the model steps that
+    # must not, in test_release_gate.py, would see).
+    imported = isolation.call(
+        probe.new_modules, importlib.import_module, "torch", what="probe", server="light"
+    )
+    assert "torch" in imported
+
+
+def test_an_unknown_server_is_refused():
+    with pytest.raises(ValueError, match="server='gpu'"):
+        isolation.call(_pid, what="probe", server="gpu")
+
+
+def _gone(pid: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A child of this process (the LIGHT server) is a zombie until reaped.
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("server", [isolation.FULL, isolation.LIGHT])
+def test_a_killed_server_is_replaced_with_its_pair(server):
+    light = isolation.call(probe.parent, what="light", server=isolation.LIGHT)
+    full = isolation.call(probe.parent, what="full")
+    killed = full if server == isolation.FULL else light
+    os.kill(killed, signal.SIGKILL)
+    assert _gone(killed)
+    # The next call to the dead server replaces the pair.
+    assert isolation.call(probe.parent, what=server, server=server) != killed
+    new_light = isolation.call(probe.parent, what="light", server=isolation.LIGHT)
+    new_full = isolation.call(probe.parent, what="full")
+    assert new_light != light and new_full != full
+    # The survivor of the old pair ends with it: nothing is left behind.
+    assert _gone(light) and _gone(full)
+
+
+def test_the_servers_end_with_the_process_that_started_them():
+    script = (
+        "from reckit_assets.core.training import isolation\n"
+        "from reckit_assets_tests.core.training import probe\n"
+        "print(isolation.call(probe.parent, what='light', server='light'))\n"
+        "print(isolation.call(probe.parent, what='full'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    light, full = (int(line) for line in done.stdout.split())
+    assert light != full
+    assert _gone(light) and _gone(full), "a model server outlived its client"
 
 
 def test_the_resource_isolates_only_when_asked():
