@@ -53,6 +53,8 @@ gate: {bootstrap_samples: 50}
 """
 RUNS_QUERY = """{ runsOrError { ... on Runs { results {
     runId status creationTime startTime endTime tags { key value } } } } }"""
+LOGS_QUERY = """query Logs($runId: ID!) { logsForRun(runId: $runId) {
+    ... on EventConnection { events { ... on MessageEvent { message } } } } }"""
 
 
 @dataclass
@@ -93,6 +95,15 @@ class DagsterUI:
             )
             for r in data["data"]["runsOrError"]["results"]
         ]
+
+    def messages(self, run_id: str) -> list[str]:
+        """The run's log messages, as its page in the UI shows them."""
+        data = httpx.post(
+            f"{self.url}/graphql",
+            json={"query": LOGS_QUERY, "variables": {"runId": run_id}},
+            timeout=60,
+        ).json()
+        return [e["message"] for e in data["data"]["logsForRun"]["events"] if e.get("message")]
 
     def wait_for(self, what: str, predicate, timeout: float = 900, poll: float = 3) -> object:
         deadline = time.monotonic() + timeout

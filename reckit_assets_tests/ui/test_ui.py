@@ -1,7 +1,8 @@
 """The Dagster UI in a real Chromium against `reckit dev` on a small simulation (make test-ui).
 
 In order: a partition launched from the UI while the arrival sensor's backlog is queued runs
-next and succeeds; the lineage shows the groups in the order of the flow; the landing asset lists
+next and succeeds; the sensor's runs found their model servers started as the code location
+loaded; the lineage shows the groups in the order of the flow; the landing asset lists
 the landed days; an evaluation partition shows its report; a candidate shows its training curve;
 the browser logged no errors; the terminal stayed quiet.
 """
@@ -72,6 +73,20 @@ def test_a_partition_launched_from_the_ui_runs_before_the_sensor_backlog(page, d
     page.goto(f"{dagster_ui.url}/runs/{run.id}")
     page.get_by_text("Success", exact=False).first.wait_for()
     screenshot(page, "manual_run")
+
+
+def test_sensor_runs_find_their_model_servers_started_as_the_code_location_loaded(dagster_ui):
+    # A run the daemon launches executes in a process the code server spawns; loading the code
+    # location there starts the model servers (defs/run_worker.py), before the run's resources
+    # would. Every sensor run of the daily job has the model_processes resource.
+    from reckit_assets.defs.resources import EARLY_START
+
+    runs = [r for r in dagster_ui.runs() if r.from_sensor and r.status == "SUCCESS"]
+    assert runs, "no sensor run succeeded"
+    early = [
+        r.id for r in runs if any(m.startswith(EARLY_START) for m in dagster_ui.messages(r.id))
+    ]
+    assert early == [r.id for r in runs], f"runs without early model servers: {dagster_ui.log}"
 
 
 def test_lineage_shows_the_groups_in_the_order_of_the_flow(page, dagster_ui):
