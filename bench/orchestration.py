@@ -71,9 +71,7 @@ def run_direct(root: str, dt: str) -> None:
     trained, passed = [], []
     for kind in model_steps.KINDS:
         try:
-            model_steps.usable_window(
-                store, kind, dt, window.window_days, DAYS[0], window.min_days
-            )
+            model_steps.usable_window(store, kind, dt, window.window_days, DAYS[0], window.min_days)
             artifact = model_steps.train_candidate(
                 store,
                 kind,

@@ -5,8 +5,9 @@
 ``local`` (default)  the embedded default: storage URIs as settings give them (local folders),
                      no server needed. The steps of a run share its process (the in-process
                      executor); the model steps (training, evaluation) still compute in a process
-                     of their own, forked from a server that imported the ML stack when the run
-                     started (``core/training/isolation.py``).
+                     of their own, forked from model servers that import the ML stack from the
+                     moment the run's process loads the code location (``defs/run_worker.py``,
+                     ``core/training/isolation.py``).
 ``prod``             landing, warehouse and registry on S3 through a dagster-aws ``S3Resource``
                      (the storage layer takes its boto3 client from it); every step its own
                      Kubernetes pod (``k8s_job_executor``) with per-step settings from

@@ -1,13 +1,14 @@
-"""What a process that loaded the code location to execute a run starts first: the model server.
+"""What a process that loaded the code location to execute a run starts first: the model servers.
 
 Where a run's steps share its process (``RECKIT_STEP_EXECUTOR=in_process``), the model steps
-compute in processes forked from a server that imports torch, xgboost, gensim and the model code
-(``core/training/isolation.py``, ~3.5 s of imports). The run's resources would start it after the
-code location, the instance, the run and its plan; started here instead, as the code location
-starts loading, it has ~2 s more to import before the first model step asks for it. Code
-servers, the webserver, the daemon and tests load the code location too, and start nothing.
+compute in processes forked from servers that import the model code, xgboost, gensim and torch
+(``core/training/isolation.py``, ~3.5 s of imports). The run's resources would start them after
+the code location, the instance, the run and its plan (~1-1.5 s later, bench/orchestration.py);
+started here, as the code location starts loading, they import meanwhile. Code servers, the
+webserver, the daemon and tests load the code location too, and start nothing.
 
-Imports nothing beyond the standard library and ``isolation`` (itself stdlib-only), because
+Imports only the standard library, ``isolation`` (stdlib-only) and its package's ``__init__``
+(dagster, which every process that loads the code location has imported already), because
 ``reckit_assets.definitions`` imports it before everything else.
 """
 
@@ -59,8 +60,8 @@ def start_model_server_early(
     argv: Sequence[str] | None = None,
     process: Any = None,
 ) -> bool:
-    """Start the model server now if this process is about to execute a run whose model steps
-    need it. Returns whether it started one."""
+    """Start the model servers now if this process is about to execute a run whose model steps
+    fork from them. Returns whether it started them."""
     if models_isolated(os.environ if env is None else env) and executes_a_run(argv, process):
         isolation.start()
         return True
