@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from pydantic import BaseModel, Field
 
 from reckit_assets.core.steps.models import IMPORT_ORDER
 from reckit_assets.defs.resources import build_resources
-from reckit_assets.defs.run_worker import DEFAULT_STEP_EXECUTOR
+from reckit_assets.defs.run_worker import DEFAULT_STEP_EXECUTOR, models_isolated
 from reckit_assets.settings import Settings
 
 ENVIRONMENTS = ("local", "prod")
@@ -145,12 +146,16 @@ def k8s_op_tags(step: str) -> dict[str, str]:
     return {K8S_CONFIG_TAG: json.dumps(step_k8s_config(K8S_STEPS, step), sort_keys=True)}
 
 
-# Model steps (training, evaluation) start after the ready data steps, those of the models whose
-# libraries take longest to import last (item2vec: gensim; XGBoost; DeepFM: torch, ~2.5 s): with
-# the steps of a run in one process, the data steps run while the model servers import, and by
-# the time a model's steps start its server has loaded what it needs. Every executor orders
-# ready steps by this tag; with a pod per step it only orders them.
-def model_step_tags(kind: str) -> dict[str, str]:
+# Model steps (training, evaluation) start after the ready data steps. Where they fork from the
+# model servers (the steps of a run in one process), those of the models whose libraries take
+# longest to import go last (item2vec: gensim; XGBoost; DeepFM: torch, ~2.5 s): the data steps
+# run while the servers import, and by the time a model's steps start its server has loaded what
+# it needs. Elsewhere (a process or a pod per step) every model step has the same priority, so
+# executors that run steps side by side may start DeepFM, the longest, as soon as it is ready.
+# Read when the definitions build, from the environment every process of a deployment shares.
+def model_step_tags(kind: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    if not models_isolated(os.environ if env is None else env):
+        return {"dagster/priority": "-1"}
     return {"dagster/priority": str(-1 - IMPORT_ORDER.index(kind))}
 
 

@@ -11,6 +11,7 @@ import dagster as dg
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.training import isolation
+from reckit_assets.defs import run_worker
 from reckit_assets.defs.config import ProjectConfig
 from reckit_assets.settings import Settings
 
@@ -75,12 +76,14 @@ class ModelProcesses(dg.ConfigurableResource):
             return
         loading = isolation.loading_for()
         isolation.start()  # imports torch & co. while the data steps compute
-        if context.log is not None:
-            context.log.info(
-                f"{EARLY_START} {loading:.1f} s ago"
-                if loading is not None
-                else "model servers started with the run's resources"
-            )
+        if context.log is None:
+            return
+        if run_worker.started_early():
+            context.log.info(f"{EARLY_START} {loading:.1f} s ago")
+        elif loading is None:
+            context.log.info("model servers started with the run's resources")
+        else:
+            context.log.info(f"model servers already running, started {loading:.1f} s ago")
 
     def call(
         self,

@@ -25,16 +25,17 @@ from reckit_assets.core.training import isolation
 
 # Per RECKIT_ENV, the step executor when RECKIT_STEP_EXECUTOR is unset (defs/environments.py).
 DEFAULT_STEP_EXECUTOR = {"local": "in_process", "prod": "k8s"}
+# The jobs whose runs have model steps (test_run_worker.py checks this against the definitions:
+# the jobs that need the ``model_processes`` resource). A run of another job (monitoring, an
+# asset selection from the UI) starts nothing here; if it does have a model step, its resources
+# start the servers, ~1-1.5 s later.
+JOBS_WITH_MODEL_STEPS = frozenset({"daily_pipeline", "retraining_job"})
 # `dagster <group> <command>`s whose process executes a run's steps itself (not `dev`, `api grpc`,
 # `code-server` or the daemon, which load the code location to serve it).
-RUN_COMMANDS = {
-    ("job", "execute"),
-    ("asset", "materialize"),
-    ("api", "execute_run"),
-    ("api", "resume_run"),
-}
+RUN_COMMANDS = {("job", "execute"), ("api", "execute_run"), ("api", "resume_run")}
 # What a code server executes a launched run in (from the UI, a sensor, a schedule, a backfill):
-# a `spawn` child of `dagster api grpc` whose target is this function, with the server's argv.
+# a `spawn` child of `dagster api grpc` whose target is this function, called with the run's
+# serialized ExecuteRunArgs first, and with the server's argv.
 RUN_IN_CODE_SERVER = ("dagster._grpc.impl", "start_run_in_subprocess")
 
 
@@ -45,14 +46,49 @@ def models_isolated(env: Mapping[str, str]) -> bool:
     return kind == "in_process"
 
 
-def executes_a_run(argv: Sequence[str] | None = None, process: Any = None) -> bool:
-    """Whether this process loads the code location in order to execute a run in it."""
-    argv = sys.argv if argv is None else argv
-    if argv and Path(argv[0]).name == "dagster" and tuple(argv[1:3]) in RUN_COMMANDS:
-        return True
+def job_to_execute(argv: Sequence[str] | None = None, process: Any = None) -> str | None:
+    """The job whose run this process loads the code location to execute; None if it loads it
+    for something else (serving it, a test) or the job cannot be told before the run starts."""
+    argv = list(sys.argv if argv is None else argv)
     target = getattr(process or multiprocessing.current_process(), "_target", None)
-    found = (getattr(target, "__module__", None), getattr(target, "__name__", None))
-    return found == RUN_IN_CODE_SERVER
+    if (getattr(target, "__module__", None), getattr(target, "__name__", None)) == (
+        RUN_IN_CODE_SERVER
+    ):
+        return _job_of_run_args(process or multiprocessing.current_process(), None)
+    if not argv or not _is_dagster(argv[0]) or tuple(argv[1:3]) not in RUN_COMMANDS:
+        return None
+    if argv[1] == "job":  # dagster job execute ... -j NAME
+        for k, arg in enumerate(argv[3:], start=3):
+            if arg in ("-j", "--job") and k + 1 < len(argv):
+                return argv[k + 1]
+            if arg.startswith("--job="):
+                return arg.partition("=")[2]
+        return None
+    # dagster api execute_run|resume_run INPUT_JSON (or the variable click reads it from): the
+    # run's ExecuteRunArgs
+    serialized = argv[3] if len(argv) > 3 else os.environ.get("DAGSTER_EXECUTE_RUN_ARGS")
+    return _job_of_run_args(None, serialized)
+
+
+def _is_dagster(program: str) -> bool:
+    path = Path(program)  # the `dagster` script, or `python -m dagster` (dagster/__main__.py)
+    return path.name == "dagster" or (path.name == "__main__.py" and path.parent.name == "dagster")
+
+
+def _job_of_run_args(process: Any, serialized: str | None) -> str | None:
+    if process is not None:
+        args = getattr(process, "_args", ())
+        serialized = args[0] if args and isinstance(args[0], str) else None
+    if not serialized:
+        return None
+    from dagster_shared.serdes import deserialize_value  # loaded already in these processes
+
+    # ExecuteRunArgs (`dagster api execute_run`) or ExecuteExternalJobArgs (a code server's run):
+    # both name the job in job_origin.
+    try:
+        return deserialize_value(serialized).job_origin.job_name
+    except Exception:  # not ours to judge: the run itself reports bad arguments
+        return None
 
 
 def start_model_server_early(
@@ -60,9 +96,21 @@ def start_model_server_early(
     argv: Sequence[str] | None = None,
     process: Any = None,
 ) -> bool:
-    """Start the model servers now if this process is about to execute a run whose model steps
-    fork from them. Returns whether it started them."""
-    if models_isolated(os.environ if env is None else env) and executes_a_run(argv, process):
-        isolation.start()
-        return True
-    return False
+    """Start the model servers now if this process is about to execute a run with model steps
+    that fork from them. Returns whether it started them."""
+    global _started_early
+    if not models_isolated(os.environ if env is None else env):
+        return False
+    if job_to_execute(argv, process) not in JOBS_WITH_MODEL_STEPS:
+        return False
+    isolation.start()
+    _started_early = True
+    return True
+
+
+def started_early() -> bool:
+    """Whether this process started the model servers as it loaded the code location."""
+    return _started_early
+
+
+_started_early = False

@@ -11,6 +11,7 @@ from reckit_assets.core.io.storage import LocalStorage
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
 from reckit_assets.defs.evaluation import assets as evaluation_assets
 from reckit_assets.defs.release import assets as release_assets
+from reckit_assets.defs.resources import ModelProcesses
 from reckit_assets.defs.training import assets as training_assets
 from reckit_assets_tests.conftest import days
 from reckit_assets_tests.defs.pipeline import STRUCTURE, failed_checks, run_days, step_errors
@@ -445,19 +446,29 @@ def test_report_holds_the_gate_table(prepared):
     assert "trivial baseline (item_ctr_prior)" in markdown
 
 
+_CALLS: list[tuple[str, str]] = []
+
+
+class _Recorded(ModelProcesses):
+    """The model processes, noting which server each computation asks for."""
+
+    def call(self, fn, /, *args, what, log=None, server="full", **kwargs):
+        _CALLS.append((what, server))
+        return super().call(fn, *args, what=what, log=log, server=server, **kwargs)
+
+
 def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(prepared):
     """The embedded default trains and evaluates in a process of its own (isolate=True); the
     bytes, and so the data versions, are the ones a step computing in place gives."""
-    from reckit_assets.defs.resources import ModelProcesses
-
     lake, instance = prepared
     models = [a for a in XGB if a.key.path[0] in ("xgboost_candidate", "xgboost_evaluation")]
     versions = {}
     for isolate in (True, False):
+        _CALLS.clear()
         result = dg.materialize(
             models,
             partition_key="2026-10-04",
-            resources={**_resources(lake), "model_processes": ModelProcesses(isolate=isolate)},
+            resources={**_resources(lake), "model_processes": _Recorded(isolate=isolate)},
             instance=instance,
             run_config=FAST,
         )
@@ -470,6 +481,15 @@ def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(pr
         # The trainer's progress lines reach the run's log from the model process too.
         assert any("xgb done: best round" in line for line in lines), isolate
     assert versions[True] == versions[False]
+    # Every computation of the XGBoost steps (training, evaluation, their plots) forked from the
+    # LIGHT server: none waits for torch.
+    assert sorted(what.split(" dt=")[0] for what, _ in _CALLS) == [
+        "xgboost evaluation",
+        "xgboost reliability diagram",
+        "xgboost training",
+        "xgboost training curve",
+    ]
+    assert {server for _, server in _CALLS} == {"light"}
 
 
 def test_the_xgboost_and_item2vec_model_processes_never_import_torch(prepared):

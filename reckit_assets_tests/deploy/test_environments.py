@@ -62,6 +62,31 @@ def test_step_executor_choice_decides_model_isolation():
     assert "'in_process'" in str(err.value) and "'multiprocess'" in str(err.value)
 
 
+def test_model_steps_go_last_by_import_cost_only_where_they_fork_from_the_model_servers(
+    monkeypatch,
+):
+    from reckit_assets.defs.environments import model_step_tags
+
+    monkeypatch.delenv("RECKIT_STEP_EXECUTOR", raising=False)
+    monkeypatch.delenv("RECKIT_ENV", raising=False)
+
+    def priorities(env: dict[str, str]) -> list[int]:
+        kinds = ("item2vec", "xgboost", "deepfm")
+        return [int(model_step_tags(kind, env)["dagster/priority"]) for kind in kinds]
+
+    # The embedded default: DeepFM (torch) last, after the data steps (priority 0).
+    assert priorities({}) == [-1, -2, -3]
+    # A process or a pod per step: every model step alike, so DeepFM may start when it is ready.
+    assert priorities({"RECKIT_STEP_EXECUTOR": "multiprocess"}) == [-1, -1, -1]
+    assert priorities({"RECKIT_ENV": "prod"}) == [-1, -1, -1]
+    # The definitions carry them.
+    defs = build_defs(load_settings({}))
+    graph = defs.resolve_asset_graph()
+    for asset, priority in (("item2vec_candidate", "-1"), ("deepfm_evaluation", "-3")):
+        node = graph.get(dg.AssetKey(asset)).assets_def.node_def
+        assert node.tags["dagster/priority"] == priority
+
+
 def test_prod_keeps_data_on_s3_through_the_dagster_aws_resource(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     env = environment_for(load_settings(S3_ENV), {"RECKIT_ENV": "prod", **S3_ENV})

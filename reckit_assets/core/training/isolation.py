@@ -12,15 +12,21 @@ the model steps -- training and evaluation -- still get a process each:
   while the run does other work -- never by the run's own process.
 
 The servers are Python's ``forkserver`` (CPython 3.11's protocol and child bootstrap), two of
-them: a fresh interpreter (not a fork of the caller, whose Polars and Arrow thread pools make
-``fork`` unsafe) imports :data:`LIGHT_PRELOAD` and serves as the LIGHT server; its fork adds
-:data:`TORCH_PRELOAD` and serves as the FULL one. Each forks one child per :func:`call`, so the
-steps that do not use torch need not wait for it (~2.5 s of imports). Arguments and the result
-travel pickled over a pipe between this process and the child it started (nothing is loaded from
-storage that way); the child's log lines stream back while it runs. A child sees the environment
-variables as they were when the servers started (the run's), and storages travel as places, not
-connections (``S3Storage`` reopens its client in the child). The servers end, without finalizing
-(~1 s for an interpreter with torch loaded), when this process does.
+them. The LIGHT server is a fresh interpreter (not a fork of the run's process, whose Python
+threads -- Dagster's -- could hold a lock at the fork) that imports :data:`LIGHT_PRELOAD`; the
+FULL server is its fork and adds :data:`TORCH_PRELOAD`. Each forks one child per :func:`call`,
+so the steps that do not use torch need not wait for it (~2.5 s of imports). The only threads a
+server has when it forks are native ones started by its imports (jemalloc's background threads,
+Polars' out-of-core cleaner), which hold no Python lock, and jemalloc re-arms its own locks
+across a fork.
+
+Arguments and the result travel pickled over a pipe between this process and the child it
+started (nothing is loaded from storage that way); the child's log lines stream back while it
+runs. A child sees the environment variables as they were when the servers started (the run's),
+and storages travel as places, not connections (``S3Storage`` reopens its client in the child).
+A server that dies is replaced, with its pair, at the next call (or the call that found it
+dead). The servers end, without finalizing (~1 s for an interpreter with torch loaded), when
+this process does.
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ T = TypeVar("T")
 # does (the child would then import it, slowly): test_isolation.py imports every one.
 #
 # Two servers, because torch (~2.5 s with what an optimizer's first step imports) dominates the
-# imports: the LIGHT server imports the rest (~1.2 s) and serves the steps that do not need torch
+# imports: the LIGHT server imports the rest (~1.4 s) and serves the steps that do not need torch
 # (item2vec, XGBoost, the plots) while the FULL one, its fork, goes on to import torch.
 LIGHT_PRELOAD = [
     "reckit_assets.core.steps.models",
@@ -91,12 +97,19 @@ TORCH_PRELOAD = [
 PRELOAD = LIGHT_PRELOAD + TORCH_PRELOAD
 LIGHT, FULL = "light", "full"  # the servers: LIGHT_PRELOAD loaded; PRELOAD loaded
 JOIN_TIMEOUT_S = 30.0  # after the result: how long the child may take to exit before it is killed
+# How long a request may wait for its fork: a server's first child waits for its imports (~1.5 s
+# for LIGHT, ~4 s for FULL on an idle 2-core machine; minutes on a crowded one).
+FORK_TIMEOUT_S = 600.0
 
 _LOG, _RESULT, _ERROR = "log", "result", "error"
 
 
 class ModelProcessError(RuntimeError):
     """The model process ended without a result (killed, crashed) or its error could not travel."""
+
+
+class _ServerGone(Exception):
+    """A model server died before it forked the requested child."""
 
 
 class _Servers:
@@ -143,9 +156,22 @@ class _Popen(popen_forkserver.Popen):
         self.sentinel, w = _connect(process_obj.server, self._fds)
         _parent_w = os.dup(w)  # the child's sentinel of this process, as in CPython
         self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
+        try:
+            with open(w, "wb", closefd=True) as f:
+                f.write(buf.getbuffer())
+            # The pid comes once the server has forked: after its imports, for its first child.
+            if not connection.wait([self.sentinel], FORK_TIMEOUT_S):
+                raise ModelProcessError(
+                    f"the {process_obj.server} model server did not fork {process_obj.name!r} "
+                    f"within {FORK_TIMEOUT_S:.0f} s"
+                )
+            self.pid = forkserver.read_signed(self.sentinel)
+        except (EOFError, OSError) as exc:  # the server died with the request in its hands
+            self.finalizer()
+            raise _ServerGone(process_obj.server) from exc
+        except BaseException:
+            self.finalizer()
+            raise
 
 
 class _Process(ForkServerProcess):
@@ -207,6 +233,11 @@ def start() -> None:
         _SERVERS.started_at = time.monotonic()
 
 
+def server_pid() -> int | None:
+    """The LIGHT server's pid (the FULL server is its child); None before :func:`start`."""
+    return _SERVERS.pid
+
+
 def loading_for() -> float | None:
     """Seconds since this process started its model servers; None if it has not."""
     started = _SERVERS.started_at
@@ -224,11 +255,7 @@ def _connect(server: str, fds: list[int]) -> tuple[int, int]:
         try:
             client = _open(server)
         except (ConnectionRefusedError, FileNotFoundError):  # the FULL server died
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                os.kill(_SERVERS.pid, signal.SIGKILL)
-                os.waitpid(_SERVERS.pid, 0)
-            _SERVERS.forget()
-            start()
+            _replace()
             client = _open(server)
         with client:
             parent_r, child_w = os.pipe()
@@ -246,6 +273,17 @@ def _connect(server: str, fds: list[int]) -> tuple[int, int]:
                 os.close(child_w)
 
 
+def _replace() -> None:
+    """Kill the pair (what is left of it) and start another."""
+    with _SERVERS.lock:
+        if _SERVERS.pid is not None:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(_SERVERS.pid, signal.SIGKILL)
+                os.waitpid(_SERVERS.pid, 0)
+            _SERVERS.forget()
+        start()
+
+
 def _open(server: str) -> socket.socket:
     client = socket.socket(socket.AF_UNIX)
     try:
@@ -259,6 +297,9 @@ def _open(server: str) -> socket.socket:
 def _serve(light_fd: int, full_fd: int, alive_r: int) -> NoReturn:
     """The LIGHT server: imports LIGHT_PRELOAD, forks the FULL server (which adds TORCH_PRELOAD
     and serves ``full_fd``), and serves ``light_fd``. Both end when their client is gone."""
+    # A Ctrl-C in the terminal reaches the whole process group: the run handles it, the servers
+    # end when it does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in LIGHT_PRELOAD:
         _preload(module)
     if os.fork() == 0:
@@ -284,8 +325,10 @@ def _serve_forever(listener_fd: int, alive_r: int) -> NoReturn:
     sig_r, sig_w = os.pipe()
     os.set_blocking(sig_r, False)
     os.set_blocking(sig_w, False)
-    handlers = {signal.SIGCHLD: lambda *_: None, signal.SIGINT: signal.SIG_IGN}
-    old_handlers = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A child gets an interpreter's usual handlers back (Ctrl-C raises KeyboardInterrupt there).
+    child_handlers = {signal.SIGCHLD: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
     signal.set_wakeup_fd(sig_w)  # a SIGCHLD wakes the selector
     pid_to_fd: dict[int, int] = {}
     with (
@@ -315,7 +358,7 @@ def _serve_forever(listener_fd: int, alive_r: int) -> NoReturn:
                             listener.close()
                             selector.close()
                             unused = [alive_r, child_w, sig_r, sig_w, *pid_to_fd.values()]
-                            code = forkserver._serve_one(child_r, fds, unused, old_handlers)
+                            code = forkserver._serve_one(child_r, fds, unused, child_handlers)
                         except Exception:
                             sys.excepthook(*sys.exc_info())
                             sys.stderr.flush()
@@ -377,7 +420,22 @@ def call(
         target=_child, args=(send, fn, args, kwargs, log is not None), name=f"reckit {what}"
     )
     child.server = server
-    child.start()
+    try:
+        child.start()
+    except _ServerGone:  # replace the pair and ask once more
+        _replace()
+        child = _Process(
+            target=_child, args=(send, fn, args, kwargs, log is not None), name=f"reckit {what}"
+        )
+        child.server = server
+        try:
+            child.start()
+        except _ServerGone:
+            send.close()
+            receive.close()
+            raise ModelProcessError(
+                f"{what}: the {server} model server ended before it forked the process, twice"
+            ) from None
     send.close()  # the child holds the only writing end: EOF here means it is gone
     try:
         while True:
