@@ -247,16 +247,17 @@ def loading_for() -> float | None:
 def _connect(server: str, fds: list[int]) -> tuple[int, int]:
     """Ask ``server`` for a child: ``(status_r, data_w)``, as CPython's ForkServer does. The
     child gets the pipes, the "alive" write end (the servers live while a child does) and the
-    resource tracker's fd. A server found dead is replaced, with its pair, once."""
+    resource tracker's fd. :class:`_ServerGone` if the server is dead."""
     if len(fds) + 4 >= forkserver.MAXFDS_TO_SEND:
         raise ValueError("too many fds")
     with _SERVERS.lock:
         start()  # (again, if the LIGHT server died)
+        client = socket.socket(socket.AF_UNIX)
         try:
-            client = _open(server)
-        except (ConnectionRefusedError, FileNotFoundError):  # the FULL server died
-            _replace()
-            client = _open(server)
+            client.connect(_SERVERS.addresses[server])
+        except (ConnectionRefusedError, FileNotFoundError) as exc:  # the FULL server died
+            client.close()
+            raise _ServerGone(server) from exc
         with client:
             parent_r, child_w = os.pipe()
             child_r, parent_w = os.pipe()
@@ -282,16 +283,6 @@ def _replace() -> None:
                 os.waitpid(_SERVERS.pid, 0)
             _SERVERS.forget()
         start()
-
-
-def _open(server: str) -> socket.socket:
-    client = socket.socket(socket.AF_UNIX)
-    try:
-        client.connect(_SERVERS.addresses[server])
-    except BaseException:
-        client.close()
-        raise
-    return client
 
 
 def _serve(light_fd: int, full_fd: int, alive_r: int) -> NoReturn:
@@ -414,28 +405,23 @@ def call(
     """
     if server not in (LIGHT, FULL):
         raise ValueError(f"server={server!r}: expected {LIGHT!r} or {FULL!r}")
-    context = _context()
-    receive, send = context.Pipe(duplex=False)
-    child = _Process(
-        target=_child, args=(send, fn, args, kwargs, log is not None), name=f"reckit {what}"
-    )
-    child.server = server
-    try:
-        child.start()
-    except _ServerGone:  # replace the pair and ask once more
-        _replace()
+    receive, send = _context().Pipe(duplex=False)
+    for attempt in (1, 2):  # a server found dead is replaced with its pair, and asked once more
         child = _Process(
             target=_child, args=(send, fn, args, kwargs, log is not None), name=f"reckit {what}"
         )
         child.server = server
         try:
             child.start()
+            break
         except _ServerGone:
-            send.close()
-            receive.close()
-            raise ModelProcessError(
-                f"{what}: the {server} model server ended before it forked the process, twice"
-            ) from None
+            if attempt == 2:
+                send.close()
+                receive.close()
+                raise ModelProcessError(
+                    f"{what}: the {server} model server ended before it forked the process, twice"
+                ) from None
+            _replace()
     send.close()  # the child holds the only writing end: EOF here means it is gone
     try:
         while True:
