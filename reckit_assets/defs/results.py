@@ -59,8 +59,10 @@ def publish_days(
     for dt in context.partition_keys:
         artifact, outcomes = produce(dt)
         failed = [o for o in outcomes if not o.passed]
+        # Only a blocking failure quarantines: drift or a volume spike is recorded, not refused.
+        blocked = [o for o in failed if o.blocking]
         manifest = warehouse.publish(
-            store, asset, dt, artifact, quarantined=quarantine_on_failure and bool(failed)
+            store, asset, dt, artifact, quarantined=quarantine_on_failure and bool(blocked)
         )
         state = "quarantined" if manifest["quarantined"] else "published"
         # An asset without tables (e.g. landed_logs' landing.json) says what it recorded, not
@@ -73,7 +75,12 @@ def publish_days(
             what = f"{', '.join(sorted(artifact.blobs))} (a record, no table)"
         context.log.info(
             f"{asset} dt={dt}: {state} {what}, data version {manifest['data_version']}"
-            + (f"; failed: {[o.name for o in failed]}" if failed else "")
+            + (f"; blocked by: {[o.name for o in blocked]}" if blocked else "")
+            + (
+                f"; warnings: {[o.name for o in failed if not o.blocking]}"
+                if len(failed) > len(blocked)
+                else ""
+            )
         )
         days[dt] = (manifest, outcomes, artifact)
     return to_result(asset, days, extra_metadata=extra_metadata)
@@ -133,6 +140,9 @@ def merged_checks(
     results = []
     for name, items in by_name.items():
         failed = [(dt, o) for dt, o in items if not o.passed]
+        # ERROR (blocks the run's downstream steps) only when a failure on some day blocks;
+        # a failure that only informs is a WARN: visible, and the run stays green.
+        blocks = any(o.blocks for _, o in items)
         if len(items) == 1:
             _, o = items[0]
             description, metadata = o.description, dict(o.metadata)
@@ -149,7 +159,9 @@ def merged_checks(
                 asset_key=asset,
                 check_name=name,
                 passed=not failed,
-                severity=dg.AssetCheckSeverity.ERROR,
+                severity=dg.AssetCheckSeverity.ERROR
+                if blocks or not failed
+                else dg.AssetCheckSeverity.WARN,
                 description=description[:2000],
                 metadata=_flat(metadata),
             )

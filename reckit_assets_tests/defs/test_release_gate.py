@@ -14,7 +14,13 @@ from reckit_assets.defs.release import assets as release_assets
 from reckit_assets.defs.resources import ModelProcesses
 from reckit_assets.defs.training import assets as training_assets
 from reckit_assets_tests.conftest import days
-from reckit_assets_tests.defs.pipeline import STRUCTURE, failed_checks, run_days, step_errors
+from reckit_assets_tests.defs.pipeline import (
+    STRUCTURE,
+    failed_checks,
+    materialized,
+    run_days,
+    step_errors,
+)
 
 XGB = [
     a
@@ -72,18 +78,33 @@ def _shuffle_window_labels(lake, dt_days: list[str]) -> None:
         )
 
 
-def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
+def test_regressing_candidate_is_rejected_green_and_sound_one_registered(prepared):
+    """Shown worse than the trivial baseline: rejected, a normal outcome. The run is green, the
+    check is a WARN naming the outcome, nothing is registered and the registration is not
+    materialized (an observation says why)."""
     lake, instance = prepared
     _shuffle_window_labels(lake, days(3))
-    blocked = _release(lake, instance, "2026-10-04")
-    assert not blocked.success
-    failed = failed_checks(blocked)
+    rejected = _release(lake, instance, "2026-10-04")
+    assert rejected.success, step_errors(rejected)
+    failed = failed_checks(rejected)
     # No production yet: the trivial baseline (item-CTR prior) is what the candidate must beat.
     assert "auc_vs_trivial_baseline" in failed
     assert "does not beat the trivial baseline" in failed["auc_vs_trivial_baseline"]
+    assert "[rejected]" in failed["auc_vs_trivial_baseline"]
+    severities = {
+        e.check_name: e.severity for e in rejected.get_asset_check_evaluations() if not e.passed
+    }
+    assert severities["auc_vs_trivial_baseline"] == dg.AssetCheckSeverity.WARN
+    assert "xgboost_registered" not in materialized(rejected)
     assert _registry(lake).versions("xgboost") == []
+    report = __import__("json").loads(
+        lake.warehouse.read_bytes("xgboost_evaluation/dt=2026-10-04/report.json")
+    )
+    assert report["outcome"] == "rejected" and report["passed"] is False
+    observed = instance.fetch_observations(dg.AssetKey("xgboost_registered"), limit=5).records
+    assert observed and observed[0].asset_observation.metadata["outcome"].value == "rejected"
 
-    # A later run of the registration alone refuses too, naming the failed rule.
+    # A later run of the registration alone registers nothing either, and stays green.
     alone = dg.materialize(
         [XGB[2]],
         partition_key="2026-10-04",
@@ -91,10 +112,8 @@ def test_regressing_candidate_is_blocked_and_sound_one_registered(prepared):
         instance=instance,
         raise_on_error=False,
     )
-    assert not alone.success
-    assert any(
-        "failed the gate" in e and "auc_vs_trivial_baseline" in e for e in step_errors(alone)
-    )
+    assert alone.success and "xgboost_registered" not in materialized(alone)
+    assert _registry(lake).versions("xgboost") == []
 
     # Sound data again: the candidate passes and becomes the first production version.
     for dt in days(3):
@@ -148,7 +167,8 @@ def test_rerun_of_the_production_day_is_a_clear_noop(prepared):
 def test_forced_registration_records_the_reason(prepared):
     lake, instance = prepared
     _shuffle_window_labels(lake, days(3))
-    assert not _release(lake, instance, "2026-10-04").success
+    assert _release(lake, instance, "2026-10-04").success  # rejected: green, not registered
+    assert _registry(lake).versions("xgboost") == []
     no_reason = dg.materialize(
         [XGB[2]],
         partition_key="2026-10-04",

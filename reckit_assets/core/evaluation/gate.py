@@ -21,6 +21,19 @@ the default) use the paired per-user bootstrap of the report:
 
 Mode ``ratio`` is reckit's point-estimate rule (AUC >= 0.99 x, logloss <= 1.01 x production),
 kept for compatibility; the trivial-baseline, holdout and identity rules apply in both modes.
+
+**Release outcomes.** Every failing rule says which of three things it found
+(``metadata["outcome"]``), and the candidate's outcome is the worst of them (:func:`decide`):
+
+- ``broken`` (blocks: the run is red): an unusable holdout, constant scores, a candidate with
+  production's version id and other bytes, or nothing measured (0 vs 0).
+- ``rejected`` (green, not registered): shown worse than production beyond the margin (the CI
+  lies wholly beyond it), a slice significantly regressed, or shown worse than the trivial
+  baseline (the CI of the difference lies wholly below 0) or below the floor.
+- ``held`` (green, not registered: "nothing better today"): not shown non-inferior or not shown
+  better; the report states each rule's minimum detectable effect on this holdout and how many
+  more rows would decide it.
+- ``released`` when every rule passes (``noop`` when the candidate is production).
 """
 
 from __future__ import annotations
@@ -56,6 +69,9 @@ EMBEDDING_CHECKS = (
     ("recall_vs_trivial_baseline", "Candidate recall significantly above popularity's"),
     ("production_out_of_time", "Day dt is not in production's training window (a fair test)"),
 )
+
+RELEASED, HELD, REJECTED, BROKEN, NOOP = "released", "held", "rejected", "broken", "noop"
+SEVERITY = {RELEASED: 0, NOOP: 0, HELD: 1, REJECTED: 2, BROKEN: 3}
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=1)]
@@ -283,13 +299,16 @@ def identity(
                 True,
             )
         return (
-            Outcome(
-                name,
-                False,
-                f"candidate {candidate} has production's version id but different files, "
-                f"trained on {trained_on} (deterministic): an input the version id does not "
-                "cover changed; investigate before releasing",
-                {**meta, "trained_on": trained_on},
+            _mark(
+                Outcome(
+                    name,
+                    False,
+                    f"candidate {candidate} has production's version id but different files, "
+                    f"trained on {trained_on} (deterministic): an input the version id does not "
+                    "cover changed; investigate before releasing",
+                    {**meta, "trained_on": trained_on},
+                ),
+                BROKEN,
             ),
             False,
         )
@@ -303,7 +322,7 @@ def out_of_time(dt: str, state: ProductionState) -> Outcome:
     if state.state != "present":
         return Outcome(name, True, _no_production(state))
     inside = dt in state.training_window
-    return Outcome(
+    outcome = Outcome(
         name,
         not inside,
         (
@@ -314,6 +333,8 @@ def out_of_time(dt: str, state: ProductionState) -> Outcome:
         ),
         {"production_window": ", ".join(state.training_window)},
     )
+    # No fair comparison today (a backfill of a day production trained on): held, not broken.
+    return _mark(outcome, HELD)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -343,8 +364,61 @@ def _row(
     return meta
 
 
+def _mark(outcome: Outcome, failed_as: str) -> Outcome:
+    """Record what a failure of ``outcome`` means (held / rejected / broken); only a broken one
+    blocks. A passing outcome is left as is."""
+    if not outcome.passed:
+        outcome.metadata["outcome"] = failed_as
+        outcome.blocking = failed_as == BROKEN
+        outcome.description += f" [{failed_as}]"
+    return outcome
+
+
+def _worse_beyond(ci: dict, bound: float, larger_is_worse: bool = False) -> bool:
+    """The whole CI lies beyond ``bound`` on the bad side: shown worse (a rejection)."""
+    if larger_is_worse:
+        return ci.get("ci_low", -math.inf) > bound
+    return ci.get("ci_high", math.inf) < bound
+
+
+def decide(outcomes: list[Outcome], noop: bool = False) -> tuple[str, list[str]]:
+    """The candidate's release outcome (the worst of its failing rules) and the reasons."""
+    if noop:
+        return NOOP, []
+    failed = [o for o in outcomes if not o.passed]
+    if not failed:
+        return RELEASED, []
+    worst = max((o.metadata.get("outcome", BROKEN) for o in failed), key=SEVERITY.__getitem__)
+    return worst, [
+        f"{o.name}: {o.description}" for o in failed if o.metadata.get("outcome", BROKEN) == worst
+    ]
+
+
+def minimum_detectable(ci: dict, level: float, power: float = 0.8) -> float | None:
+    """The smallest true difference this holdout would detect with ``power`` at one-sided
+    ``(1 - level) / 2``: (z_alpha + z_power) x the bootstrap standard error."""
+    from scipy import stats
+
+    se = ci.get("se")
+    if se is None or not math.isfinite(se):
+        return None
+    return float((stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(power)) * se)
+
+
+def rows_to_decide(ci: dict, needed_half_width: float, rows: int) -> int | None:
+    """How many holdout rows would shrink the CI's half-width to ``needed_half_width`` (the
+    standard error falls as 1/sqrt(rows)); None when it cannot be said."""
+    half = (ci.get("ci_high", math.nan) - ci.get("ci_low", math.nan)) / 2
+    if not (math.isfinite(half) and half > 0 and needed_half_width > 0 and rows > 0):
+        return None
+    return math.ceil(rows * (half / needed_half_width) ** 2)
+
+
 def _skipped(name: str, why: str) -> Outcome:
-    return Outcome(name, False, f"not evaluated: {why}", {"rule": "not evaluated"})
+    # Follows from another rule's failure, which carries the outcome: this one only informs.
+    return Outcome(
+        name, False, f"not evaluated: {why}", {"rule": "not evaluated", "outcome": HELD}, False
+    )
 
 
 def noop(names: list[str], why: str) -> list[Outcome]:
@@ -378,7 +452,7 @@ def holdout_usable(report: dict, rules: GateRules) -> Outcome:
         if problems or one_class
         else f"holdout: {rows} rows, {pos} positives, {neg} negatives"
     )
-    return Outcome(
+    return _mark_outcome(
         "holdout_usable",
         not problems and not one_class and rows > 0,
         text,
@@ -390,6 +464,11 @@ def holdout_usable(report: dict, rules: GateRules) -> Outcome:
             f"{rows} / {pos} / {neg}",
         ),
     )
+
+
+def _mark_outcome(name: str, passed: bool, text: str, meta: dict) -> Outcome:
+    """An unusable holdout decides nothing: the evaluation is broken (the run is red)."""
+    return _mark(Outcome(name, passed, text, meta), BROKEN)
 
 
 def ranker_gate(report: dict, rules: GateRules) -> list[Outcome]:
@@ -428,6 +507,7 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
     c_auc, p_auc = cand["auc"], prod["auc"]
     c_ll, p_ll = cand["logloss"], prod["logloss"]
     level = f"{rules.confidence:.0%}"
+    a, lg, limit = d["auc"], d["logloss"], rules.logloss_margin * p_ll
     if rules.mode == "ratio":
         need = rules.min_auc_ratio * p_auc
         out.append(
@@ -507,8 +587,39 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
                 ),
             )
         )
-    out.append(_slices(report, rules, who))
+    out.append(_mark(_slices(report, rules, who), REJECTED))
+    if rules.mode == "ratio":
+        for o in out[:2]:
+            _mark(o, REJECTED)  # a point-estimate rule has no "not shown": a failure rejects
+    else:
+        _mark(out[0], REJECTED if _worse_beyond(a, -rules.auc_margin) else HELD)
+        _mark(out[1], REJECTED if _worse_beyond(lg, limit, larger_is_worse=True) else HELD)
+        _add_mde(out[0], a, rules, rules.auc_margin, report)
+        _add_mde(out[1], lg, rules, limit, report)
     return out
+
+
+def _add_mde(o: Outcome, ci: dict, rules: GateRules, margin: float, report: dict) -> None:
+    """For a held rule: the holdout's minimum detectable effect and the rows that would decide."""
+    if o.passed or o.metadata.get("outcome") != HELD:
+        return
+    mde = minimum_detectable(ci, rules.confidence)
+    rows = int(report.get("holdout_rows") or report.get("sessions") or 0)
+    # To decide non-inferiority at the margin, the CI's half-width must fall below the distance
+    # between the point estimate and the margin (when the estimate is on the right side of it).
+    gap = abs(abs(ci.get("diff", math.nan)) - margin) if margin else math.nan
+    need = rows_to_decide(ci, gap, rows) if math.isfinite(gap) else None
+    o.metadata["minimum_detectable_effect"] = _r(mde) if mde is not None else "unknown"
+    o.metadata["rows_to_decide"] = need if need is not None else "unknown"
+    o.description += (
+        f"; not shown either way on this holdout: minimum detectable effect "
+        f"{_f(mde)} at 80% power"
+        + (
+            f", ~{need} rows (~{need / rows:.1f} days like this one) would decide it"
+            if need and rows
+            else ""
+        )
+    )
 
 
 def _slices(report: dict, rules: GateRules, who: str) -> Outcome:
@@ -603,6 +714,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
     c_auc, b_auc = cand["auc"], base["auc"]
     a = d["auc"]
     floor_ok = c_auc >= rules.auc_floor
+    constant = cand.get("score_std", 1.0) == 0.0
     if rules.mode == "ratio":
         beat, how = c_auc > b_auc, "point estimate (mode ratio)"
     else:
@@ -614,11 +726,12 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
         )
     auc_out = Outcome(
         "auc_vs_trivial_baseline",
-        beat and floor_ok,
+        beat and floor_ok and not constant,
         f"candidate AUC {c_auc:.4f} vs {who} {b_auc:.4f} (diff {a['diff']:+.4f}): {how}; "
         f"and >= floor {rules.auc_floor} ({key('auc_floor')})"
         + ("" if floor_ok else ": BELOW the floor")
-        + ("" if beat else ": does not beat the trivial baseline"),
+        + ("" if beat else ": does not beat the trivial baseline")
+        + (": the candidate's scores are CONSTANT on the holdout" if constant else ""),
         _row(
             "AUC candidate − trivial baseline, lower CI bound",
             f"> {rules.trivial_auc_margin} and AUC >= {rules.auc_floor}",
@@ -656,6 +769,17 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
             trivial_baseline_logloss=b_ll,
         ),
     )
+    if constant:
+        _mark(auc_out, BROKEN)
+    elif rules.mode == "ratio" or not floor_ok or _worse_beyond(a, 0.0):
+        _mark(auc_out, REJECTED)
+    else:
+        _mark(auc_out, HELD)
+        _add_mde(auc_out, a, rules, rules.trivial_auc_margin, report)
+    if rules.mode == "ratio" or _worse_beyond(lg, rules.logloss_margin * b_ll, True):
+        _mark(ll_out, REJECTED)
+    else:
+        _mark(ll_out, HELD)
     return [auc_out, ll_out]
 
 
@@ -665,7 +789,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
 def pairs_usable(report: dict, rules: GateRules) -> Outcome:
     pairs = int(report["candidate"].get("pairs", 0))
     ok = pairs >= rules.min_next_item_pairs
-    return Outcome(
+    return _mark_outcome(
         "holdout_usable",
         ok,
         (
@@ -711,6 +835,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
             d = report["diff"]["production"][check]
             who = f"production {prod['version']}"
             if c == 0 and p == 0:
+                failed_as = BROKEN
                 ok, text = (
                     False,
                     (
@@ -719,6 +844,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                     ),
                 )
             elif rules.mode == "ratio":
+                failed_as = REJECTED
                 need = rules.min_hit_rate_ratio * p
                 ok = c >= need
                 text = (
@@ -726,6 +852,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                     f"({key('min_hit_rate_ratio')}; mode ratio)"
                 )
             else:
+                failed_as = REJECTED if _worse_beyond(d, -rules.hit_rate_margin) else HELD
                 ok = d["ci_low"] >= -rules.hit_rate_margin
                 text = (
                     f"candidate − {who} {metric} {d['diff']:+.4f}, {level} CI "
@@ -733,21 +860,26 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                     f"−{rules.hit_rate_margin} ({key('hit_rate_margin')}); {c:.4f} vs {p:.4f}"
                 )
             out.append(
-                Outcome(
-                    name,
-                    ok,
-                    text,
-                    _row(
-                        f"{metric} candidate − production, lower CI bound",
-                        f">= −{rules.hit_rate_margin}"
-                        if rules.mode != "ratio"
-                        else f">= {rules.min_hit_rate_ratio} x",
-                        key("hit_rate_margin" if rules.mode != "ratio" else "min_hit_rate_ratio"),
-                        d["diff"],
-                        d,
-                        candidate=c,
-                        production=p,
+                _mark(
+                    Outcome(
+                        name,
+                        ok,
+                        text,
+                        _row(
+                            f"{metric} candidate − production, lower CI bound",
+                            f">= −{rules.hit_rate_margin}"
+                            if rules.mode != "ratio"
+                            else f">= {rules.min_hit_rate_ratio} x",
+                            key(
+                                "hit_rate_margin" if rules.mode != "ratio" else "min_hit_rate_ratio"
+                            ),
+                            d["diff"],
+                            d,
+                            candidate=c,
+                            production=p,
+                        ),
                     ),
+                    failed_as,
                 )
             )
     for metric, check in ((f"hit_rate@{k}", "hit_rate"), (f"recall@{k}", "recall")):
@@ -755,6 +887,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
         d = report["diff"]["trivial_baseline"][check]
         floor = rules.hit_rate_floor if check == "hit_rate" else 0.0
         if c == 0 and b == 0:
+            failed_as = BROKEN
             ok, text = (
                 False,
                 (f"{metric} is 0.0 for the candidate and popularity: nothing was measured"),
@@ -762,6 +895,8 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
         else:
             beat = c > b if rules.mode == "ratio" else d["ci_low"] > 0
             ok = beat and c >= floor
+            shown_worse = rules.mode == "ratio" or c < floor or _worse_beyond(d, 0.0)
+            failed_as = REJECTED if shown_worse else HELD
             text = (
                 f"candidate {metric} {c:.4f} vs popularity {b:.4f} (diff {d['diff']:+.4f}, "
                 f"{level} CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]): "
@@ -775,19 +910,22 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                 + ("" if c >= floor else ": BELOW the floor")
             )
         out.append(
-            Outcome(
-                f"{check}_vs_trivial_baseline",
-                ok,
-                text,
-                _row(
-                    f"{metric} candidate − popularity, lower CI bound",
-                    "> 0" + (f" and >= {floor}" if floor else ""),
-                    key("hit_rate_floor") if floor else key("confidence"),
-                    d["diff"],
-                    d,
-                    candidate=c,
-                    trivial_baseline=b,
+            _mark(
+                Outcome(
+                    f"{check}_vs_trivial_baseline",
+                    ok,
+                    text,
+                    _row(
+                        f"{metric} candidate − popularity, lower CI bound",
+                        "> 0" + (f" and >= {floor}" if floor else ""),
+                        key("hit_rate_floor") if floor else key("confidence"),
+                        d["diff"],
+                        d,
+                        candidate=c,
+                        trivial_baseline=b,
+                    ),
                 ),
+                failed_as,
             )
         )
     # RANKER order: production rules first, then trivial ones.

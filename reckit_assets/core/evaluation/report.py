@@ -66,6 +66,8 @@ def ranker_report(
             report["production"] = {"version": production[0], "rows": 0}
         return report
     cand, c_scores = _scored("candidate", *candidate, holdout)
+    # A constant scorer (AUC exactly 0.5) is a broken model, not a weak one: the gate says so.
+    cand["score_std"] = float(np.std(c_scores))
     base, b_scores = _scored("baseline", *baseline, holdout)
     base["kind"] = baseline[0]
     report["candidate"], report["baseline"] = cand, base

@@ -42,12 +42,17 @@ class Thresholds:
     max_orphan_click_rate: Rate = 0.02
     min_click_rate: Rate = 0.002
     max_click_rate: Rate = 0.5
-    max_row_count_change: Annotated[float, Field(ge=0.0)] = 0.5  # |rows / reference rows - 1|
+    # |rows / reference rows - 1| beyond it is a warning (never blocks: the landing's volume check
+    # already blocks a collapse); an empty day blocks.
+    max_row_count_change: Annotated[float, Field(ge=0.0)] = 0.5
     # Reference: the last `reference_days` passing days before dt, looked for this far back.
     reference_days: Annotated[int, Field(ge=1)] = 7
     reference_lookback_days: Annotated[int, Field(ge=1)] = 28
     max_unknown_event_type_rate: Rate = 0.01  # share of events with an unknown event_type
-    max_volume_ratio: Annotated[float, Field(ge=1.0)] = 2.0  # impressions vs reference median
+    # Impressions vs the reference median: outside [1/x, x] is recorded as a warning (real days
+    # swing 0.5x-4.4x); below ``volume_collapse_ratio`` x the median the day blocks (logging broke).
+    max_volume_ratio: Annotated[float, Field(ge=1.0)] = 2.0
+    volume_collapse_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     max_null_rate: Rate = 0.35  # null share of a required (non-ID) column
     max_optional_null_rate: Rate = 0.5  # null share of an optional column that is present
     max_value_scale_change: Annotated[float, Field(ge=1.0)] = 3.0  # column median vs reference
@@ -69,8 +74,11 @@ class FeatureDrift:
     kind: str  # "dense" | "categorical"
     effect: float  # Wasserstein-1 / reference std (dense), Jensen-Shannon divergence (categorical)
     p_value: float  # two-sample Kolmogorov-Smirnov (dense), chi-square contingency (categorical)
-    n_reference: int
+    n_reference: int  # units (or rows) the test compared
     n_current: int
+    # A feature that varied over the reference is constant today: a broken join or a default
+    # filled everywhere, not a new population (blocks).
+    collapsed: bool = False
 
     @property
     def effect_name(self) -> str:
@@ -267,19 +275,35 @@ def volume(impressions: int, ref: Reference, t: Thresholds, what: str) -> Outcom
     median = _median(ref.values("counts", "impressions"))
     ratio = impressions / median if median > 0 else float("inf")
     ok = 1 / t.max_volume_ratio <= ratio <= t.max_volume_ratio
+    collapsed = ratio < t.volume_collapse_ratio
+    if collapsed:
+        verdict = (
+            f"COLLAPSED below {t.volume_collapse_ratio:g}x ({key('volume_collapse_ratio')}): "
+            "logging or the export broke; the day blocks"
+        )
+    elif ok:
+        verdict = f"within [1/{t.max_volume_ratio:g}, {t.max_volume_ratio:g}]x"
+    else:
+        verdict = (
+            f"outside [1/{t.max_volume_ratio:g}, {t.max_volume_ratio:g}]x: recorded as a "
+            f"warning (real traffic swings; only a collapse below {t.volume_collapse_ratio:g}x "
+            "blocks)"
+        )
     return Outcome(
         name,
         ok,
         f"{what}: {impressions} impressions = {ratio:.2f}x the median {median:.0f} of the "
-        f"{ref.describe()} ({'within' if ok else 'outside'} [1/{t.max_volume_ratio:g}, "
-        f"{t.max_volume_ratio:g}]x, {key('max_volume_ratio')} in reckit.yaml)",
+        f"{ref.describe()}: {verdict} ({key('max_volume_ratio')} / "
+        f"{key('volume_collapse_ratio')} in reckit.yaml)",
         {
             "impressions": impressions,
             "reference_median": median,
             "ratio": round(ratio, 6) if math.isfinite(ratio) else 1e9,
-            "config_key": key("max_volume_ratio"),
+            "config_key": f"{key('max_volume_ratio')}, {key('volume_collapse_ratio')}",
+            "severity": "block" if collapsed else ("ok" if ok else "warn"),
             **ref.metadata(),
         },
+        blocking=collapsed,
     )
 
 
@@ -420,13 +444,15 @@ def row_count_change(rows: int, ref: Reference, t: Thresholds, what: str) -> Out
         ok,
         f"{what}: {rows} rows vs the median {median:.0f} of the {ref.describe()} "
         f"({change:+.1%}; limit ±{t.max_row_count_change:.0%}, "
-        f"{key('max_row_count_change')} in reckit.yaml)",
+        f"{key('max_row_count_change')} in reckit.yaml)"
+        + ("" if ok else ": recorded as a warning, the day is used"),
         {
             "rows": rows,
             "reference_rows": median,
             "change": round(change, 6) if math.isfinite(change) else 1e9,
             **ref.metadata(),
         },
+        blocking=False,
     )
 
 
@@ -436,9 +462,15 @@ def drift(
     t: Thresholds,
     warming_up: bool = False,
 ) -> Outcome:
-    """A feature fails when its shift is both significant (p below ``drift_alpha`` divided by the
-    number of features: Bonferroni) and large (effect size above its limit): small days and
-    sparse categories never fire on noise alone, huge days never fire on negligible shifts."""
+    """Distribution drift per feature vs the reference days: informs, and blocks only a collapse.
+
+    A feature is flagged when its shift is both significant (p below ``drift_alpha`` divided by
+    the number of features: Bonferroni; tested over units, see ``core.features.drift``) and large
+    (effect size above its limit). Flagged features are a **warning** with every figure: a new
+    population is the reason to retrain, not a corrupt day. The day **blocks** only when a
+    feature that varied over the reference days is constant today (``collapsed``): a broken
+    join or a default filled everywhere, which a change of population does not produce.
+    """
     name = "feature_drift"
     if results is None and warming_up:
         return Outcome(
@@ -449,24 +481,44 @@ def drift(
             ref.metadata(),
         )
     if results is None:
-        early = _no_reference(name, ref, "feature drift")
-        if early:
-            return early
-        return Outcome(name, True, "nothing to compare (an empty day or reference)")
+        if ref.empty and not ref.first_partition:
+            return Outcome(
+                name,
+                False,
+                f"feature drift: {ref.describe()}; nothing to compare with (recorded, the day "
+                "is used)",
+                ref.metadata(),
+                blocking=False,
+            )
+        return Outcome(name, True, f"nothing to compare ({ref.describe()})", ref.metadata())
     alpha = t.drift_alpha / max(len(results), 1)
     meta: dict = {"alpha_per_feature": alpha, **ref.metadata()}
-    bad = []
+    bad, collapsed = [], []
     for col, r in results.items():
         limit = t.max_feature_shift if r.kind == "dense" else t.max_feature_js
         meta[f"drift_{col}"] = round(r.effect, 6)
         meta[f"p_{col}"] = r.p_value
-        if r.p_value < alpha and r.effect > limit:
+        if r.collapsed:
+            collapsed.append(
+                f"{col}: constant today over {r.n_current} units while it varied over the reference"
+            )
+        elif r.p_value < alpha and r.effect > limit:
             bad.append(f"{col}: {r.effect_name}={r.effect:.3f} > {limit:g} (p={r.p_value:.1e})")
+    meta["drifted_features"] = ", ".join(b.split(":")[0] for b in bad) or "none"
+    meta["collapsed_features"] = ", ".join(c.split(":")[0] for c in collapsed) or "none"
     limits = (
         f"{key('max_feature_shift')} = {t.max_feature_shift:g} / {key('max_feature_js')} = "
         f"{t.max_feature_js:g}, significance {key('drift_alpha')} = {t.drift_alpha:g} "
         "Bonferroni-corrected, in reckit.yaml"
     )
+    if collapsed and not warming_up:
+        return Outcome(
+            name,
+            False,
+            f"{len(collapsed)} feature(s) collapsed vs the {ref.describe()} (a broken pipeline, "
+            "not a new population): " + "; ".join(collapsed + bad),
+            meta,
+        )
     if bad and warming_up:
         # While the feature windows fill up, window statistics shift by construction.
         return Outcome(
@@ -479,8 +531,11 @@ def drift(
         return Outcome(
             name,
             False,
-            f"{len(bad)} feature(s) drifted vs the {ref.describe()} ({limits}): " + "; ".join(bad),
+            f"{len(bad)} feature(s) drifted vs the {ref.describe()} ({limits}): "
+            + "; ".join(bad)
+            + " (a warning: the day is used, and the drift is a reason to retrain)",
             meta,
+            blocking=False,
         )
     return Outcome(
         name, True, f"no feature drifted beyond its limit vs the {ref.describe()} ({limits})", meta

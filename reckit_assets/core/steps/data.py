@@ -74,12 +74,14 @@ def reference(
     first_day: str | None,
     t: Thresholds,
     status: Callable[[str], tuple[str, dict | None]],
+    pending_is_error: bool = True,
 ) -> Reference:
     """The last ``t.reference_days`` passing days before ``dt``, by partition.
 
     ``status(d)`` says what day ``d`` is: ``"pass"`` (with its recorded stats), ``"fail"``,
     ``"absent"`` (never landed) or ``"pending"`` (landed, not decided yet). A pending day is an
-    error: the reference must not depend on the order in which days are built.
+    error when ``pending_is_error`` (a blocking decision must not depend on the order in which
+    days are built); otherwise it is left out and named (checks that only inform).
     """
     end = date.fromisoformat(dt)
     passing: list[tuple[str, dict]] = []
@@ -89,6 +91,9 @@ def reference(
         if first_day is not None and d < first_day:
             break
         state, found = status(d)
+        if state == "pending" and not pending_is_error:
+            absent.append(d)
+            continue
         if state == "pending":
             raise warehouse.MissingPartitionError(
                 f"dt={dt} compares with the earlier days it follows, and dt={d} has landed but "
@@ -127,6 +132,68 @@ def _landing_status(landing: Storage, store: Storage) -> Callable[[str], tuple[s
 def not_ready_tables(landing: Storage, dt: str) -> list[str]:
     """The landed tables of ``dt`` without their ``_SUCCESS`` marker (the export is incomplete)."""
     return [t for t in TABLES if not landing.exists(marker_key(t, dt))]
+
+
+@dataclass
+class WindowDays:
+    """The days of a window an asset can read: ``usable`` (published), ``skipped`` (day -> why:
+    blocked by its data checks, quarantined, never landed) and ``pending`` (landed and passed,
+    or landed and not checked yet, but not built: an error, since building it later would change
+    the result)."""
+
+    usable: list[str]
+    skipped: dict[str, str]
+    pending: list[str]
+
+    def metadata(self) -> dict:
+        return {
+            "window": self.usable,
+            "skipped_days": {d: why for d, why in sorted(self.skipped.items())},
+            "skipped": "; ".join(f"{d}: {why}" for d, why in sorted(self.skipped.items()))
+            or "none",
+        }
+
+
+def _landed_failures(found: dict) -> str:
+    failed = found.get("info", {}).get("failed_checks") or "its data checks"
+    return f"blocked by {LANDED} ({failed})"
+
+
+def window_days(
+    store: Storage, asset: str, days: list[str], landing: Storage | None = None
+) -> WindowDays:
+    """Which of ``days`` ``asset`` can read, and why the others are left out.
+
+    A day the data gate blocked, or whose samples were quarantined, or that never landed, is
+    skipped and named: a blocked day never fails the days that read it. A day that landed but
+    was not built is pending: it is an error for the caller, since the window would change once
+    it is built (materialize the earlier days first).
+    """
+    out = WindowDays([], {}, [])
+    for d in days:
+        if warehouse.manifest(store, asset, d) is not None:
+            out.usable.append(d)
+            continue
+        if warehouse.manifest(store, asset, d, quarantined=True) is not None:
+            out.skipped[d] = f"{asset} quarantined by its blocking checks"
+            continue
+        landed = warehouse.manifest(store, LANDED, d)
+        if landed is not None and not landed.get("info", {}).get("passed"):
+            out.skipped[d] = _landed_failures(landed)
+        elif landed is not None or (landing is not None and is_ready(landing, d)):
+            out.pending.append(d)
+        else:
+            out.skipped[d] = "not landed" if landing is not None else "not landed or not checked"
+    return out
+
+
+def _require_built(what: str, status: WindowDays) -> None:
+    if status.pending:
+        raise warehouse.MissingPartitionError(
+            f"{what} reads {len(status.pending)} day(s) that landed but were not built: "
+            f"{', '.join(status.pending)}; materialize them first (in date order). Days the data "
+            "gate blocked are skipped, never waited for"
+        )
 
 
 def _null_shares(landed: dict[str, LandedTable]) -> dict[str, tuple[float, int, bool]]:
@@ -319,19 +386,18 @@ def _window_tables(store: Storage, days: list[str]) -> FeatureTables:
     )
 
 
-def features(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
+def features(
+    store: Storage, dt: str, first_day: str, landing: Storage | None = None
+) -> warehouse.Artifact:
     """Point-in-time features of ``dt`` from the activity of the window days before it only.
 
-    Window days before the first partition count as empty; any other missing day is an error,
-    never silently skipped (it would change the features and break reproducibility).
+    Window days before the first partition count as empty; days the data gate blocked and days
+    that never landed are skipped and named in ``skipped_days`` (:func:`window_days`); a day that
+    landed but was not built is an error (it would change the features once built).
     """
-    days = warehouse.window(dt, WINDOW_DAYS, first_day)
-    missing = [d for d in days if warehouse.manifest(store, ACTIVITY, d) is None]
-    if missing:
-        raise warehouse.MissingPartitionError(
-            f"{FEATURES} dt={dt} needs {ACTIVITY} for {len(missing)} window day(s) not "
-            f"materialized: {', '.join(missing)}"
-        )
+    status = window_days(store, ACTIVITY, warehouse.window(dt, WINDOW_DAYS, first_day), landing)
+    _require_built(f"{FEATURES} dt={dt}", status)
+    days = status.usable
     tables = _window_tables(store, days)
     return warehouse.Artifact(
         frames={
@@ -341,7 +407,7 @@ def features(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
         },
         blobs={"priors.json": json.dumps(tables.priors.as_dict(), sort_keys=True).encode()},
         info={
-            "window": days,
+            **status.metadata(),
             "items": len(tables.items),
             "users": len(tables.users),
             **{f"prior_{k}": v for k, v in tables.priors.as_dict().items()},
@@ -349,16 +415,18 @@ def features(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
     )
 
 
-def online_snapshot(store: Storage, dt: str, first_day: str) -> warehouse.Artifact:
-    """Features for serving on dt+1: the window ending on dt (inclusive), same code as training."""
+def online_snapshot(
+    store: Storage, dt: str, first_day: str, landing: Storage | None = None
+) -> warehouse.Artifact:
+    """Features for serving on dt+1: the window ending on dt (inclusive), same code as training;
+    blocked and never-landed days skipped as in :func:`features`."""
     from reckit_assets.core.features import online
 
-    days = [*warehouse.window(dt, WINDOW_DAYS - 1, first_day), dt]
-    missing = [d for d in days if warehouse.manifest(store, ACTIVITY, d) is None]
-    if missing:
-        raise warehouse.MissingPartitionError(
-            f"online features dt={dt} need {ACTIVITY} for: {', '.join(missing)}"
-        )
+    status = window_days(
+        store, ACTIVITY, [*warehouse.window(dt, WINDOW_DAYS - 1, first_day), dt], landing
+    )
+    _require_built(f"online features dt={dt}", status)
+    days = status.usable
     tables = _window_tables(store, days).to_pandas()
     return online.build(
         tables, warehouse.read(store, USERS, dt), warehouse.read(store, ITEMS, dt), days
@@ -454,7 +522,10 @@ def _drift_reference(store: Storage, dt: str, first_day: str | None, t: Threshol
 
 
 def _full_window(store: Storage, d: str) -> bool:
-    return len(warehouse.require(store, FEATURES, d)["info"]["window"]) == WINDOW_DAYS
+    """Whether ``d``'s feature window starts on or after the first partition (its days were all
+    usable or skipped for a stated reason), i.e. the features are past their warm-up."""
+    info = warehouse.require(store, FEATURES, d)["info"]
+    return len(info["window"]) + len(info.get("skipped_days") or {}) == WINDOW_DAYS
 
 
 def samples(
@@ -473,15 +544,18 @@ def samples(
         users,
         items,
     )
-    ref = reference(dt, first_day, thresholds, _samples_status(store))
+    # The samples' checks inform (row count, drift) or look at dt alone (collapse vs built days):
+    # a day not built yet is left out of the reference, never an error.
+    ref = reference(dt, first_day, thresholds, _samples_status(store), pending_is_error=False)
     comparable = _drift_reference(store, dt, first_day, thresholds)
     warming_up = not _full_window(store, dt) or not comparable
     scores = None
     if comparable and len(out):
-        columns = [*DENSE_COLUMNS, *DRIFT_CATEGORICAL]
+        columns = [*DENSE_COLUMNS, *DRIFT_CATEGORICAL, "user_id", "item_id"]
         cap = thresholds.drift_max_rows
         pooled = pd.concat(
-            [_read_samples(store, d, columns, cap) for d in comparable], ignore_index=True
+            [_read_samples(store, d, columns, cap).assign(_day=d) for d in comparable],
+            ignore_index=True,
         )
         if len(pooled):
             current = _drift_rows(out.select(*columns), cap)

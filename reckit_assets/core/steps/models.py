@@ -69,29 +69,25 @@ class Window:
     versions: dict[str, str]  # day -> data version of the input partition
 
 
-def training_window(store: Storage, kind: str, dt: str, days: int, first_day: str) -> Window:
+def training_window(
+    store: Storage, kind: str, dt: str, days: int, first_day: str, landing: Storage | None = None
+) -> Window:
     """The published input partitions of the ``days`` days before dt.
 
-    Quarantined days are skipped (and named); a day never materialized is an error, because
+    Quarantined days, days the data gate blocked and days that never landed are skipped and
+    named (``data_steps.window_days``); a day that landed but was not built is an error, because
     training without it silently would make the candidate depend on timing.
     """
     asset = input_asset(kind)
-    window = Window([], {}, {})
-    missing = []
-    for d in warehouse.window(dt, days, first_day):
-        found = warehouse.manifest(store, asset, d)
-        if found is not None:
-            window.days.append(d)
-            window.versions[d] = found["data_version"]
-        elif warehouse.manifest(store, asset, d, quarantined=True) is not None:
-            window.skipped[d] = "quarantined"
-        else:
-            missing.append(d)
-    if missing:
+    status = data_steps.window_days(store, asset, warehouse.window(dt, days, first_day), landing)
+    if status.pending:
         raise warehouse.MissingPartitionError(
-            f"{kind} dt={dt} needs {asset} for {len(missing)} day(s) not materialized: {', '.join(missing)}"
+            f"{kind} dt={dt} needs {asset} for {len(status.pending)} day(s) that landed but "
+            f"were not built: {', '.join(status.pending)}; materialize them first (in date "
+            "order)"
         )
-    return window
+    versions = {d: warehouse.require(store, asset, d)["data_version"] for d in status.usable}
+    return Window(status.usable, status.skipped, versions)
 
 
 def usable_window(
@@ -285,18 +281,20 @@ def evaluate(
     report["gate"] = [dataclasses.asdict(o) for o in outcomes]
     report["passed"] = all(o.passed for o in outcomes)
     report["noop"] = noop
+    report["outcome"], report["outcome_reasons"] = gate.decide(outcomes, noop)
     report["rules"] = gate.rules_in_force(rules, rule_sources)
     report["rules_override"] = override
     report["kind"] = kind
     markdown += (
         "\n\n### Release gate: "
-        + (
-            "no-op (the candidate is production)"
-            if noop
-            else "passed"
-            if report["passed"]
-            else "FAILED"
-        )
+        + {
+            gate.NOOP: "no-op (the candidate is production)",
+            gate.RELEASED: "passed: released",
+            gate.HELD: "HELD: not shown better or not shown non-inferior on this holdout "
+            "(nothing better today; not registered, the run stays green)",
+            gate.REJECTED: "REJECTED: shown worse (not registered, the run stays green)",
+            gate.BROKEN: "BROKEN: nothing can be decided (the run is red)",
+        }[report["outcome"]]
         + f"\n\nProduction: {state.state}"
         + (f" ({state.version})" if state.version else "")
         + "\n\n"
@@ -320,6 +318,7 @@ def evaluate(
         "production_state": state.state,
         "passed": report["passed"],
         "noop": noop,
+        "outcome": report["outcome"],
     }
     return warehouse.Artifact(blobs=blobs, info=info_out), outcomes
 
@@ -373,9 +372,21 @@ def register(
             f"now {production_now}; rematerialize {evaluation_asset(kind)} first"
         )
     failed = [g for g in report["gate"] if not g["passed"]]
+    outcome = report.get("outcome") or (gate.RELEASED if not failed else gate.BROKEN)
+    if failed and not force and outcome in (gate.HELD, gate.REJECTED):
+        # A normal outcome: nothing better today (held) or shown worse (rejected). Nothing is
+        # registered and the caller records why; a run stays green.
+        return {
+            "manifest": None,
+            "created": False,
+            "alias_move": None,
+            "released": None,
+            "outcome": outcome,
+            "reasons": report.get("outcome_reasons") or [g["name"] for g in failed],
+        }
     if failed and not force:
         raise RegistryError(
-            f"{kind} {info['version']} failed the gate and is not registered: "
+            f"{kind} {info['version']} failed the gate ({outcome}) and is not registered: "
             + "; ".join(f"{g['name']}: {g['description']}" for g in failed)
         )
     if force and not reason.strip():

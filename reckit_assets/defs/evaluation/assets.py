@@ -95,7 +95,9 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             metadata={
                 **artifact.info,
                 "report": dg.MetadataValue.md(artifact.blobs["report.md"].decode()),
-                "gate": "passed" if not failed else f"FAILED: {', '.join(failed)}",
+                "gate": "passed" if not failed else f"failed: {', '.join(failed)}",
+                # released / held / rejected / broken / noop (core.evaluation.gate.decide)
+                "release_outcome": artifact.info.get("outcome", "unknown"),
                 "rules_loosened_at_launch": dg.MetadataValue.json(override or {}),
                 **({"calibration": dg.MetadataValue.md(calibration)} if calibration else {}),
                 **config_metadata(effective, ("gate",)),

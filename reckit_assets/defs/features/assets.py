@@ -48,9 +48,12 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
     def point_in_time_features(
         context: dg.AssetExecutionContext, storage: ReckitStorage
     ) -> dg.MaterializeResult:
-        store = storage.warehouse()
+        store, landing = storage.warehouse(), storage.landing()
         return publish_days(
-            context, steps.FEATURES, store, lambda dt: (steps.features(store, dt, s.first_day), [])
+            context,
+            steps.FEATURES,
+            store,
+            lambda dt: (steps.features(store, dt, s.first_day, landing), []),
         )
 
     @dg.asset(
@@ -83,7 +86,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
 
         store, published = storage.warehouse(), storage.registry()
         for dt in context.partition_keys:
-            artifact = steps.online_snapshot(store, dt, s.first_day)
+            artifact = steps.online_snapshot(store, dt, s.first_day, storage.landing())
             manifest = online.publish(published, dt, artifact)
         return dg.MaterializeResult(
             data_version=dg.DataVersion(manifest["data_version"]),
