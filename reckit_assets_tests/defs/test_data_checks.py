@@ -228,3 +228,50 @@ def test_a_day_that_cannot_train_says_why_and_for_how_many_days(simulated):
         )
         is None
     )
+
+
+def test_a_blocked_day_never_fails_the_days_that_read_it(simulated):
+    """Day 2 is blocked by the data gate: days 3 and 4 still run green, their feature windows
+    skip day 2 and say why, and the training window leaves it out."""
+    from reckit_assets.core.steps import models as model_steps
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_days(simulated.resources(), instance, DT).success
+    day2 = "2026-10-02"
+    bad = simulate.inject_defect(_landed(simulated, day2), "unknown_event_type_33pct")
+    _reland_day(simulated, day2, bad)
+    blocked = run_days(simulated.resources(), instance, day2)
+    assert not blocked.success and "unknown_event_type_rate" in failed_checks(blocked)
+    for dt in ("2026-10-03", "2026-10-04"):
+        result = run_days(simulated.resources(), instance, dt)
+        assert result.success, step_errors(result)
+        info = warehouse.manifest(simulated.warehouse, "point_in_time_features", dt)["info"]
+        assert day2 not in info["window"]
+        assert "unknown_event_type_rate" in info["skipped_days"][day2]
+        assert info["skipped_days"][day2].startswith("blocked by landed_logs (")
+    window = model_steps.training_window(
+        simulated.warehouse, "xgboost", "2026-10-05", 4, DT, simulated.landing
+    )
+    assert window.days == [DT, "2026-10-03", "2026-10-04"]
+    assert "blocked by landed_logs" in window.skipped[day2]
+
+
+def test_a_volume_spike_is_a_warning_and_the_day_is_used(simulated):
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_days(simulated.resources(), instance, DT, "2026-10-03").success
+    day4 = "2026-10-04"
+    landed = _landed(simulated, day4)
+    copies = []
+    for k in range(3):  # the same traffic three times over, as new requests: a 4x day
+        extra = landed.events.copy()
+        for col in ("event_id", "request_id"):
+            extra[col] = extra[col].astype(str) + f"-x{k}"
+        copies.append(extra)
+    spiked = simulate.Landed(pd.concat([landed.events, *copies]), landed.users, landed.items)
+    _reland_day(simulated, day4, spiked)
+    result = run_days(simulated.resources(), instance, day4)
+    assert result.success, step_errors(result)
+    volume = next(e for e in result.get_asset_check_evaluations() if e.check_name == "volume")
+    assert not volume.passed and volume.severity == dg.AssetCheckSeverity.WARN
+    assert "recorded as a warning" in volume.description
+    assert warehouse.manifest(simulated.warehouse, "training_samples", day4) is not None

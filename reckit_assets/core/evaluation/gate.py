@@ -714,7 +714,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
     c_auc, b_auc = cand["auc"], base["auc"]
     a = d["auc"]
     floor_ok = c_auc >= rules.auc_floor
-    constant = cand.get("score_std", 1.0) == 0.0
+    constant = cand.get("score_range", 1.0) == 0.0
     if rules.mode == "ratio":
         beat, how = c_auc > b_auc, "point estimate (mode ratio)"
     else:

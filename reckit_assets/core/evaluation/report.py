@@ -67,7 +67,7 @@ def ranker_report(
         return report
     cand, c_scores = _scored("candidate", *candidate, holdout)
     # A constant scorer (AUC exactly 0.5) is a broken model, not a weak one: the gate says so.
-    cand["score_std"] = float(np.std(c_scores))
+    cand["score_range"] = float(np.ptp(c_scores)) if len(c_scores) else 0.0
     base, b_scores = _scored("baseline", *baseline, holdout)
     base["kind"] = baseline[0]
     report["candidate"], report["baseline"] = cand, base

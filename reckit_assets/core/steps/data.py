@@ -318,7 +318,8 @@ def check_landing(
     info["medians"] = {k: v for k, v in medians.items() if np.isfinite(v)}
     info["reference"] = list(ref.days)
     info["override"] = override or "none"
-    info["passed"] = all(o.passed for o in outcomes)
+    # Passed = nothing blocks: a warning (a volume spike) is recorded, the day flows on.
+    info["passed"] = not any(o.blocks for o in outcomes)
     blob = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
     summary = {
         "passed": info["passed"],
@@ -329,7 +330,9 @@ def check_landing(
         "medians": info["medians"],
         "reference": ", ".join(ref.days) or "none",
         "override": info["override"],
-        "failed_checks": ", ".join(o.name for o in outcomes if not o.passed) or "none",
+        "failed_checks": ", ".join(o.name for o in outcomes if o.blocks) or "none",
+        "warnings": ", ".join(o.name for o in outcomes if not o.passed and not o.blocking)
+        or "none",
     }
     return StepResult(warehouse.Artifact(blobs={"landing.json": blob}, info=summary), outcomes)
 

@@ -318,3 +318,53 @@ def test_gate_table_rounds_figures_and_names_config_keys(frame):
     assert rules["auc_margin"] == {"value": 0.02, "source": "run config", "default": 0.01}
     assert "`gate.auc_margin` = 0.02 (run config)" in evaluation.rules_markdown(rules)
     json.dumps(rules)  # goes into report.json as is
+
+
+# -- release outcomes: released / held / rejected / broken ---------------------------------------
+
+
+def test_outcomes_released_rejected_held_and_broken(frame):
+    released = list(judge(frame, "twin", "good").values())
+    assert gate.decide(released) == (gate.RELEASED, [])
+
+    # Shown worse than production beyond the margin: rejected (green: a WARN, not registered).
+    worse = judge(frame, "worse", "good")
+    auc = worse["auc_vs_production"]
+    assert auc.metadata["outcome"] == gate.REJECTED and not auc.blocking
+    assert gate.decide(list(worse.values()))[0] == gate.REJECTED
+
+    # Equally good, but a margin of 0 cannot be shown on this holdout: held, with the holdout's
+    # minimum detectable effect and the rows that would decide it.
+    strict = judge(frame, "twin", "good", gate.GateRules(auc_margin=0.0, logloss_margin=0.0))
+    held = strict["auc_vs_production"]
+    assert not held.passed and held.metadata["outcome"] == gate.HELD and not held.blocking
+    assert "minimum detectable effect" in held.description
+    assert held.metadata["minimum_detectable_effect"] > 0
+    assert gate.decide(list(strict.values()))[0] == gate.HELD
+
+    # Worse than the trivial baseline with significance: rejected; not shown better: held.
+    assert judge(frame, "awful", None)["auc_vs_trivial_baseline"].metadata["outcome"] == (
+        gate.REJECTED
+    )
+    tiny = holdout(n=600, users=300, seed=3)
+    close = judge(tiny, "item_ctr", None)["auc_vs_trivial_baseline"]  # the prior itself
+    assert not close.passed and close.metadata["outcome"] == gate.HELD
+
+
+def test_broken_outcomes_block_the_run():
+    empty = holdout().head(0)
+    out = judge(empty, "good", None)
+    assert out["holdout_usable"].blocking and out["holdout_usable"].blocks
+    assert gate.decide(list(out.values()))[0] == gate.BROKEN
+    # A constant scorer is broken, not "weak".
+    flat = holdout(seed=4).assign(flat=0.1)
+    constant = judge(flat, "flat", None)["auc_vs_trivial_baseline"]
+    assert constant.blocks and "CONSTANT" in constant.description
+    # Production's version id with other bytes (CPU, deterministic): broken.
+    ident, _ = gate.identity("v1", "c2", {"m": "2"}, "cpu", "2026-10-04", PROD_SAME_ID)
+    assert ident.blocks and ident.metadata["outcome"] == gate.BROKEN
+
+
+PROD_SAME_ID = gate.ProductionState(
+    "present", "v1", "2026-10-03", ["2026-10-02"], {"m": "1"}, content_version="c1"
+)

@@ -8,7 +8,7 @@ import pytest
 
 from reckit_assets.core.features.drift import categorical_drift, dense_drift, feature_drift
 from reckit_assets.core.ingest import quality
-from reckit_assets.core.ingest.quality import Reference, Thresholds
+from reckit_assets.core.ingest.quality import FeatureDrift, Reference, Thresholds
 from reckit_assets.core.io.warehouse import MissingPartitionError
 from reckit_assets.core.steps.data import reference
 
@@ -166,3 +166,49 @@ def test_reference_after_a_run_of_failed_days_is_empty_not_missing():
     assert not quality.volume(100, ref, t, "events").passed
     first = reference("2026-10-01", "2026-10-01", t, _status(states))
     assert first.first_partition
+
+
+def test_only_a_volume_collapse_blocks_a_swing_is_a_warning():
+    t = Thresholds()
+    ref = Reference("2026-10-09", days=("2026-10-08",), stats=({"counts": {"impressions": 1000}},))
+    spike = quality.volume(4400, ref, t, "events")
+    assert not spike.passed and not spike.blocking and "recorded as a warning" in spike.description
+    dip = quality.volume(500, ref, t, "events")
+    assert dip.passed  # 0.5x: within [1/2, 2]x
+    collapse = quality.volume(50, ref, t, "events")
+    assert collapse.blocks and "COLLAPSED" in collapse.description
+    assert "data_quality.volume_collapse_ratio" in collapse.description
+    rows = quality.row_count_change(
+        5000, Reference("d", days=("c",), stats=({"rows": 1000},)), t, "s"
+    )
+    assert not rows.passed and not rows.blocking
+
+
+def test_drift_informs_and_only_a_collapse_blocks():
+    ref = Reference("2026-10-09", days=("2026-10-08",), stats=({},))
+    t = Thresholds()
+    shifted = quality.drift({"user_ctr": FeatureDrift("dense", 0.7, 1e-30, 80, 80)}, ref, t)
+    assert not shifted.passed and not shifted.blocking
+    assert shifted.metadata["drifted_features"] == "user_ctr"
+    broken = quality.drift(
+        {"item_ctr": FeatureDrift("dense", 2.0, 1e-30, 500, 500, collapsed=True)}, ref, t
+    )
+    assert broken.blocks and "collapsed" in broken.description
+
+
+def test_drift_p_values_count_units_not_rows():
+    """80 users with 50 impressions each: the user feature's test sees 80 values, not 4,000."""
+
+    def day(shift: float, seed: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed)
+        users = np.repeat([f"u{seed}-{k}" for k in range(80)], 50)
+        per_user = np.repeat(r.normal(shift, 1, 80), 50)
+        return pd.DataFrame({"user_id": users, "item_id": "i", "user_ctr": per_user})
+
+    ref, cur = day(0.0, 1), day(0.3, 2)
+    by_rows = feature_drift(
+        ref.drop(columns=["user_id"]), cur.drop(columns=["user_id"]), ["user_ctr"], []
+    )
+    by_units = feature_drift(ref.assign(_day="d1"), cur, ["user_ctr"], [])
+    assert by_units["user_ctr"].n_current == 80 and by_rows["user_ctr"].n_current == 4000
+    assert by_units["user_ctr"].p_value > by_rows["user_ctr"].p_value * 1e6
