@@ -63,7 +63,7 @@ JSON = {"content-type": "application/json"}
 
 def _build(root: Path) -> str:
     from reckit_assets.simulation.simulate import SimulationConfig
-    from serving.testing import build_demo_registry
+    from reckit_assets_tests.support.registries import build_demo_registry
 
     registry = root / "registry"
     if (registry / "online_features" / "current.json").exists():

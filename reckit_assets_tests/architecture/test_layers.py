@@ -135,3 +135,27 @@ def test_no_import_cycles_in_the_package():
         if module not in state:
             visit(module, [])
     assert cycles == [], "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_serving_imports_neither_the_simulated_world_nor_test_support():
+    """The service is product: its test fixtures (simulated registries) live with the tests."""
+    import serving
+
+    serving_root = Path(serving.__file__).parent
+    forbidden = ("reckit_assets.simulation", "reckit_assets_tests")
+    offenders = []
+    for path in sorted(serving_root.rglob("*.py")):
+        rel = path.relative_to(serving_root)
+        if rel.parts[0] == "tests":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                # `from reckit_assets import simulation` names the package in the alias
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            bad = [n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden)]
+            if bad:
+                offenders.append(f"serving/{rel}:{node.lineno} imports {bad[0]}")
+    assert offenders == [], "\n".join(offenders)

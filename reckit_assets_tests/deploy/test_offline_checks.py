@@ -1,7 +1,8 @@
 """Kubernetes, compose and Dockerfiles checked offline with the real tools.
 
 helm (from deploy/tools/get-helm.sh), kubernetes-validate, docker-compose and hadolint must be
-installed (.ci/run does it); a missing tool fails the test with the command that installs it.
+installed (`make test-deploy` installs what is missing); a missing tool fails the test with the
+command that installs it.
 Dagster's official chart is not rendered: it has remote chart dependencies, which helm refuses
 without a chart repository, so its values are checked against the chart's documented keys.
 """

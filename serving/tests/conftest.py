@@ -11,9 +11,9 @@ import pytest
 
 from reckit_assets.core.io.storage import LocalStorage
 from reckit_assets.core.release.registry import Registry
+from reckit_assets_tests.support.registries import DemoRegistry, build_demo_registry
 from serving.app import create_app
 from serving.config import ServingConfig
-from serving.testing import DemoRegistry, build_demo_registry
 from serving.tests.support import TOKEN, TestClient, ready, wait_until
 
 

@@ -255,8 +255,5 @@ def test_item2vec_passes_the_pipeline_smoke_test(demo):
 
 
 def test_serving_does_not_import_dagster():
-    code = (
-        "import sys, serving.app, serving.cli, serving.testing; "
-        "sys.exit(1 if 'dagster' in sys.modules else 0)"
-    )
+    code = "import sys, serving.app, serving.cli; sys.exit(1 if 'dagster' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -84,9 +84,9 @@ def prometheus_for(tmp_path: Path) -> Iterator:
 
 
 def test_online_metrics_from_a_real_service_scraped_by_prometheus(tmp_path, prometheus_for):
+    from reckit_assets_tests.support.registries import build_demo_registry
     from serving.app import create_app
     from serving.config import ServingConfig
-    from serving.testing import build_demo_registry
     from serving.tests.support import LiveServer, ready, wait_until
 
     demo = build_demo_registry(tmp_path / "demo", item2vec=False)

@@ -349,7 +349,7 @@ def _publish_production(store, dt, version, ctr, seed):
 
 
 def _guarded_registry(tmp_path):
-    from serving.testing import build_demo_registry
+    from reckit_assets_tests.support.registries import build_demo_registry
 
     demo = build_demo_registry(tmp_path / "demo", item2vec=False)
     old, new = demo.versions["xgboost"]

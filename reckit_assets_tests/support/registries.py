@@ -1,4 +1,4 @@
-"""A small real registry for tests and the benchmark, built with the pipeline's own core steps.
+"""A small real registry for tests and the benchmarks, built with the pipeline's own core steps.
 
 Simulated days go through the same framework-free functions the Dagster assets call (landing
 checks, validation, activity, point-in-time features, samples, sequences); models are trained with
