@@ -7,6 +7,8 @@ reckit dev [--days N ...]          simulate the N days up to yesterday (if the l
 reckit materialize --from D [--to D]   run the daily pipeline for a range of days, recorded
                                    in the local instance (same as a UI backfill)
 reckit config show [--json]        every effective setting and where it came from
+reckit data accept --dt D --check C --reason R   waive one blocked check of one day (audited)
+reckit report --from D [--to D]    per day: data gate, each model's release outcome, production
 reckit loop --days 20 [--drift-from D] [--bad-canary-on D]   closed-loop simulation
 """
 
@@ -249,12 +251,22 @@ def _materialize(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
+    from reckit_assets.config import load_config
     from reckit_assets.dagster_home import init_home
     from reckit_assets.definitions import build_defs
 
     os.environ["DAGSTER_HOME"] = str(init_home())
-    job = build_defs(load_settings()).resolve_job_def(args.job)
+    settings = load_settings()
+    job = build_defs(settings).resolve_job_def(args.job)
     first, last = date.fromisoformat(args.start), date.fromisoformat(args.to or args.start)
+    start = load_config(settings.config_file).config.partitions.start
+    if first.isoformat() < start:
+        print(
+            f"--from {first} is before the first partition {start} (partitions.start in "
+            "reckit.yaml, or RECKIT_PARTITIONS_START): set it to the first landed day",
+            file=sys.stderr,
+        )
+        return 2
     ok = True
     with dg.DagsterInstance.get() as instance:
         for k in range((last - first).days + 1):
@@ -267,10 +279,19 @@ def _materialize(args: argparse.Namespace) -> int:
             )
             for evaluation in result.get_asset_check_evaluations():
                 if not evaluation.passed:
+                    blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
                     print(
-                        f"{day} check failed: {evaluation.asset_key.to_user_string()}."
+                        f"{day} {'check FAILED' if blocking else 'warning'}: "
+                        f"{evaluation.asset_key.to_user_string()}."
                         f"{evaluation.check_name}: {evaluation.description}"
                     )
+            for event in result.all_events:
+                if event.is_step_failure:
+                    error = event.step_failure_data.error
+                    if error and "DagsterAssetCheckFailedError" in (error.cls_name or ""):
+                        continue  # the failed check is printed above
+                    message = (error.message if error else "").strip().splitlines()
+                    print(f"{day} step {event.step_key} FAILED: {' '.join(message)[:1000]}")
             print(f"{args.job} {day}: {'succeeded' if result.success else 'FAILED'}", flush=True)
             ok = ok and result.success
             if not result.success and not args.keep_going:
@@ -350,6 +371,70 @@ def _registry(args: argparse.Namespace) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    """``reckit data accept`` (an audited waiver of one blocked check of one day) and
+    ``reckit data waivers`` (every waiver)."""
+    from reckit_assets.core.ingest import waivers
+    from reckit_assets.core.io.uri import storage_from_uri
+
+    store = storage_from_uri(load_settings().warehouse_uri)
+    if args.action == "waivers":
+        for w in waivers.all_waivers(store):
+            if args.dt in (None, w.dt):
+                print(f"{w.dt} {w.asset}.{w.check} by {w.by} at {w.at}: {w.reason}")
+        return 0
+    who = args.by or os.environ.get("USER") or "cli"
+    try:
+        w = waivers.accept(store, args.dt, args.check, who, args.reason, args.asset)
+    except waivers.WaiverError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"waived {w.asset}.{w.check} for dt={w.dt} by {w.by} ({w.reason!r}); the arrival sensor "
+        f"re-runs dt={w.dt} and the days that read it (or: reckit materialize --from {w.dt})"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Per day: the last run's status, the data gate, each model's release outcome."""
+    from reckit_assets.core.io.uri import storage_from_uri
+    from reckit_assets.core.release.registry import Registry
+    from reckit_assets.core.steps import summary
+
+    settings = load_settings()
+    store = storage_from_uri(settings.warehouse_uri)
+    registry = Registry(storage_from_uri(settings.registry_uri))
+    result = summary.summaries(store, registry, args.start, args.to or args.start)
+    status = _run_status(summary.days_between(args.start, args.to or args.start))
+    if args.json:
+        for day in result["days"]:
+            day["run"] = status.get(day["dt"], "-")
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(summary.markdown(result, status), end="")
+    return 0
+
+
+def _run_status(days: list[str]) -> dict[str, str]:
+    """The newest daily_pipeline run's status per day, from DAGSTER_HOME (if it has one)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home or not (Path(home) / "dagster.yaml").exists():
+        return {}
+    import dagster as dg
+
+    out = {}
+    with dg.DagsterInstance.get() as instance:
+        for dt in days:
+            records = instance.get_run_records(
+                filters=dg.RunsFilter(job_name="daily_pipeline", tags={"dagster/partition": dt}),
+                limit=1,
+            )
+            if records:
+                out[dt] = records[0].dagster_run.status.value
+    return out
 
 
 def _first_day() -> str:
@@ -462,6 +547,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop.add_argument("--seed", type=int, default=7)
     loop.add_argument("--out", default="loop_out", help="output folder (report, timeline, plot)")
     loop.set_defaults(func=_loop)
+
+    data = sub.add_parser("data", help="waive a blocked data check of one day (audited)")
+    data_actions = data.add_subparsers(dest="action", required=True)
+    accept = data_actions.add_parser(
+        "accept", help="accept one blocked check of one day: the day and its dependants re-run"
+    )
+    accept.add_argument("--dt", required=True, help="the day, YYYY-MM-DD")
+    accept.add_argument("--check", required=True, help="e.g. volume, value_range, feature_drift")
+    accept.add_argument("--asset", default=None, help="landed_logs or training_samples")
+    accept.add_argument("--reason", required=True)
+    accept.add_argument("--by", default=None, help="who accepts (default $USER)")
+    listed = data_actions.add_parser("waivers", help="every waiver, oldest first")
+    listed.add_argument("--dt", default=None)
+    data.set_defaults(func=_data)
+
+    report = sub.add_parser(
+        "report", help="per day: run status, data gate, each model's release outcome"
+    )
+    report.add_argument("--from", dest="start", required=True)
+    report.add_argument("--to", default=None)
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=_report)
 
     sub.add_parser("serve", help="run the inference service (reckit serve --help)")
 

@@ -275,3 +275,54 @@ def test_a_volume_spike_is_a_warning_and_the_day_is_used(simulated):
     assert not volume.passed and volume.severity == dg.AssetCheckSeverity.WARN
     assert "recorded as a warning" in volume.description
     assert warehouse.manifest(simulated.warehouse, "training_samples", day4) is not None
+
+
+def test_a_waiver_accepts_one_blocked_check_audited_and_reruns_the_day(simulated):
+    """`reckit data accept` records who and why; the day's next run passes that check (saying
+    so), every other check still applies, and the arrival sensor asks for the day again."""
+    from reckit_assets.cli import main as cli
+    from reckit_assets.core.ingest import waivers
+
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_days(simulated.resources(), instance, DT, "2026-10-03").success
+    day4 = "2026-10-04"
+    _reland_day(simulated, day4, simulate.inject_defect(_landed(simulated, day4), "price_x1000"))
+    assert "value_range" in failed_checks(run_days(simulated.resources(), instance, day4))
+
+    import os
+
+    os.environ["RECKIT_WAREHOUSE_URI"] = str(simulated.root / "warehouse")
+    try:
+        assert cli(["data", "accept", "--dt", day4, "--check", "nonsense", "--reason", "x"]) == 2
+        assert (
+            cli(
+                [
+                    "data",
+                    "accept",
+                    "--dt",
+                    day4,
+                    "--check",
+                    "value_range",
+                    "--by",
+                    "ana",
+                    "--reason",
+                    "prices moved to cents on purpose (INC-7)",
+                ]
+            )
+            == 0
+        )
+    finally:
+        del os.environ["RECKIT_WAREHOUSE_URI"]
+    [w] = waivers.all_waivers(simulated.warehouse)
+    assert (w.dt, w.asset, w.check, w.by) == (day4, "landed_logs", "value_range", "ana")
+    accepted = run_days(simulated.resources(), instance, day4)
+    assert accepted.success, step_errors(accepted)
+    value_range = next(
+        e for e in accepted.get_asset_check_evaluations() if e.check_name == "value_range"
+    )
+    assert value_range.passed and "WAIVED by ana" in value_range.description
+    assert "INC-7" in value_range.description and "`items.price` median" in value_range.description
+    assert warehouse.manifest(simulated.warehouse, "landed_logs", day4)["info"]["waived"] == (
+        "value_range"
+    )
+    assert waivers.signature(simulated.warehouse, day4) != ""

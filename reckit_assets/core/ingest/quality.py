@@ -16,7 +16,7 @@ from scipy import stats
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.ingest.events import EventCounts
-from reckit_assets.core.ingest.landing import ContractIssue
+from reckit_assets.core.ingest.landing import SCHEMAS, ContractIssue
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 SECTION = "data_quality"  # the key of these limits in reckit.yaml
@@ -63,8 +63,22 @@ class Thresholds:
     # Rows per day the drift tests read: a seeded uniform sample above it (memory stays bounded
     # at 10M rows a day; 200k rows still detect effects far below the limits above).
     drift_max_rows: Annotated[int, Field(ge=1000)] = 200_000
+    # The data description: columns this site does not have (``table.column``, e.g.
+    # ``users.age``, ``items.price``). They may be all null; their null share and medians are not
+    # checked, and the features use the spec's defaults for them. Listing them is how a dataset
+    # without prices or ages is described, instead of loosening ``max_null_rate`` for every column.
+    absent_columns: tuple[str, ...] = ()
     # Checking a day whose landing lacks a _SUCCESS marker; recorded in the check's metadata.
     allow_not_ready: bool = False
+
+    def __post_init__(self) -> None:
+        known = {f"{t}.{c.name}" for t, cols in SCHEMAS.items() for c in cols if not c.is_id}
+        unknown = sorted(set(self.absent_columns) - known)
+        if unknown:
+            raise ValueError(
+                f"{key('absent_columns')}: unknown column(s) {unknown}; known (non-ID): "
+                f"{', '.join(sorted(known))}"
+            )
 
 
 @dataclass(frozen=True)

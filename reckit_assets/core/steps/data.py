@@ -25,7 +25,7 @@ from reckit_assets.core.features.compute import (
 from reckit_assets.core.features.drift import feature_drift
 from reckit_assets.core.features.sequences import behaviour_sequences, sequences_table
 from reckit_assets.core.features.spec import DENSE_COLUMNS, WINDOW_DAYS
-from reckit_assets.core.ingest import quality
+from reckit_assets.core.ingest import quality, waivers
 from reckit_assets.core.ingest.events import (
     clean_snapshot_frame,
     validated_impressions,
@@ -291,7 +291,10 @@ def check_landing(
     users, _ = clean_snapshot_frame(landed["users"], "user_id")
     items, _ = clean_snapshot_frame(landed["items"], "item_id")
     # Column statistics first: the validation then releases the landed rows it is done with.
-    medians, null_shares = _medians(landed), _null_shares(landed)
+    # Columns the data description lists as absent are not checked (nulls by design).
+    absent = set(thresholds.absent_columns)
+    medians = {k: v for k, v in _medians(landed).items() if k not in absent}
+    null_shares = {k: v for k, v in _null_shares(landed).items() if k not in absent}
     events, counts = validated_impressions(
         landed["events"], dt, users=users, items=items, release=True
     )
@@ -306,6 +309,8 @@ def check_landing(
         quality.value_range(medians, ref, thresholds),
         quality.clicks_stopped(hourly_requests, hourly_clicked, ref, thresholds),
     ]
+    waived = waivers.waivers_for(store, dt) if store is not None else {}
+    waivers.apply(outcomes, waived, LANDED)
     if override:
         outcomes[0].description += f" [override: {override}]"
         for o in outcomes:
@@ -318,6 +323,7 @@ def check_landing(
     info["medians"] = {k: v for k, v in medians.items() if np.isfinite(v)}
     info["reference"] = list(ref.days)
     info["override"] = override or "none"
+    info["waived"] = ", ".join(sorted(c for a, c in waived if a == LANDED)) or "none"
     # Passed = nothing blocks: a warning (a volume spike) is recorded, the day flows on.
     info["passed"] = not any(o.blocks for o in outcomes)
     blob = json.dumps(info, indent=2, sort_keys=True, default=str).encode()
@@ -330,6 +336,7 @@ def check_landing(
         "medians": info["medians"],
         "reference": ", ".join(ref.days) or "none",
         "override": info["override"],
+        "waived": info["waived"],
         "failed_checks": ", ".join(o.name for o in outcomes if o.blocks) or "none",
         "warnings": ", ".join(o.name for o in outcomes if not o.passed and not o.blocking)
         or "none",
@@ -574,7 +581,10 @@ def samples(
             warming_up=warming_up,
         ),
     ]
+    waived = waivers.waivers_for(store, dt)
+    waivers.apply(outcomes, waived, SAMPLES)
     info = {
+        "waived": ", ".join(sorted(c for a, c in waived if a == SAMPLES)) or "none",
         "label_rate": round(float(out["label"].mean()), 6) if len(out) else 0.0,
         "new_users": int(out["is_new_user"].sum()),
         "new_items": int(out["is_new_item"].sum()),

@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from reckit_assets.core.ingest import waivers
 from reckit_assets.core.ingest.arrival import ArrivalPolicy
 from reckit_assets.core.ingest.landing import day_signature, landed_days_after
 from reckit_assets.defs.jobs import SENSOR_RUN_PRIORITY
@@ -158,8 +159,12 @@ def evaluate_arrivals(
     # Days before the first partition never become partitions: not tracked at all.
     candidates = {d for d in listed if d >= s.first_day}
     candidates |= {dt for dt, e in days.items() if e["state"] != "succeeded"}
+    store = storage.warehouse()
     for dt in sorted(candidates):
         sig = day_signature(landing, dt)
+        # An operator's waiver (``reckit data accept``) changes the day as a re-landing does.
+        waived = waivers.signature(store, dt) if sig is not None else ""
+        sig = f"{sig}+w{waived}" if waived else sig
         entry = days.get(dt)
         if sig is None:
             if entry is None or entry["state"] != "landing":
@@ -168,15 +173,17 @@ def evaluate_arrivals(
         if entry is not None and entry.get("sig") == sig:
             continue
         relanded = entry is not None and entry.get("sig") is not None
+        newly_waived = relanded and waived and entry["sig"].split("+w")[0] == sig.split("+w")[0]
         days[dt] = {**(entry or {"requests": 0}), "sig": sig}
-        mark_due(dt, "re-landed" if relanded else "landed")
+        mark_due(dt, "waived" if newly_waived else "re-landed" if relanded else "landed")
         later = [
             d
             for d, e in days.items()
             if dt < d <= _day(dt, window) and e.get("sig") and e["state"] != "landing"
         ]
         for d in later:
-            mark_due(d, f"reads {dt} ({'re-landed' if relanded else 'landed late'})")
+            why = "waived" if newly_waived else "re-landed" if relanded else "landed late"
+            mark_due(d, f"reads {dt} ({why})")
         if later:
             log.info(f"{dt} {days[dt]['why']}: its dependants {later} will run again after it")
     state["listed_through"] = newest
