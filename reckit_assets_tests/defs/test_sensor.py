@@ -198,7 +198,9 @@ def test_a_tick_lists_date_folders_not_the_landing_zone(simulated, monkeypatch):
     assert h.tick() == []
     # one child listing per table, from the recheck window (7 days before the newest day seen)
     newest_minus_8 = (date.fromisoformat(D4) - timedelta(days=8)).isoformat()
-    assert sorted(calls) == [(t, f"dt={newest_minus_8}") for t in sorted(landing.TABLES)]
+    assert sorted(calls) == sorted(
+        [*((t, f"dt={newest_minus_8}") for t in landing.TABLES), ("waivers", "")]
+    )
 
 
 def test_the_project_sensor_requests_the_first_day_then_waits(simulated):
@@ -278,3 +280,28 @@ def test_a_request_still_running_is_waited_for_and_a_lost_one_is_made_again(simu
     h.now += 2 * 3600
     (again,) = h.tick()
     assert again.partition_key == D1 and again.run_key.endswith(":r2")
+
+
+def test_a_waiver_reruns_the_day_and_its_dependants(simulated):
+    """A blocked day given up on: ``reckit data accept`` (a waiver) asks for it again, then for
+    the days that read it, in order; the request says why."""
+    from reckit_assets.core.ingest import waivers
+
+    h = Harness(simulated)
+    h.fault(D2, True)
+    h.drain()
+    for _ in range(3):
+        h.now += 10_000
+        h.run(h.tick())
+    h.tick()
+    assert h.day(D2)["state"] == "gave_up"
+    BUILT.clear()
+    h.fault(D2, False)
+    waivers.accept(simulated.warehouse, D2, "volume", "ana", "a real promotion day")
+    (request,) = h.tick()
+    assert request.partition_key == D2 and request.tags["reckit/why"] == "waived"
+    assert "+w" in request.tags["reckit/landing_signature"]
+    assert h.day(D4)["why"] == f"reads {D2} (waived)"
+    h.run([request])
+    h.drain()
+    assert BUILT[0] == D2 and set(BUILT) >= {D2, D3, D4}

@@ -110,9 +110,15 @@ def all_waivers(store: Storage) -> list[Waiver]:
     ]
 
 
+def days_with_waivers(store: Storage) -> set[str]:
+    """The days that have a waiver: one listing of the waivers folder."""
+    return {p.removeprefix("dt=") for p in store.list_prefixes(PREFIX) if p.startswith("dt=")}
+
+
 def signature(store: Storage, dt: str) -> str:
     """A digest of the day's waivers ("" without any): part of the arrival sensor's signature."""
-    keys = sorted(i.key for i in store.list(f"{PREFIX}/dt={dt}") if i.key.endswith(".json"))
+    # One listing of the day's folder (not a walk): the sensor calls this every tick.
+    keys = [k for k in store.list_prefixes(f"{PREFIX}/dt={dt}") if k.endswith(".json")]
     if not keys:
         return ""
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:12]

@@ -160,10 +160,12 @@ def evaluate_arrivals(
     candidates = {d for d in listed if d >= s.first_day}
     candidates |= {dt for dt, e in days.items() if e["state"] != "succeeded"}
     store = storage.warehouse()
-    for dt in sorted(candidates):
+    # One listing per tick: the days that have waivers at all (``reckit data accept``).
+    waived_days = waivers.days_with_waivers(store)
+    for dt in sorted(candidates | (waived_days & {d for d in days if d >= s.first_day})):
         sig = day_signature(landing, dt)
-        # An operator's waiver (``reckit data accept``) changes the day as a re-landing does.
-        waived = waivers.signature(store, dt) if sig is not None else ""
+        # An operator's waiver changes the day as a re-landing does.
+        waived = waivers.signature(store, dt) if sig is not None and dt in waived_days else ""
         sig = f"{sig}+w{waived}" if waived else sig
         entry = days.get(dt)
         if sig is None:
