@@ -25,11 +25,13 @@ kept for compatibility; the trivial-baseline, holdout and identity rules apply i
 **Release outcomes.** Every failing rule says which of three things it found
 (``metadata["outcome"]``), and the candidate's outcome is the worst of them (:func:`decide`):
 
-- ``broken`` (blocks: the run is red): an unusable holdout, constant scores, a candidate with
-  production's version id and other bytes, or nothing measured (0 vs 0).
+- ``broken`` (blocks: the run is red): an unusable holdout, non-finite scores (the evaluation
+  step fails), a candidate with production's version id and other bytes, or nothing measured
+  (item2vec 0 vs 0).
 - ``rejected`` (green, not registered): shown worse than production beyond the margin (the CI
   lies wholly beyond it), a slice significantly regressed, or shown worse than the trivial
-  baseline (the CI of the difference lies wholly below 0) or below the floor.
+  baseline (the CI of the difference lies wholly below 0), below the floor, or constant (it
+  learned nothing from its window).
 - ``held`` (green, not registered: "nothing better today"): not shown non-inferior or not shown
   better; the report states each rule's minimum detectable effect on this holdout and how many
   more rows would decide it.
@@ -769,8 +771,12 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
             trivial_baseline_logloss=b_ll,
         ),
     )
+    # A constant scorer learned nothing that generalizes from its window (e.g. XGBoost early-
+    # stopped at round 0 on a new site whose first days carry no feature history): it is shown
+    # no better than the prior, a rejection, and the description says it is constant. (A model
+    # that cannot score at all, NaN or a crash, fails the evaluation step: broken.)
     if constant:
-        _mark(auc_out, BROKEN)
+        _mark(auc_out, REJECTED)
     elif rules.mode == "ratio" or not floor_ok or _worse_beyond(a, 0.0):
         _mark(auc_out, REJECTED)
     else:

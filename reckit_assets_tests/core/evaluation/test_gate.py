@@ -356,10 +356,11 @@ def test_broken_outcomes_block_the_run():
     out = judge(empty, "good", None)
     assert out["holdout_usable"].blocking and out["holdout_usable"].blocks
     assert gate.decide(list(out.values()))[0] == gate.BROKEN
-    # A constant scorer is broken, not "weak".
+    # A constant scorer learned nothing: rejected (green), saying it is constant.
     flat = holdout(seed=4).assign(flat=0.1)
     constant = judge(flat, "flat", None)["auc_vs_trivial_baseline"]
-    assert constant.blocks and "CONSTANT" in constant.description
+    assert not constant.blocks and "CONSTANT" in constant.description
+    assert constant.metadata["outcome"] == gate.REJECTED
     # Production's version id with other bytes (CPU, deterministic): broken.
     ident, _ = gate.identity("v1", "c2", {"m": "2"}, "cpu", "2026-10-04", PROD_SAME_ID)
     assert ident.blocks and ident.metadata["outcome"] == gate.BROKEN
