@@ -775,9 +775,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
     # stopped at round 0 on a new site whose first days carry no feature history): it is shown
     # no better than the prior, a rejection, and the description says it is constant. (A model
     # that cannot score at all, NaN or a crash, fails the evaluation step: broken.)
-    if constant:
-        _mark(auc_out, REJECTED)
-    elif rules.mode == "ratio" or not floor_ok or _worse_beyond(a, 0.0):
+    if constant or rules.mode == "ratio" or not floor_ok or _worse_beyond(a, 0.0):
         _mark(auc_out, REJECTED)
     else:
         _mark(auc_out, HELD)

@@ -14,11 +14,17 @@ Checks run in this order, and the first that decides wins:
 4. **Sample-ratio mismatch**: chi-square test of the day's users per arm against the configured
    share at ``srm_alpha / max_days`` (Bonferroni over the judge's daily looks) -> ``inconclusive``
    (the split is broken, so no CTR comparison is trustworthy; the canary is not promoted).
-5. **Minimum data**: impressions, clicks and users per arm -> else ``inconclusive``.
+5. **Minimum data**: impressions, clicks and users per arm -> else ``inconclusive``; the share
+   still steps up after ``bake_days`` (more traffic is how a small site gets the data), unless
+   the window has expired.
 6. **Sequential CTR test** (peeking-safe): a mixture sequential probability ratio test (mSPRT,
    Johari et al. 2017; Robbins' normal mixture) on theta = log(CTR_canary / CTR_production),
    with the variance of each arm's CTR taken at the **user** level (delta method for a ratio of
-   per-user sums). The likelihood ratio is the ratio of two normal densities from
+   per-user sums). **Within each day, then combined** (given ``daily`` arms): theta_d and V_d per
+   day, combined by inverse-variance weights (theta = sum(theta_d / V_d) / sum(1 / V_d),
+   V = 1 / sum(1 / V_d)). Summing clicks and impressions over days while the canary's share
+   ramps up would read a change common to both arms (a holiday, a drift) as a canary effect
+   (Simpson's paradox); comparing within days cancels it. The likelihood ratio is the ratio of two normal densities from
    ``scipy.stats.norm``: N(theta_hat; 0, V + tau^2) / N(theta_hat; 0, V). By Ville's inequality,
    rejecting when it reaches 1/alpha keeps the chance of *ever* rejecting a true A/A at or below
    alpha however often the judge looks (under the normal approximation of theta_hat).
@@ -214,13 +220,39 @@ def _nonfinite(arm: ArmMetrics) -> list[str]:
     return out
 
 
+def stratified_log_ratio(
+    daily: list[tuple[ArmMetrics, ArmMetrics]],
+) -> tuple[float, float, int]:
+    """(theta, variance, days used): log CTR ratio canary / production within each day, combined
+    with inverse-variance weights. A day where either arm has fewer than 2 users or no click is
+    left out (its ratio or variance is undefined)."""
+    weights, thetas = [], []
+    for c, p in daily:
+        if min(c.users, p.users) < 2 or min(c.clicks, p.clicks) < 1:
+            continue
+        v = log_ctr_variance(c) + log_ctr_variance(p)
+        if not (v > 0 and math.isfinite(v)):
+            continue
+        weights.append(1 / v)
+        thetas.append(math.log(c.ctr / p.ctr))
+    if not weights:
+        return math.nan, math.nan, 0
+    w = np.asarray(weights)
+    return float(np.dot(w, thetas) / w.sum()), float(1 / w.sum()), len(weights)
+
+
 def judge(
     canary: ArmMetrics | None,
     production: ArmMetrics | None,
     state: CanaryState,
     config: JudgeConfig | None = None,
+    daily: list[tuple[ArmMetrics, ArmMetrics]] | None = None,
 ) -> Verdict:
-    """The verdict for one look at a canary. Pure: same inputs, same verdict and figures."""
+    """The verdict for one look at a canary. Pure: same inputs, same verdict and figures.
+
+    ``canary`` / ``production``: each arm over the whole window (guardrails, minimum data);
+    ``daily``: the two arms day by day, for the CTR comparison within days (without it, the
+    window's sums are compared, which only the unit tests of the test itself use)."""
     cfg = config or JudgeConfig()
     figures: dict = {
         "share": state.share,
@@ -311,15 +343,31 @@ def judge(
             if have < need:
                 short.append(f"{name} has {have} {what} < min_{what} {need}")
     expired = state.days_running >= cfg.max_days
+    last = cfg.share_schedule[-1]
+    at_last = state.share >= last
+    baked = state.days_at_share >= cfg.bake_days
     if short:
         reasons = ["too little data: " + "; ".join(short)]
         if expired:
             reasons.append(f"max_days {cfg.max_days} reached: canary expired")
+            return verdict(INCONCLUSIVE, *reasons)
+        step = next((s for s in cfg.share_schedule if s > state.share), None)
+        if baked and step is not None:
+            # More traffic is how a small site gets the data: guardrails and the split passed.
+            reasons.append(f"share {state.share} -> {step} after {state.days_at_share} day(s)")
+            return verdict(INCONCLUSIVE, *reasons, next_share=step)
         return verdict(INCONCLUSIVE, *reasons)
 
-    # 6. Sequential CTR test.
-    variance = log_ctr_variance(canary) + log_ctr_variance(production)
-    theta_hat = math.log(canary.ctr / production.ctr)
+    # 6. Sequential CTR test, within days then combined.
+    if daily:
+        theta_hat, variance, used = stratified_log_ratio(daily)
+        figures["days_compared"] = used
+        figures["ctr_ratio_pooled"] = canary.ctr / production.ctr
+        if used == 0:
+            return verdict(INCONCLUSIVE, "no day with clicks on both arms to compare within")
+    else:
+        variance = log_ctr_variance(canary) + log_ctr_variance(production)
+        theta_hat = math.log(canary.ctr / production.ctr)
     lr = msprt(theta_hat, variance, cfg.mixture_sd)
     half = confidence_sequence(theta_hat, variance, cfg.mixture_sd, cfg.alpha)
     floor = math.log(1 - cfg.noninferiority_margin)
@@ -337,12 +385,9 @@ def judge(
         return verdict(
             ROLLBACK,
             f"CTR {canary.ctr:.4f} vs production {production.ctr:.4f} "
-            f"({math.expm1(theta_hat):+.1%}): mSPRT likelihood ratio {lr:.1f} >= 1/alpha "
+            f"({math.expm1(theta_hat):+.1%} within days): mSPRT likelihood ratio {lr:.1f} >= 1/alpha "
             f"{1 / cfg.alpha:.0f}",
         )
-    last = cfg.share_schedule[-1]
-    at_last = state.share >= last
-    baked = state.days_at_share >= cfg.bake_days
     if theta_hat - half > floor and at_last and baked:
         return verdict(
             PROMOTE,

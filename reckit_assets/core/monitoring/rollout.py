@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
@@ -42,8 +43,10 @@ class GuardConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    baseline_days: int = Field(3, ge=1)  # trailing days of the same production version
-    alpha: float = Field(0.01, gt=0, lt=1)  # one-sided z test on log CTR ratio, per day
+    baseline_days: int = Field(7, ge=1)  # trailing days of the same production version
+    # One-sided test, per day, that the CTR dropped by MORE than the margin (rollback or retrain)
+    # vs the trailing days, with their day-to-day variance (Student t, baseline days - 1 df).
+    alpha: float = Field(0.01, gt=0, lt=1)
     rollback_ctr_drop: float = Field(0.20, gt=0, lt=1)  # relative drop that rolls back
     retrain_ctr_drop: float = Field(0.05, gt=0, lt=1)  # relative drop that requests retraining
     max_error_rate_increase: float = Field(0.01, ge=0)  # absolute, vs baseline: rollback
@@ -108,7 +111,12 @@ def apply_verdict(
         cleared = registry.set_alias(model, CANARY, None, by, f"expired: {reason}")
         write_rollout(storage, model, None)
         return {"action": "expire", "moves": [cleared.as_dict()]}
-    if verdict.decision == CONTINUE and verdict.next_share not in (None, rollout.share):
+    # A step up also follows an inconclusive look that was short of data only (the judge sets
+    # next_share then; never for a broken split or missing figures).
+    if verdict.decision in (CONTINUE, INCONCLUSIVE) and verdict.next_share not in (
+        None,
+        rollout.share,
+    ):
         stepped = Rollout(model, rollout.version, rollout.started, verdict.next_share, next_day(dt))
         write_rollout(storage, model, stepped)
         return {"action": "step", "share": [rollout.share, verdict.next_share]}
@@ -125,19 +133,50 @@ class Regression:
     figures: dict
 
 
+def _drop_beyond(theta: float, se: float, margin: float, df: int | None) -> float:
+    """p-value of H0 "the relative drop is at most ``margin``" (theta >= log(1 - margin)) against
+    a larger drop: Student t with ``df`` degrees of freedom (normal when None)."""
+    if not se > 0:
+        return math.nan
+    z = (theta - math.log(1 - margin)) / se
+    return float(stats.t.cdf(z, df) if df else stats.norm.cdf(z))
+
+
 def compare_with_baseline(
-    today: ArmMetrics | None, baseline: ArmMetrics | None, config: GuardConfig
+    today: ArmMetrics | None,
+    baseline: ArmMetrics | None,
+    config: GuardConfig,
+    daily: list[ArmMetrics] | None = None,
 ) -> Regression:
-    """One-sided z test (scipy.stats.norm) of log CTR today vs the trailing baseline, with
-    user-level delta-method variances, plus error-rate and latency guardrails. No data: neither
-    rollback nor retrain, and said so."""
+    """Has production's CTR today dropped by more than a margin vs its trailing days?
+
+    theta = log CTR today - mean of the trailing days' daily log CTRs (``daily``; the pooled
+    ``baseline`` when fewer than 2 days). Its standard error counts the **day-to-day** variance:
+    the trailing days' own spread of log CTR (which holds their sampling noise too), never below
+    today's user-level sampling variance, times (1 + 1/k): a prediction interval for one new day
+    (Student t, k - 1 df). Each decision tests against its margin, not "any drop": rollback when
+    a drop beyond ``rollback_ctr_drop`` is significant at ``alpha``, retraining beyond
+    ``retrain_ctr_drop``. Plus error-rate and latency guardrails. No data: neither, said so."""
     if today is None or baseline is None or min(today.clicks, baseline.clicks) < 1:
         return Regression(False, False, ["no production traffic to compare"], {})
     if min(today.users, baseline.users) < 2:
         return Regression(False, False, ["too few users to compare"], {})
-    theta = math.log(today.ctr / baseline.ctr)
-    se = math.sqrt(log_ctr_variance(today) + log_ctr_variance(baseline))
-    p = float(stats.norm.cdf(theta / se)) if se > 0 else math.nan
+    days = [d for d in (daily or []) if d.clicks >= 1 and d.users >= 2]
+    today_var = log_ctr_variance(today)
+    if len(days) >= 2:
+        logs = np.log([d.ctr for d in days])
+        k = len(logs)
+        spread = max(float(np.var(logs, ddof=1)), today_var)
+        theta = math.log(today.ctr) - float(logs.mean())
+        se, df = math.sqrt(spread * (1 + 1 / k) + today_var), k - 1
+        basis = f"{k} trailing days (day-to-day sd {math.sqrt(spread):.3f} on log CTR)"
+    else:
+        theta = math.log(today.ctr / baseline.ctr)
+        se, df = math.sqrt(today_var + log_ctr_variance(baseline)), None
+        basis = "the trailing window pooled (fewer than 2 days: sampling variance only)"
+    p = _drop_beyond(theta, se, 0.0, df)
+    p_rollback = _drop_beyond(theta, se, config.rollback_ctr_drop, df)
+    p_retrain = _drop_beyond(theta, se, config.retrain_ctr_drop, df)
     drop = -math.expm1(theta)
     figures = {
         "version": today.version,
@@ -145,22 +184,26 @@ def compare_with_baseline(
         "ctr_baseline": baseline.ctr,
         "relative_drop": drop,
         "p_value": p,
+        "p_drop_beyond_rollback": p_rollback,
+        "p_drop_beyond_retrain": p_retrain,
+        "se_log_ctr": se,
+        "basis": basis,
         "baseline_window": list(baseline.window),
         "score_psi": today.score_psi,
     }
-    significant = p < config.alpha
     reasons, rollback, retrain = [], False, False
-    if significant and drop > config.rollback_ctr_drop:
+    if p_rollback < config.alpha:
         rollback = True
         reasons.append(
-            f"CTR {today.ctr:.4f} vs trailing {baseline.ctr:.4f} (-{drop:.1%} > "
-            f"rollback_ctr_drop {config.rollback_ctr_drop:.0%}, p={p:.2g})"
+            f"CTR {today.ctr:.4f} vs trailing {baseline.ctr:.4f} (-{drop:.1%}): a drop beyond "
+            f"rollback_ctr_drop {config.rollback_ctr_drop:.0%} is significant (p={p_rollback:.2g}"
+            f" < {config.alpha}; vs {basis})"
         )
-    if significant and drop > config.retrain_ctr_drop:
+    if p_retrain < config.alpha:
         retrain = True
         reasons.append(
-            f"CTR down {drop:.1%} vs trailing baseline (> retrain_ctr_drop "
-            f"{config.retrain_ctr_drop:.0%}, p={p:.2g} < {config.alpha})"
+            f"CTR down {drop:.1%}: a drop beyond retrain_ctr_drop {config.retrain_ctr_drop:.0%} "
+            f"is significant (p={p_retrain:.2g} < {config.alpha}; vs {basis})"
         )
     if today.requests and baseline.requests:
         er_t, er_b = today.errors / today.requests, baseline.errors / baseline.requests

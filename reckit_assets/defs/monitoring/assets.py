@@ -98,6 +98,21 @@ def _arm(store: Storage, model: str, version: str, users: pd.DataFrame, window: 
     return None if arm is None else dataclasses.replace(arm, score_psi=psi)
 
 
+def _daily_arms(store: Storage, canary: str, production: str | None, window: tuple[str, str]):
+    """Both arms day by day over the window (days where both served), for the judge's
+    within-day comparison."""
+    out = []
+    for d in rollout.days(*window):
+        if production is None or warehouse.manifest(store, ONLINE, d) is None:
+            continue
+        users = warehouse.read(store, ONLINE, d, "users")
+        c = online.arm_metrics(users, canary, (d, d), None, None)
+        p = online.arm_metrics(users, production, (d, d), None, None)
+        if c is not None and p is not None:
+            out.append((c, p))
+    return out
+
+
 def build(s: Structure) -> list:
     """The monitoring and release stage's assets for this code location's partitions."""
 
@@ -256,9 +271,12 @@ def build(s: Structure) -> list:
                 if warehouse.manifest(store, ONLINE, dt)
                 else users.iloc[:0]
             )
+            # This model's two versions only: other models' users are not this split's.
+            today = today[today["model_version"].isin([current.version, prod_version])]
             day_users = today.groupby("alias")["user_id"].nunique().to_dict()
             state = current.state(dt, day_users.get(CANARY, 0), day_users.get(PRODUCTION, 0))
-            verdict = judge(canary, production, state, cfg)
+            daily = _daily_arms(store, current.version, prod_version, window)
+            verdict = judge(canary, production, state, cfg, daily=daily)
             applied = rollout.apply_verdict(
                 registry, current, verdict, dt, _by(context, "canary judge"), cfg
             )
@@ -314,7 +332,17 @@ def build(s: Structure) -> list:
             if base_days:
                 base_users = _window_users(store, base_days[0], base_days[-1])
                 baseline = _arm(store, model, version, base_users, (base_days[0], base_days[-1]))
-            regression = rollout.compare_with_baseline(today, baseline, cfg)
+            daily = [
+                a
+                for d in base_days
+                if (
+                    a := _arm(
+                        store, model, version, warehouse.read(store, ONLINE, d, "users"), (d, d)
+                    )
+                )
+                is not None
+            ]
+            regression = rollout.compare_with_baseline(today, baseline, cfg, daily)
             try:
                 applied = rollout.guard_production(
                     registry, model, regression, _by(context, "production guard"), smoke_test

@@ -197,3 +197,121 @@ def test_verdict_summary_names_decision_and_figures():
     v = judge(arm("c", 3000, 0.035, 1), arm("p", 3000, 0.05, 2), state())
     text = v.summary()
     assert text.startswith("judge: rollback") and "likelihood_ratio" in text
+
+
+def _ramp(ctr_by_day: list[float], shares: list[float], users_per_day: int, seed: int):
+    """An A/A canary whose share ramps 5% -> 50% while CTR changes for BOTH arms on some days
+    (a common shock): per-day arms and the window's pooled arms."""
+    daily, pooled_c, pooled_p = [], [], []
+    for d, (ctr, share) in enumerate(zip(ctr_by_day, shares, strict=True)):
+        n_c = max(int(users_per_day * share), 3)
+        c = arm("c", n_c, ctr, seed * 100 + 2 * d)
+        p = arm("p", users_per_day - n_c, ctr, seed * 100 + 2 * d + 1)
+        daily.append((c, p))
+        pooled_c.append(c)
+        pooled_p.append(p)
+
+    def total(arms: list[ArmMetrics], version: str) -> ArmMetrics:
+        return ArmMetrics(
+            version=version,
+            window=WINDOW,
+            users=sum(a.users for a in arms),
+            impressions=sum(a.impressions for a in arms),
+            clicks=sum(a.clicks for a in arms),
+            sum_imp_sq=sum(a.sum_imp_sq for a in arms),
+            sum_clk_sq=sum(a.sum_clk_sq for a in arms),
+            sum_imp_clk=sum(a.sum_imp_clk for a in arms),
+            requests=sum(a.requests for a in arms),
+            errors=sum(a.errors for a in arms),
+            latency_p99_ms=12.0,
+            score_psi=0.02,
+        )
+
+    return daily, total(pooled_c, "c"), total(pooled_p, "p")
+
+
+def test_a_common_shock_during_the_ramp_is_not_read_as_a_canary_effect():
+    """Simpson's paradox: CTR falls 20% for both arms on day 4 while the canary's share grows.
+    Summed over the window the canary looks worse; compared within each day it does not."""
+    ctrs = [0.06, 0.06, 0.06, 0.048, 0.048]
+    shares = [0.05, 0.10, 0.25, 0.50, 0.50]
+    pooled_rollbacks = stratified_rollbacks = 0
+    for seed in range(20):
+        daily, c, p = _ramp(ctrs, shares, 6000, seed)
+        s = state(share=0.5, days_at_share=2, days_running=5)
+        pooled = judge(c, p, s)
+        within = judge(c, p, s, daily=daily)
+        pooled_rollbacks += pooled.decision == ROLLBACK
+        stratified_rollbacks += within.decision == ROLLBACK
+        assert abs(within.figures["relative_ctr_change"]) < 0.06
+        assert within.figures["days_compared"] == 5
+        assert within.figures["ctr_ratio_pooled"] < 0.96  # the sums mislead
+    assert pooled_rollbacks >= 10  # the pooled comparison fails most A/A canaries...
+    assert stratified_rollbacks == 0  # ...the within-day one none
+
+
+def test_a_real_regression_is_still_caught_within_days():
+    daily, c, p = _ramp([0.06] * 4, [0.1, 0.25, 0.5, 0.5], 6000, 3)
+    worse = [
+        (replace(a, clicks=int(a.clicks * 0.7), sum_clk_sq=a.sum_clk_sq * 0.49), b)
+        for a, b in daily
+    ]
+    v = judge(c, p, state(share=0.5), daily=worse)
+    assert v.decision == ROLLBACK and "within days" in v.reasons[0]
+
+
+def test_too_little_data_still_steps_the_share_up_after_bake():
+    small = judge(
+        arm("c", 40, 0.05, 5, imps_per_user=3),
+        arm("p", 800, 0.05, 6),
+        state(0.05, 1, 1, users=(50, 950)),
+    )
+    assert small.decision == INCONCLUSIVE and small.next_share == 0.10
+    not_baked = judge(
+        arm("c", 40, 0.05, 5, imps_per_user=3),
+        arm("p", 800, 0.05, 6),
+        state(0.05, 0, 1, users=(50, 950)),
+    )
+    assert not_baked.next_share is None
+    expired = judge(
+        arm("c", 40, 0.05, 5, imps_per_user=3),
+        arm("p", 800, 0.05, 6),
+        state(0.05, 1, 14, users=(50, 950)),
+    )
+    assert expired.next_share is None and "expired" in expired.reasons[-1]
+
+
+# -- the production guard: today vs its trailing days -------------------------------------------
+
+
+def _days_of(ctrs: list[float], users: int, seed: int) -> list[ArmMetrics]:
+    return [arm("prod", users, c, seed * 1000 + k) for k, c in enumerate(ctrs)]
+
+
+def test_guard_counts_day_to_day_variance_and_tests_against_its_margins():
+    """At 300k impressions a day (15k users x 20) with a 5% day-to-day CTR swing and no real
+    change, the pooled z-test asked for retraining on ~18% of days; the guard asks almost never.
+    A real 30% drop still rolls back and retrains."""
+    from reckit_assets.core.monitoring.rollout import GuardConfig, compare_with_baseline
+
+    cfg = GuardConfig()
+    rng = np.random.default_rng(5)
+    retrains = rollbacks = 0
+    for seed in range(60):
+        ctrs = list(0.05 * np.exp(rng.normal(0, 0.05, 8)))  # 5% day-to-day swing
+        days = _days_of(ctrs, 15000, seed)
+        today, trailing = days[-1], days[:-1]
+        pooled = trailing[0]  # only for its window and the "no traffic" test
+        r = compare_with_baseline(today, pooled, cfg, trailing)
+        retrains += r.retrain
+        rollbacks += r.rollback
+        assert "day-to-day sd" in r.figures["basis"]
+    assert retrains <= 2 and rollbacks == 0
+    days = _days_of([0.05] * 7 + [0.035], 15000, 99)  # -30% today
+    r = compare_with_baseline(days[-1], days[0], cfg, days[:-1])
+    assert r.rollback and r.retrain
+    assert "beyond rollback_ctr_drop 20% is significant" in r.reasons[0]
+    # A drop smaller than the rollback margin is never a rollback, however significant.
+    days = _days_of([0.05] * 7 + [0.044], 15000, 98)  # -12%
+    r = compare_with_baseline(days[-1], days[0], cfg, days[:-1])
+    assert not r.rollback and r.retrain
