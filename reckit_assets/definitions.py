@@ -33,6 +33,7 @@ from reckit_assets.defs.monitoring import assets as monitoring
 from reckit_assets.defs.monitoring.sensors import build_retraining_sensor, run_failure_alert
 from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.release import assets as release
+from reckit_assets.defs.release import summary as day_summary
 from reckit_assets.defs.samples import assets as samples
 from reckit_assets.defs.training import assets as training
 from reckit_assets.settings import Settings, load_settings
@@ -54,6 +55,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             *evaluation.build(s),
             *release.build(s),
             *monitoring.build(s),
+            *day_summary.build(s),
         ],
         jobs=[daily, build_monitoring_job(), retraining],
         schedules=[build_daily_schedule(daily)],
@@ -62,6 +64,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             build_retraining_sensor(s, retraining, config.guard),
             run_failure_alert,
             landing_zone.build_sensor(),
+            day_summary.build_sensor(daily.name),
         ],
         resources=environment.resources,
         executor=environment.executor,

@@ -12,8 +12,10 @@ Each simulated day:
    go back to the service as feedback; a real Prometheus scrapes the service.
 3. The service's feedback log becomes the day's landing partition (``feedback_landing``), with
    the world's users and items; the pipeline then runs the day through Dagster as the sensors
-   would: data assets, online metrics, the canary judge, the production guard, the retraining
-   sensor (whose requests run the xgboost training path: gate, registration as canary).
+   would: data assets, the day's xgboost candidate (trained every day, as the daily job does:
+   gate, registration as canary when released), online metrics, the canary judge, the
+   production guard and the retraining sensor (whose request for a day already trained is
+   recorded, not run twice).
 4. ``--bad-canary-on D``: after day D's pipeline a deliberately degraded model (XGBoost trained on
    inverted labels) is force-registered as canary, with an audited reason.
 
@@ -307,6 +309,14 @@ def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
     }
 
 
+def _release_outcome(store, dt: str) -> str:
+    """The day's release outcome of the served model's candidate (released / held / ...)."""
+    key = f"{MODEL}_evaluation/dt={dt}/report.json"
+    if not store.exists(key):
+        return "no candidate"
+    return json.loads(store.read_bytes(key)).get("outcome", "?")
+
+
 def _post_feedback(client, events: list[dict]) -> None:
     resp = client.post("/v1/feedback", json={"events": events})
     if resp.status_code != 200:
@@ -355,7 +365,7 @@ def run_loop(cfg: LoopConfig) -> dict:
     from reckit_assets.core.ingest.landing import write_partition
     from reckit_assets.core.io.storage import LocalStorage
     from reckit_assets.core.monitoring.rollout import read_rollout, sync_rollout
-    from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
+    from reckit_assets.core.release.registry import PRODUCTION, Registry
     from reckit_assets.definitions import build_defs
     from reckit_assets.defs.monitoring.sensors import REASON_TAG
     from reckit_assets.defs.resources import Monitoring
@@ -458,6 +468,7 @@ def run_loop(cfg: LoopConfig) -> dict:
                 raise RuntimeError(f"day {day_no} {dt}: data pipeline failed")
             if day_no == cfg.bootstrap_days:  # the first model: production
                 run(model_sel, dt, {"reckit/trigger": "bootstrap"})
+            trained = {dt} if day_no >= cfg.bootstrap_days else set()
             if day_no > cfg.bootstrap_days:
                 run(mon_sel, dt)
                 decisions = json.loads(
@@ -474,6 +485,13 @@ def run_loop(cfg: LoopConfig) -> dict:
                     )  # fmt: skip
                 guard = json.loads(store.read_bytes(f"production_guard/dt={dt}/guard.json"))[MODEL]
                 record["guard"] = {k: guard.get(k) for k in ("rollback", "retrain", "reasons")}
+                # The daily cadence, after the judge has looked at today's traffic: a candidate
+                # every day, gated on the day just served; when released it becomes the canary
+                # (or waits, per release.canary_in_judgement).
+                result = run(model_sel, dt, {"reckit/trigger": "daily"})
+                record["release_outcome"] = _release_outcome(store, dt)
+                record["red"] = not result.success
+                sync_rollout(registry, MODEL, dt, judge_config)
                 context = dg.build_sensor_context(
                     instance=instance, cursor=sensor_cursor, resources=resources(), definitions=defs
                 )
@@ -484,15 +502,10 @@ def run_loop(cfg: LoopConfig) -> dict:
                         {"day": day_no, "dt": dt, "kind": "retrain_request",
                          "partition": req.partition_key, "reason": req.tags[REASON_TAG]}
                     )  # fmt: skip
-                    # A canary under judgement is not replaced by a retrained one.
-                    if registry.alias(MODEL, CANARY) is None:
-                        run(model_sel, req.partition_key, dict(req.tags))
-                        sync_rollout(registry, MODEL, dt, judge_config)
-                    else:
-                        timeline.append(
-                            {"day": day_no, "dt": dt, "kind": "retrain_deferred",
-                             "reason": "a canary is under judgement"}
-                        )  # fmt: skip
+                    if req.partition_key in trained:
+                        continue  # the daily run trained this day already: same candidate
+                    run(model_sel, req.partition_key, dict(req.tags))
+                    sync_rollout(registry, MODEL, dt, judge_config)
             if cfg.bad_canary_on and day_no == cfg.bad_canary_on:
                 version = _degraded_canary(store, registry, dt, cfg.start)
                 sync_rollout(registry, MODEL, dt, judge_config)  # its traffic starts tomorrow

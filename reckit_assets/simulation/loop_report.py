@@ -62,7 +62,97 @@ def _checks(cfg, days: list[dict], timeline: list[dict]) -> list[tuple[str, bool
                     f"{at_end:.1%}",
                 )
             )
+    out += _release_checks(cfg, days, timeline)
     return out
+
+
+def _partition_day(cfg, version: str) -> int | None:
+    """The day number a version was trained for (``xgboost-YYYY-MM-DD-...``), None if unknown."""
+    from datetime import date
+
+    parts = version.split("-")
+    try:
+        dt = date.fromisoformat("-".join(parts[1:4]))
+    except ValueError:
+        return None
+    return (dt - date.fromisoformat(cfg.start)).days + 1
+
+
+def _release_checks(cfg, days: list[dict], timeline: list[dict]) -> list:
+    out: list[tuple[str, bool | None, str]] = []
+    moves = [t for t in timeline if t["kind"] == "alias_move"]
+    promotions = [
+        t for t in moves if t["alias"] == "production" and str(t["by"]).startswith("canary judge")
+    ]
+    out.append(
+        (
+            "at least one promotion by the canary judge",
+            bool(promotions),
+            ", ".join(f"day {t['day']}: {t['to_version']}" for t in promotions) or "none",
+        )
+    )
+    red = [d["day"] for d in days if d.get("red")]
+    clean = [d for d in red if not (cfg.bad_canary_on and d == cfg.bad_canary_on)]
+    out.append(("0 red runs on clean days", not clean, f"red days: {red or 'none'}"))
+    if cfg.drift_from:
+        post = [
+            t for t in promotions if (_partition_day(cfg, t["to_version"]) or 0) > cfg.drift_from
+        ]
+        first = post[0] if post else None
+        out.append(
+            (
+                "a model trained on post-drift days promoted within 7 days of onset",
+                first is not None and first["day"] - cfg.drift_from <= 7,
+                f"onset day {cfg.drift_from}; "
+                + (f"{first['to_version']} promoted on day {first['day']}" if first else "none"),
+            )
+        )
+        served = [d for d in days if d.get("policy") == "served"]
+        pre = [d for d in served if d["day"] < cfg.drift_from][-3:]
+        if pre and first:
+            base = sum(d["expected_ctr"] / d["oracle_ctr"] for d in pre) / len(pre)
+            carried = [
+                (d["day"], d["by_version"][first["to_version"]]["expected_ctr"] / d["oracle_ctr"])
+                for d in served
+                if d["day"] > first["day"] and first["to_version"] in d["by_version"]
+            ]
+            best = max(carried, key=lambda x: x[1], default=None)
+            out.append(
+                (
+                    "served CTR/oracle back to >= 95% of its pre-drift level through the "
+                    "retrained model",
+                    best is not None and best[1] / base >= 0.95,
+                    f"pre-drift CTR/oracle {base:.3f}; through {first['to_version']}: "
+                    + (
+                        ", ".join(f"day {d} {r / base:.1%}" for d, r in carried)
+                        if carried
+                        else "no day served after its promotion"
+                    ),
+                )
+            )
+    return out
+
+
+def _versions_table(days: list[dict]) -> list[str]:
+    """Served CTR (expected, under the world's true probabilities) over the oracle, per day and
+    model version: which version carried what."""
+    served = [d for d in days if d.get("policy") == "served"]
+    versions = sorted({v for d in served for v in d["by_version"]})
+    lines = [
+        "| day | " + " | ".join(versions) + " |",
+        "|---:|" + "---:|" * len(versions),
+    ]
+    for d in served:
+        cells = []
+        for v in versions:
+            fig = d["by_version"].get(v)
+            cells.append(
+                ""
+                if fig is None
+                else f"{fig['expected_ctr'] / d['oracle_ctr']:.3f} ({fig['impressions']})"
+            )
+        lines.append(f"| {d['day']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary: dict) -> None:
@@ -113,8 +203,8 @@ def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary
         "",
         "## Days",
         "",
-        "| day | dt | policy | canary share | served CTR (expected) | oracle CTR | ratio | production | canary |",
-        "|---:|---|---|---:|---:|---:|---:|---|---|",
+        "| day | dt | policy | canary share | served CTR (expected) | oracle CTR | ratio | release outcome | production | canary |",
+        "|---:|---|---|---:|---:|---:|---:|---|---|---|",
     ]
     for d in days:
         exp, ora = d.get("expected_ctr"), d.get("oracle_ctr")
@@ -122,8 +212,15 @@ def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary
             f"| {d['day']} | {d['dt']} | {d.get('policy')} | {d.get('canary_share', '')} | "
             f"{'' if exp is None else f'{exp:.4f}'} | {'' if ora is None else f'{ora:.4f}'} | "
             f"{'' if exp is None else f'{exp / ora:.3f}'} | "
+            f"{d.get('release_outcome', '')}{' (RED)' if d.get('red') else ''} | "
             f"{d['aliases'].get('production', '')} | {d['aliases'].get('canary', '')} |"
         )
+    lines += [
+        "",
+        "## Served CTR / oracle by model version (impressions in brackets)",
+        "",
+        *_versions_table(days),
+    ]
     lines += ["", "## Timeline", ""]
     for t in timeline:
         if t["kind"] == "alias_move":

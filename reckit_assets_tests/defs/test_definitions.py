@@ -101,6 +101,7 @@ def test_definitions_load_with_every_job_sensor_and_schedule():
         "retraining_sensor",
         "run_failure_alert",
         "landing_zone_observer",
+        "daily_summary_sensor",
     }
     assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
     assert set(defs.resources) == {"storage", "project", "monitoring", "model_processes"}

@@ -552,3 +552,32 @@ def test_the_xgboost_and_item2vec_model_processes_never_import_torch(prepared):
         assert server == isolation.LIGHT
         imported = isolation.call(probe.new_modules, fn, *args, what=what, server=server)
         assert "torch" not in imported, f"{what} imported torch: {imported}"
+
+
+def test_a_finished_daily_run_records_the_days_summary_without_a_run(prepared):
+    """daily_summary_sensor: the day's run status, data gate and each model's release outcome,
+    as a runless materialization of the day's partition (what `reckit report` prints)."""
+    from reckit_assets.defs.release import summary as day_summary
+
+    lake, instance = prepared
+    _shuffle_window_labels(lake, days(3))
+    job = dg.Definitions(
+        assets=XGB,
+        jobs=[dg.define_asset_job("daily_pipeline", selection=XGB)],
+        resources=_resources(lake),
+    ).resolve_job_def("daily_pipeline")
+    assert job.execute_in_process(
+        partition_key="2026-10-04", instance=instance, run_config=FAST
+    ).success
+    sensor = day_summary.build_sensor()
+    context = dg.build_sensor_context(instance=instance, resources=_resources(lake))
+    result = sensor(context)
+    [event] = result.asset_events
+    assert event.partition == "2026-10-04"
+    assert event.metadata["run"].value == "SUCCESS"
+    assert event.metadata["xgboost"].value.startswith("rejected: AUC")
+    assert event.metadata["data"].value == "passed"
+    again = sensor(
+        dg.build_sensor_context(instance=instance, resources=_resources(lake), cursor=result.cursor)
+    )
+    assert isinstance(again, dg.SkipReason)

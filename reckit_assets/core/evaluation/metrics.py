@@ -254,21 +254,33 @@ def _group_counts(
 
 
 def _interval(point: float, diffs: np.ndarray, level: float) -> dict:
-    """Percentile interval and standard error of the bootstrap replicates ``diffs``."""
+    """Normal interval point ± z x the bootstrap standard error of the replicates ``diffs``.
+
+    Not the percentile interval: with a few hundred replicates, its 2.5% endpoint rests on a
+    handful of draws (Monte Carlo sd ~0.19 standard errors at 200 replicates), while the
+    standard error's own error is ~1/sqrt(2 n) (~0.07 SE at the bound with 400 replicates).
+    The percentile bounds are kept for reference (``pct_low`` / ``pct_high``)."""
+    from scipy import stats
+
     diffs = diffs[np.isfinite(diffs)]
     alpha = (1.0 - level) / 2.0
-    if diffs.size:
-        low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
-        se = float(diffs.std(ddof=1)) if diffs.size > 1 else 0.0
+    if diffs.size > 1:
+        p_low, p_high = np.quantile(diffs, [alpha, 1.0 - alpha])
+        se = float(diffs.std(ddof=1))
+        z = float(stats.norm.ppf(1.0 - alpha))
+        low, high = point - z * se, point + z * se
     else:
-        low = high = se = float("nan")
+        low = high = se = p_low = p_high = float("nan")
     return {
         "diff": float(point),
         "ci_low": float(low),
         "ci_high": float(high),
         "se": se,
+        "pct_low": float(p_low),
+        "pct_high": float(p_high),
         "replicates": int(diffs.size),
         "level": level,
+        "interval": "normal (bootstrap SE)",
     }
 
 

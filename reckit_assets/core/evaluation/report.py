@@ -38,7 +38,7 @@ def ranker_report(
     candidate: tuple[str, object],
     production: tuple[str, object] | None,
     baseline: tuple[str, object],
-    bootstrap_n: int = 200,
+    bootstrap_n: int = 400,
     seed: int = 7,
     level: float = 0.95,
 ) -> dict:
@@ -118,7 +118,7 @@ def embedding_report(
     production: tuple[str, object] | None,
     popularity: object,
     k: int = 10,
-    bootstrap_n: int = 200,
+    bootstrap_n: int = 400,
     seed: int = 7,
     level: float = 0.95,
 ) -> dict:

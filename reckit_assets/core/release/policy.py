@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 Alias = Literal["production", "canary"]
-CanaryInJudgement = Literal["hold", "replace"]
+CanaryInJudgement = Literal["hold", "replace", "replace_if_better"]
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,12 @@ class ReleasePolicy:
     # A newly gated version while another canary is still being judged (the canary alias is set):
     # ``hold`` registers it but leaves the canary where it is, so the judge can finish (a daily
     # retrain replacing the canary every day would restart its judgement every day and never
-    # conclude); ``replace`` moves the canary to it, restarting the judgement. A forced
+    # conclude); ``replace`` moves the canary to it, restarting the judgement;
+    # ``replace_if_better`` (the default) replaces only a candidate shown better than production
+    # on its holdout (the lower CI bound of its AUC gain, or hit-rate gain, above 0): after a
+    # shift in the data a fresh model does not wait for a stale canary to finish. A forced
     # registration (with its audited reason) always replaces.
-    canary_in_judgement: CanaryInJudgement = "hold"
+    canary_in_judgement: CanaryInJudgement = "replace_if_better"
     # Production's age (dt minus the day its version was trained for): the daily
     # ``production_staleness`` check warns past the first limit and fails past the second.
     stale_warn_days: Annotated[int, Field(ge=0)] = 10

@@ -440,15 +440,21 @@ def register(
     rollout = read_rollout(registry.storage, kind) if judged is not None else None
     if judged is not None and (rollout is None or rollout.version != judged):
         judged = None
-    if judged is not None and policy.canary_in_judgement == "hold" and not force:
+    better = _shown_better_than_production(report)
+    holds = policy.canary_in_judgement == "hold" or (
+        policy.canary_in_judgement == "replace_if_better" and not better
+    )
+    if judged is not None and holds and not force:
         if info["version"] in aliases.values():
             return {"manifest": stored, "created": created, "alias_move": None, "released": None}
         # Registered (immutable, verifiable) but not released: the canary under judgement stays.
         held = {
             "version": info["version"],
             "canary": judged,
-            "why": f"canary {judged} is still being judged (release.canary_in_judgement: hold); "
-            f"{info['version']} is registered but not released",
+            "why": f"canary {judged} is still being judged (release.canary_in_judgement: "
+            f"{policy.canary_in_judgement}"
+            + (", and this candidate is not shown better than production" if not better else "")
+            + f"); {info['version']} is registered but not released",
         }
         return {
             "manifest": stored,
@@ -468,6 +474,15 @@ def register(
 
 
 REGISTERED_FROM = "registered from dt="
+
+
+def _shown_better_than_production(report: dict) -> bool:
+    """The candidate's gain over production on its holdout has a lower CI bound above 0 (AUC for
+    a ranker, hit rate for item2vec)."""
+    diff = (report.get("diff") or {}).get("production") or {}
+    gain = diff.get("auc") or diff.get("hit_rate") or {}
+    low = gain.get("ci_low")
+    return low is not None and low > 0
 
 
 def _registration_move(registry: Registry, kind: str, version: str) -> dict | None:

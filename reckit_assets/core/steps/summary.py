@@ -87,10 +87,14 @@ def day_summary(store: Storage, registry: Registry, dt: str) -> dict:
     }
 
 
+def production(registry: Registry) -> dict[str, str | None]:
+    return {kind: registry.alias(kind, PRODUCTION) for kind in model_steps.KINDS}
+
+
 def summaries(store: Storage, registry: Registry, first: str, last: str) -> dict:
     return {
         "days": [day_summary(store, registry, dt) for dt in days_between(first, last)],
-        "production": {kind: registry.alias(kind, PRODUCTION) for kind in model_steps.KINDS},
+        "production": production(registry),
     }
 
 
