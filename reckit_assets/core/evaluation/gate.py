@@ -899,9 +899,19 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                 (f"{metric} is 0.0 for the candidate and popularity: nothing was measured"),
             )
         else:
-            beat = c > b if rules.mode == "ratio" else d["ci_low"] > 0
+            # Hit/miss is paired per next-item pair: the exact McNemar test decides (one-sided
+            # at (1 - confidence) / 2); recall (a fraction per pair) keeps the session bootstrap.
+            exact = d.get("mcnemar") if check == "hit_rate" else None
+            alpha = (1 - rules.confidence) / 2
+            if rules.mode == "ratio":
+                beat = c > b
+            elif exact is not None:
+                beat = exact["p_better"] < alpha
+            else:
+                beat = d["ci_low"] > 0
             ok = beat and c >= floor
-            shown_worse = rules.mode == "ratio" or c < floor or _worse_beyond(d, 0.0)
+            worse = exact["p_worse"] < alpha if exact is not None else _worse_beyond(d, 0.0)
+            shown_worse = rules.mode == "ratio" or c < floor or worse
             failed_as = REJECTED if shown_worse else HELD
             text = (
                 f"candidate {metric} {c:.4f} vs popularity {b:.4f} (diff {d['diff']:+.4f}, "
@@ -909,6 +919,11 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                 + (
                     "point estimate must be higher"
                     if rules.mode == "ratio"
+                    else (
+                        f"exact McNemar: {exact['wins']} pairs won, {exact['losses']} lost, "
+                        f"one-sided p={exact['p_better']:.3g} must be < {alpha:g}"
+                    )
+                    if exact is not None
                     else "lower bound must be > 0"
                 )
                 + (f"; and >= floor {floor} ({key('hit_rate_floor')})" if floor else "")

@@ -151,7 +151,29 @@ def embedding_report(
                 for m in ("hit", "recall")
             }
             report["diff"][against]["hit_rate"] = report["diff"][against].pop("hit")
+            report["diff"][against]["hit_rate"]["mcnemar"] = mcnemar(c["hit"], ref["hit"])
     return report
+
+
+def mcnemar(candidate_hits: np.ndarray, reference_hits: np.ndarray) -> dict:
+    """Exact McNemar test of paired hit/miss outcomes (the same next-item pairs scored by two
+    models): only discordant pairs carry evidence; under equal hit rates the candidate wins each
+    with probability 1/2 (``scipy.stats.binomtest``). ``p_better`` is one-sided (candidate
+    better), ``p_worse`` the other side."""
+    from scipy import stats
+
+    c = np.asarray(candidate_hits) > 0
+    r = np.asarray(reference_hits) > 0
+    wins, losses = int((c & ~r).sum()), int((~c & r).sum())
+    n = wins + losses
+    if n == 0:
+        return {"wins": 0, "losses": 0, "p_better": 1.0, "p_worse": 1.0}
+    return {
+        "wins": wins,
+        "losses": losses,
+        "p_better": float(stats.binomtest(wins, n, 0.5, alternative="greater").pvalue),
+        "p_worse": float(stats.binomtest(wins, n, 0.5, alternative="less").pvalue),
+    }
 
 
 def _fmt(value) -> str:

@@ -369,3 +369,14 @@ def test_broken_outcomes_block_the_run():
 PROD_SAME_ID = gate.ProductionState(
     "present", "v1", "2026-10-03", ["2026-10-02"], {"m": "1"}, content_version="c1"
 )
+
+
+def test_item2vec_hit_rate_vs_popularity_uses_the_exact_mcnemar_test():
+    from reckit_assets.core.evaluation.report import mcnemar
+
+    cand = np.array([1] * 30 + [0] * 5 + [1] * 40 + [0] * 125)
+    base = np.array([0] * 30 + [1] * 5 + [1] * 40 + [0] * 125)
+    m = mcnemar(cand, base)
+    assert (m["wins"], m["losses"]) == (30, 5) and m["p_better"] < 1e-4 and m["p_worse"] > 0.99
+    tie = mcnemar(base, base)
+    assert tie["p_better"] == 1.0 and tie["wins"] == tie["losses"] == 0
