@@ -23,9 +23,10 @@ class ReleasePolicy:
     # ``hold`` registers it but leaves the canary where it is, so the judge can finish (a daily
     # retrain replacing the canary every day would restart its judgement every day and never
     # conclude); ``replace`` moves the canary to it, restarting the judgement;
-    # ``replace_if_better`` (the default) replaces only a candidate shown better than production
-    # on its holdout (the lower CI bound of its AUC gain, or hit-rate gain, above 0): after a
-    # shift in the data a fresh model does not wait for a stale canary to finish. A forced
+    # ``replace_if_better`` (the default) replaces only with a candidate whose gain over
+    # production (AUC, or hit rate) is shown, by its lower CI bound, above 0 and above the gain
+    # the canary showed at its registration: after a shift in the data a fresh model does not
+    # wait for a stale canary, and in steady state the canary finishes its judgement. A forced
     # registration (with its audited reason) always replaces.
     canary_in_judgement: CanaryInJudgement = "replace_if_better"
     # Production's age (dt minus the day its version was trained for): the daily

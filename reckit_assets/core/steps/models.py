@@ -402,6 +402,8 @@ def register(
         "metrics": {
             "candidate": {k: v for k, v in report["candidate"].items() if k != "slices"},
             "production_version": (report.get("production") or {}).get("version"),
+            # gain over production on its holdout, with CI (release.canary_in_judgement)
+            "gain": {k: v for k, v in _gain(report).items() if k in ("diff", "ci_low", "ci_high")},
         },
         "gate": {"passed": not failed, "failed": [g["name"] for g in failed]},
         # the rules in force and their sources, and any loosening at launch (audited)
@@ -440,7 +442,7 @@ def register(
     rollout = read_rollout(registry.storage, kind) if judged is not None else None
     if judged is not None and (rollout is None or rollout.version != judged):
         judged = None
-    better = _shown_better_than_production(report)
+    better = judged is not None and _better_than_the_canary(registry, kind, judged, report)
     holds = policy.canary_in_judgement == "hold" or (
         policy.canary_in_judgement == "replace_if_better" and not better
     )
@@ -476,13 +478,27 @@ def register(
 REGISTERED_FROM = "registered from dt="
 
 
-def _shown_better_than_production(report: dict) -> bool:
-    """The candidate's gain over production on its holdout has a lower CI bound above 0 (AUC for
-    a ranker, hit rate for item2vec)."""
+def _gain(report: dict) -> dict:
+    """The candidate's gain over production on its holdout (AUC for a ranker, hit rate for
+    item2vec), with its CI; {} when there was no production."""
     diff = (report.get("diff") or {}).get("production") or {}
-    gain = diff.get("auc") or diff.get("hit_rate") or {}
-    low = gain.get("ci_low")
-    return low is not None and low > 0
+    return diff.get("auc") or diff.get("hit_rate") or {}
+
+
+def _better_than_the_canary(registry: Registry, kind: str, canary: str, report: dict) -> bool:
+    """``replace_if_better``: the fresh candidate's gain over production is shown (lower CI
+    bound) above 0 and above the gain the canary under judgement showed when it was registered.
+    In steady state successive candidates gain alike and the canary finishes its judgement;
+    after a shift in the data production falls behind on fresh holdouts, a fresh candidate's
+    gain jumps, and it replaces a canary trained before the shift."""
+    low = _gain(report).get("ci_low")
+    if low is None or not low > 0:
+        return False
+    manifest = registry.manifest(kind, canary) or {}
+    if manifest.get("override"):
+        return False  # a person forced this canary (audited): the judge decides it, not a retrain
+    recorded = (manifest.get("metrics") or {}).get("gain")
+    return low > max(float((recorded or {}).get("diff", 0.0)), 0.0)
 
 
 def _registration_move(registry: Registry, kind: str, version: str) -> dict | None:
