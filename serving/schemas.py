@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+# A request token holds 3 bytes per served item: ~2.4 KB at the default 500 candidates.
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Device = Annotated[str, StringConstraints(max_length=64)]
 Short = Annotated[str, StringConstraints(max_length=256)]
 # A feature value as reckit's clients send it: a number (dense columns) or a string id (sparse).
@@ -184,7 +185,8 @@ class RankFeatures(BaseModel):
 
 
 class RankBody(BaseModel):
-    request_id: str
+    request_id: str = Field(description="the server's id of this ranking (never the caller's)")
+    client_request_id: str | None = Field(description="the request_id the caller sent, if any")
     request_token: str
     model: str
     model_version: str
@@ -211,5 +213,8 @@ class FeedbackBodyOut(BaseModel):
     accepted: int
     attributed: int
     unattributed: int
+    duplicates: int = Field(
+        description="events already taken for that (request, item, type): accepted, not written"
+    )
     by_model_version: dict[str, dict[str, int]]
     logged: bool

@@ -135,7 +135,8 @@ def test_rank_scores_with_server_side_features_and_no_skew(client, registry_dir,
     assert response.status_code == 200
     out = response.json()
     version = demo.versions["xgboost"][0]
-    assert out["request_id"] == "req-1" and out["model_version"] == version
+    assert out["client_request_id"] == "req-1" and out["model_version"] == version
+    assert out["request_id"] != "req-1"  # the server's own id: a client's is no credential
     assert out["alias"] == PRODUCTION and response.headers["x-model-version"] == version
     assert len(out["scores"]) == len(items)
     ranked = [items[i] for i in np.argsort(-np.asarray(out["scores"]), kind="stable")]
