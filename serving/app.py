@@ -299,6 +299,11 @@ class Service:
         refused = [(slot, v, 1) for slot, v in sorted(self.manager.refusing.items())]
         _, body = self.manager.health()
         health = [(status, int(body["status"] == status)) for status in HEALTH_STATES]
+        mismatch = [
+            (name, alias, int(not info["agree"]))
+            for name, by_alias in body["aliases"].items()
+            for alias, info in by_alias.items()
+        ]
         return [
             (
                 "reckit_serving_model_loaded_info",
@@ -331,6 +336,13 @@ class Service:
                 "failed verification or the smoke test); the previous version keeps serving",
                 ["slot", "version"],
                 refused,
+            ),
+            (
+                "reckit_serving_alias_mismatch",
+                "1 while a model/alias serves another version than the registry's alias names "
+                "(refused, failing to load, or a fallback); /health's aliases say why",
+                ["model", "alias"],
+                mismatch,
             ),
             (
                 "reckit_serving_health_status",

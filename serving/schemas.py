@@ -124,6 +124,14 @@ class ErrorBody(BaseModel):
     detail: str | list[str] | list[FieldError]
 
 
+class AliasState(BaseModel):
+    registry: str | None = Field(description="the version the registry's alias names")
+    served: str | None = Field(description="the version this replica serves for it")
+    agree: bool
+    fallback: bool = Field(description="served is an earlier verified production version")
+    why: str | None = Field(description="why served differs from registry (None: they agree)")
+
+
 class HealthBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: Literal["ok", "degraded", "unavailable"]
@@ -136,6 +144,7 @@ class HealthBody(BaseModel):
     last_reload_error: dict[str, Any] | None
     failing: dict[str, str]
     refused: dict[str, str]
+    aliases: dict[str, dict[str, AliasState]]
 
 
 class PingBody(BaseModel):
