@@ -17,7 +17,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -33,7 +32,7 @@ from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.release.registry import Registry
 from serving.auth import Callers, given_token, matches
 from serving.config import ServingConfig
-from serving.errors import ServiceError, clean
+from serving.errors import ServiceError, safe_loc
 from serving.feedback import (
     UNATTRIBUTED_PREFIX,
     Engagements,
@@ -166,8 +165,17 @@ class Service:
                 f"(RECKIT_MAX_CANDIDATES)",
             )
         if len(set(req.item_ids)) != n:
-            dups = sorted(i for i, count in Counter(req.item_ids).items() if count > 1)
-            raise ServiceError(422, f"item_ids has duplicates: {[clean(d) for d in dups[:10]]}")
+            seen: set[str] = set()
+            repeats = []
+            for k, item in enumerate(req.item_ids):
+                if item in seen:
+                    repeats.append(k)
+                seen.add(item)
+            raise ServiceError(
+                422,
+                f"item_ids has duplicates: {len(repeats)} repeated (at positions "
+                f"{repeats[:10]}); send each candidate once",
+            )
         if self.config.ranker is None:
             raise ServiceError(404, "no ranker is served (see RECKIT_SERVING_MODELS)")
         state = self.manager.state  # once: the whole request uses this one consistent state
@@ -464,7 +472,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
                 msg = f"{msg}: {ctx['error']}"
             errors.append(
                 {
-                    "loc": [clean(part) for part in err.get("loc", ())],
+                    "loc": safe_loc(err.get("loc", ())),
                     "msg": msg,
                     "type": str(err.get("type", "invalid")),
                 }
@@ -539,8 +547,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if name is None:
             raise ServiceError(
                 404,
-                f"model {clean(model_name)!r} is not served; served: {list(config.models)} "
-                f"(xgb = xgboost)",
+                f"model_name is not served; served: {list(config.models)} (xgb = xgboost)",
             )
         state = service.manager.state
         model = state.get(name)
@@ -615,7 +622,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if not model.knows_item(item_id):
             raise ServiceError(
                 404,
-                f"item {clean(item_id)!r} is not in {model.name} {model.version} "
+                f"item_id is not in {model.name} {model.version} "
                 f"({len(model.item_ids)} items): it had too few clicks in the training window",
                 model.version,
             )

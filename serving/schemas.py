@@ -35,7 +35,8 @@ class RankContext(_Body):
 
 class RankRequest(_Body):
     user_id: Id
-    item_ids: list[Id] = Field(min_length=1)
+    # uniqueItems: stated for clients; enforced by the handler (422 naming the positions)
+    item_ids: list[Id] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
     context: RankContext = Field(default_factory=RankContext)
     request_id: RequestId | None = None
 
@@ -44,6 +45,13 @@ class PredictRequest(_Body):
     """reckit's ``POST /predict``: ``features_list`` (its original key) or ``data`` (its unified
     protocol's), one dict of feature columns per row. ``data`` wins when both are non-empty, as
     in reckit's server."""
+
+    # {} is refused (422): one of the two keys must be present (the validator below).
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={"anyOf": [{"required": ["features_list"]}, {"required": ["data"]}]},
+    )
 
     features_list: list[FeatureRow] = Field(default_factory=list)
     data: list[FeatureRow] = Field(default_factory=list)
@@ -59,7 +67,11 @@ class PredictionsRequest(_Body):
     """reckit's ``POST /predictions/{model_name}``: feature dicts, or rows of numbers in the
     model's ``feature_columns`` order (rankers), or item ids (item2vec)."""
 
-    data: list[FeatureRow | list[float | int] | Id]
+    data: list[FeatureRow | list[float | int] | Id] = Field(
+        description="Rankers (xgb = xgboost, deepfm): each row an object of feature columns or "
+        "a list of numbers in feature_columns order; a string row is refused (422). "
+        "Embedding models (item2vec): item ids (strings) only."
+    )
 
 
 class FeedbackEvent(_Body):
@@ -105,7 +117,11 @@ class FeedbackRequest(_Body):
 
 
 # A feedback body: ours, one reckit event (a collector's message), or a list of reckit events.
-FeedbackBody = FeedbackRequest | ReckitFeedbackEvent | list[ReckitFeedbackEvent]
+FeedbackBody = (
+    FeedbackRequest
+    | ReckitFeedbackEvent
+    | Annotated[list[ReckitFeedbackEvent], Field(min_length=1)]
+)
 
 
 # -- responses ----------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ def test_similar_items_from_item2vec(client, demo, registry):
     assert anchor not in [n["item_id"] for n in out["similar"]]
     missing = client.get("/v1/similar/no-such-item")
     assert missing.status_code == 404
-    assert "'no-such-item' is not in item2vec" in missing.json()["detail"]
+    assert "item_id is not in item2vec" in missing.json()["detail"]  # the id is not echoed
 
 
 def test_metrics_parse_and_cover_requests_versions_and_scores(client, registry_dir, demo):
