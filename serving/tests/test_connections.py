@@ -123,3 +123,46 @@ def test_forwarded_for_from_an_untrusted_peer_does_not_bypass_the_rate_limit(con
         # Behind a configured proxy the forwarded address is the client: one bucket each.
         assert _limited(live.url, forwarded=True) == 0
         assert _limited(live.url, forwarded=False) >= 20
+
+
+def test_the_protocol_named_for_plain_uvicorn_and_workers_reads_the_environment(
+    config, monkeypatch
+):
+    """``uvicorn --http serving.connections:GuardedProtocol`` (and each of several workers)
+    builds its guard from the environment at the first connection."""
+    import threading
+
+    import uvicorn
+
+    from serving import connections
+
+    monkeypatch.setenv("RECKIT_REGISTRY_URI", config.registry_uri)
+    monkeypatch.setenv("RECKIT_FEEDBACK_URI", "none")
+    monkeypatch.setenv("RECKIT_HEADER_TIMEOUT_SECONDS", "1")
+    monkeypatch.setattr(connections.GuardedProtocol, "guard", None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            http="serving.connections:GuardedProtocol",
+            proxy_headers=False,
+            log_level="warning",
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=15)
+        slow = socket.create_connection(_address(url), timeout=10)
+        slow.sendall(HALF_HEADERS)
+        started = time.monotonic()
+        assert slow.recv(65536) == b""  # closed by the server at the 1 s deadline
+        assert time.monotonic() - started < 4.0
+        assert connections.GuardedProtocol.guard.header_timeout == 1.0
+        slow.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
