@@ -219,6 +219,19 @@ class RequestTokens:
         except (ValueError, KeyError, TypeError) as exc:  # signed but unreadable: our bug
             raise TokenError("bad_token", "request_token payload unreadable") from exc
 
+    def click_receipt(self, request_id: str, item_id: str) -> str:
+        """Proof that this service took a click on (request, item): a conversion carrying it is
+        accepted by any worker or replica sharing the secret, not only the one that took the
+        click."""
+        data = f"click\x1f{request_id}\x1f{item_id}".encode("utf-8", "surrogatepass")
+        return _b64(hmac.new(self._key, data, hashlib.sha256).digest()[:18])
+
+    def is_click_receipt(self, request_id: str, item_id: str, receipt: str | None) -> bool:
+        if not receipt:
+            return False
+        expected = self.click_receipt(request_id, item_id)
+        return hmac.compare_digest(receipt.encode("ascii", "replace"), expected.encode())
+
     def served_item(self, request_id: str, served: ServedRequest, item_id: str) -> bool:
         return served.items is not None and self.item_digest(request_id, item_id) in served.items
 

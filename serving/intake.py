@@ -139,6 +139,7 @@ class FeedbackIntake:
         rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
         batch: dict[tuple[str, str], frozenset[str]] = {}  # (request, item) -> types taken here
         duplicates: Counter[str] = Counter()
+        receipts: dict[str, str] = {}  # event index -> click receipt
         for i, raw in enumerate(events):
             try:
                 ev, source, scene, reckit_type = _normalise(raw)
@@ -231,16 +232,23 @@ class FeedbackIntake:
             if served is not None:
                 key = (request_id, ev.item_id)
                 taken = self.engagements.seen(*key) | batch.get(key, frozenset())
+                if ev.event_type == "click":  # proof of the click for a later conversion
+                    receipts[str(i)] = self.tokens.click_receipt(request_id, ev.item_id)
                 if ev.event_type in taken:
                     duplicates[ev.event_type] += 1
                     continue
-                if ev.event_type == "conversion" and "click" not in taken:
+                if (
+                    ev.event_type == "conversion"
+                    and "click" not in taken
+                    and not self.tokens.is_click_receipt(request_id, ev.item_id, ev.click_receipt)
+                ):
                     rejected.append(
                         (
                             i,
                             "conversion_without_click",
-                            "a conversion is taken only after a click on that served item "
-                            "(reported to this server, or earlier in the same batch)",
+                            "a conversion is taken only after a click on that served item: "
+                            "earlier in the same batch, reported to this process, or proven by "
+                            "the click_receipt the click's answer returned",
                         )
                     )
                     continue
@@ -298,6 +306,7 @@ class FeedbackIntake:
             "attributed": len(attributed),
             "unattributed": len(apart),
             "duplicates": sum(duplicates.values()),
+            "click_receipts": receipts,
             "by_model_version": by_version,
             "logged": self.feedback.enabled,
         }
@@ -315,12 +324,14 @@ def _normalise(
     extras = raw.extras or {}
     request_id = labels.get("request_id")
     token = extras.get("request_token")
+    receipt = extras.get("click_receipt")
     mapped = RECKIT_EVENT_TYPES[raw.type]
     if not request_id or mapped not in ("impression", "click", "conversion"):
         return None, RECKIT, raw.scene or None, raw.type
     ev = FeedbackEvent(
         request_id=request_id,
         request_token=token if isinstance(token, str) and token else None,
+        click_receipt=receipt if isinstance(receipt, str) and receipt else None,
         item_id=raw.item_id,
         event_type=mapped,
         user_id=raw.user_id,

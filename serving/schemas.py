@@ -81,6 +81,8 @@ class FeedbackEvent(_Body):
 
     request_id: RequestId
     request_token: Token | None = None  # the token /v1/rank returned: attributes in any worker
+    # a conversion: the click_receipt the click's answer returned (any worker accepts it)
+    click_receipt: Token | None = None
     item_id: Id
     event_type: Literal["impression", "click", "conversion"]
     user_id: Id | None = None  # default: the user the request was served to
@@ -240,6 +242,10 @@ class FeedbackBodyOut(BaseModel):
     unattributed: int
     duplicates: int = Field(
         description="events already taken for that (request, item, type): accepted, not written"
+    )
+    click_receipts: dict[str, str] = Field(
+        description="per accepted click (by its index in the batch): the receipt a later "
+        "conversion on that item carries as click_receipt"
     )
     by_model_version: dict[str, dict[str, int]]
     logged: bool

@@ -197,3 +197,22 @@ def _reuse_request_id(server: httpx.Client, items: list[str]) -> None:
     # The real user's click, by the shared id and its own token, is accepted and attributed.
     ok = _post(server, _event(real, items[0], request_id="checkout-42"))
     assert ok.status_code == 200 and ok.json()["attributed"] == 1
+
+
+def test_a_conversion_in_another_worker_needs_the_clicks_receipt(cfg, items):
+    with serving(cfg) as a, serving(cfg) as b:
+        served = _rank(a, items, "u-buyer")
+        click = _post(a, _event(served, items[0]))
+        assert click.status_code == 200 and click.json()["attributed"] == 1
+        receipt = click.json()["click_receipts"]["0"]
+        # Worker b never saw the click: a bare conversion is refused...
+        bare = _post(b, _event(served, items[0], "conversion"))
+        assert bare.status_code == 422 and "conversion_without_click" in bare.text
+        # ...a receipt for another item (or made up) proves nothing...
+        for wrong in (receipt, "made-up-receipt"):
+            other = _post(b, _event(served, items[1], "conversion", click_receipt=wrong))
+            assert other.status_code == 422 and "conversion_without_click" in other.text
+        # ...and the click's own receipt is accepted, once.
+        proven = _event(served, items[0], "conversion", click_receipt=receipt)
+        assert _post(b, proven).json()["attributed"] == 1
+        assert _post(b, proven).json()["duplicates"] == 1
