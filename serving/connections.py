@@ -163,4 +163,6 @@ def uvicorn_options(config: ServingConfig, guard: ConnectionGuard | None = None)
         # Off unless proxies are configured: a forwarded address is only as good as its sender.
         "proxy_headers": bool(config.trusted_proxies),
         "forwarded_allow_ips": list(config.trusted_proxies),
+        # No endpoint is a websocket; an upgrade would also outlive the header guard's view.
+        "ws": "none",
     }

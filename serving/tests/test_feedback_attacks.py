@@ -111,6 +111,16 @@ def test_without_an_api_key_there_is_no_ranking_no_token_and_no_feedback(server,
     assert _post(server, forged, headers={}).status_code == 401
 
 
+def test_anonymous_rankings_of_made_up_users_and_items_log_nothing(cfg, tmp_path):
+    with serving(cfg) as server:
+        for k in range(50):
+            body = {"user_id": f"ghost-{k}", "item_ids": [f"fake-{k}-{j}" for j in range(20)]}
+            assert server.post("/v1/rank", json=body).status_code == 401
+        served = _metric(server, "reckit_serving_served_impressions", "model_version")
+        assert sum(served.values()) == 0
+    assert not list((tmp_path / "feedback").rglob("*.parquet"))  # not one impression row
+
+
 def test_a_token_replayed_300_times_lands_one_click_and_one_conversion(cfg, items, tmp_path):
     with serving(cfg) as server:
         served = _replay_clicks(server, items)
