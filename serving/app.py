@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -32,15 +30,16 @@ from starlette.routing import Match
 
 from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.release.registry import Registry
+from serving.auth import Callers, given_token, matches
 from serving.config import ServingConfig
-from serving.errors import ServiceError, clean
+from serving.errors import ServiceError, safe_loc
 from serving.feedback import (
     UNATTRIBUTED_PREFIX,
+    Engagements,
     FeedbackLog,
     RequestTokens,
     ServedList,
     ServedRequest,
-    ServedRequests,
 )
 from serving.intake import FeedbackIntake
 from serving.metrics import ServingMetrics
@@ -83,7 +82,8 @@ class Service:
         self.config = config
         self.metrics = ServingMetrics()
         self.manager = ModelManager(config, registry, on_reload=self.metrics.on_reload)
-        self.served = ServedRequests(config.served_requests)
+        self.engagements = Engagements(config.served_requests)
+        self.callers = Callers(config)
         self.tokens = RequestTokens(config.feedback_secret)
         storage = storage_from_uri(config.feedback_uri) if config.feedback_uri else None
         self.feedback = FeedbackLog(storage, config.feedback_flush_rows)
@@ -96,7 +96,7 @@ class Service:
         )
         self.intake = FeedbackIntake(
             config,
-            self.served,
+            self.engagements,
             self.tokens,
             self.metrics,
             self.feedback,
@@ -152,8 +152,11 @@ class Service:
             self._flushing = loop.create_task(self.flush())
 
     # -- the work -------------------------------------------------------------------------------
-    def rank(self, req: RankRequest) -> dict:
-        """Score ``req.item_ids`` for ``req.user_id`` with the production (or canary) ranker."""
+    def rank(self, req: RankRequest, caller: str | None = None) -> dict:
+        """Score ``req.item_ids`` for ``req.user_id`` with the production (or canary) ranker.
+
+        The request id is always the server's own (a caller's ``request_id`` is kept beside it
+        as ``client_request_id``): ids a client chooses are neither unique nor credentials."""
         n = len(req.item_ids)
         if n > self.config.max_candidates:
             raise ServiceError(
@@ -162,8 +165,17 @@ class Service:
                 f"(RECKIT_MAX_CANDIDATES)",
             )
         if len(set(req.item_ids)) != n:
-            dups = sorted(i for i, count in Counter(req.item_ids).items() if count > 1)
-            raise ServiceError(422, f"item_ids has duplicates: {[clean(d) for d in dups[:10]]}")
+            seen: set[str] = set()
+            repeats = []
+            for k, item in enumerate(req.item_ids):
+                if item in seen:
+                    repeats.append(k)
+                seen.add(item)
+            raise ServiceError(
+                422,
+                f"item_ids has duplicates: {len(repeats)} repeated (at positions "
+                f"{repeats[:10]}); send each candidate once",
+            )
         if self.config.ranker is None:
             raise ServiceError(404, "no ranker is served (see RECKIT_SERVING_MODELS)")
         state = self.manager.state  # once: the whole request uses this one consistent state
@@ -177,7 +189,7 @@ class Service:
         scores = model.score_request(features, req.user_id, req.item_ids, device)
         order = np.argsort(-scores, kind="stable")  # ties keep the caller's order
         ranked = [req.item_ids[i] for i in order]
-        request_id = req.request_id or uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
         now = time.time()
         served = ServedRequest(
             model.name,
@@ -186,10 +198,11 @@ class Service:
             device,
             alias=alias,
             served_at=now,
-            items=ServedRequest.item_keys(req.item_ids),
+            caller=caller,
+            client_request_id=req.request_id,
+            expires_at=now + self.config.feedback_window_seconds,
         )
-        self.served.remember(request_id, served)
-        token = self.tokens.issue(request_id, served)
+        token = self.tokens.issue(request_id, served, req.item_ids)
         top = self.config.served_impressions
         logged = ranked if top is None else ranked[:top]
         if logged and self.feedback.append_served(
@@ -201,6 +214,7 @@ class Service:
                 alias,
                 device,
                 datetime.fromtimestamp(now, UTC),
+                caller,
             )
         ):
             self._flush_soon()
@@ -211,6 +225,7 @@ class Service:
         new_user, new_items = features.novelty(req.user_id, req.item_ids)
         return {
             "request_id": request_id,
+            "client_request_id": req.request_id,
             "request_token": token,
             "model": model.name,
             "model_version": model.version,
@@ -274,9 +289,9 @@ class Service:
         return model
 
     # -- feedback ---------------------------------------------------------------------------
-    def record_feedback(self, body: object, authorized: bool) -> dict:
+    def record_feedback(self, body: object, authorized: bool, caller: str | None = None) -> dict:
         """See :meth:`serving.intake.FeedbackIntake.record`."""
-        return self.intake.record(body, authorized)
+        return self.intake.record(body, authorized, caller)
 
     # -- metrics read at scrape time ------------------------------------------------------------
     def _live_state(self) -> list[tuple[str, str, list[str], list[tuple]]]:
@@ -292,6 +307,11 @@ class Service:
         refused = [(slot, v, 1) for slot, v in sorted(self.manager.refusing.items())]
         _, body = self.manager.health()
         health = [(status, int(body["status"] == status)) for status in HEALTH_STATES]
+        mismatch = [
+            (name, alias, int(not info["agree"]))
+            for name, by_alias in body["aliases"].items()
+            for alias, info in by_alias.items()
+        ]
         return [
             (
                 "reckit_serving_model_loaded_info",
@@ -326,6 +346,13 @@ class Service:
                 refused,
             ),
             (
+                "reckit_serving_alias_mismatch",
+                "1 while a model/alias serves another version than the registry's alias names "
+                "(refused, failing to load, or a fallback); /health's aliases say why",
+                ["model", "alias"],
+                mismatch,
+            ),
+            (
                 "reckit_serving_health_status",
                 "1 for the status /health reports now (ok, degraded, unavailable)",
                 ["status"],
@@ -339,9 +366,9 @@ class Service:
             ),
             (
                 "reckit_serving_served_requests_remembered",
-                "Request ids kept for attribution",
+                "Served requests whose reported engagement is remembered (one click each)",
                 [],
-                [(len(self.served),)],
+                [(len(self.engagements),)],
             ),
         ]
 
@@ -381,23 +408,6 @@ def _responses(ok: type | None, *statuses: int, body: bool = False, limited: boo
     for code in sorted(codes):
         out[code] = {"model": ErrorBody, "description": _WHY[code]}
     return out
-
-
-def _given_token(request: Request, *headers: str) -> str:
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    for name in headers:
-        value = request.headers.get(name)
-        if value:
-            return value
-    return ""
-
-
-def _matches(given: str, expected: str | None) -> bool:
-    return bool(expected) and hmac.compare_digest(
-        given.encode("utf-8", "replace"), expected.encode("utf-8")
-    )
 
 
 def create_app(config: ServingConfig | None = None, registry: Registry | None = None) -> FastAPI:
@@ -462,7 +472,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
                 msg = f"{msg}: {ctx['error']}"
             errors.append(
                 {
-                    "loc": [clean(part) for part in err.get("loc", ())],
+                    "loc": safe_loc(err.get("loc", ())),
                     "msg": msg,
                     "type": str(err.get("type", "invalid")),
                 }
@@ -537,8 +547,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if name is None:
             raise ServiceError(
                 404,
-                f"model {clean(model_name)!r} is not served; served: {list(config.models)} "
-                f"(xgb = xgboost)",
+                f"model_name is not served; served: {list(config.models)} (xgb = xgboost)",
             )
         state = service.manager.state
         model = state.get(name)
@@ -571,8 +580,8 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         ``X-Admin-Token``."""
         if not config.admin_token:
             raise ServiceError(403, "reload is disabled: RECKIT_ADMIN_TOKEN is not set")
-        given = _given_token(request, "x-api-key", "x-admin-token")
-        if not _matches(given, config.admin_token):
+        given = given_token(request, "x-api-key", "x-admin-token")
+        if not matches(given, config.admin_token):
             raise ServiceError(
                 401,
                 "missing or wrong admin token (Authorization: Bearer <token> or X-API-Key)",
@@ -591,9 +600,11 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         return _json(body, 200 if report.ok else 409, primary.version if primary else None)
 
     # -- ours -----------------------------------------------------------------------------------
-    @app.post("/v1/rank", responses=_responses(RankBody, 404, 503, body=True, limited=True))
-    async def rank(body: RankRequest) -> SafeJSONResponse:
-        result = service.rank(body)
+    @app.post("/v1/rank", responses=_responses(RankBody, 401, 404, 503, body=True, limited=True))
+    async def rank(request: Request, body: RankRequest) -> SafeJSONResponse:
+        """Rank candidates for a user. Needs an API key when ``RECKIT_API_KEYS`` is set."""
+        caller = service.callers.require(request, "/v1/rank")
+        result = service.rank(body, caller)
         return _json(result, version=result["model_version"])
 
     @app.get("/v1/similar/{item_id}", responses=_responses(SimilarBody, 404, 422, 503))
@@ -611,7 +622,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
         if not model.knows_item(item_id):
             raise ServiceError(
                 404,
-                f"item {clean(item_id)!r} is not in {model.name} {model.version} "
+                f"item_id is not in {model.name} {model.version} "
                 f"({len(model.item_ids)} items): it had too few clicks in the training window",
                 model.version,
             )
@@ -630,14 +641,15 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
 
     @app.post(
         "/v1/feedback",
-        responses=_responses(FeedbackBodyOut, 403, body=True, limited=True),
+        responses=_responses(FeedbackBodyOut, 401, 403, body=True, limited=True),
     )
     async def feedback(request: Request, body: Annotated[FeedbackBody, Body()]) -> SafeJSONResponse:
         """Feedback on served rankings (ours: ``{"events": [...]}``), or reckit's own events
         (one object, a list, or inside ``events``). See serving/README.md for provenance."""
-        given = _given_token(request, "x-ingest-token")
-        authorized = _matches(given, config.ingest_token) or _matches(given, config.admin_token)
-        return _json(service.record_feedback(body, authorized))
+        given = given_token(request, "x-ingest-token")
+        authorized = matches(given, config.ingest_token) or matches(given, config.admin_token)
+        caller = service.callers.require(request, "/v1/feedback", also=authorized)
+        return _json(service.record_feedback(body, authorized, caller))
 
     @app.get(
         "/metrics",

@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 5 ms GIL switch interval a request arriving during a flush waits in 5 ms slices. 1 ms
     # hands the GIL back to the loop sooner (tail latency), at no measurable throughput cost.
     sys.setswitchinterval(config.gil_switch_ms / 1000.0)
+    _raise_open_file_limit()
+    from serving.connections import uvicorn_options
+
     options = {
         "host": args.host or config.host,
         "port": args.port if args.port is not None else config.port,
@@ -41,9 +44,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.workers > 1:
         # Workers are separate processes: each builds its app from the environment.
-        uvicorn.run("serving.app:create_app", factory=True, workers=args.workers, **options)
+        # The protocol class is named, not passed: each worker builds its guard from the
+        # environment.
+        connection = {**uvicorn_options(config), "http": "serving.connections:GuardedProtocol"}
+        uvicorn.run(
+            "serving.app:create_app",
+            factory=True,
+            workers=args.workers,
+            **options,
+            **connection,
+        )
     else:
         from serving.app import create_app
 
-        uvicorn.run(create_app(config), **options)
+        uvicorn.run(create_app(config), **options, **uvicorn_options(config))
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """Soft open-file limit up to the hard one: connections are file descriptors, and the
+    default soft limit (often 1,024) is what a flood of idle sockets exhausts first."""
+    import contextlib
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        # A container may refuse; the connection guard still bounds what slow clients hold.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

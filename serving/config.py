@@ -10,6 +10,17 @@
 ``RECKIT_ADMIN_TOKEN``         token for ``POST /reload`` (``Authorization: Bearer``, ``X-API-Key``
                                or ``X-Admin-Token``; unset: reload is disabled); also admits feedback
                                that carries no request token
+``RECKIT_API_KEYS``           per-caller API keys, ``caller:key,caller:key`` (``X-API-Key`` or
+                               ``Authorization: Bearer``): when set, ``/v1/rank`` and ``/v1/feedback``
+                               need one, and each request token names its caller (unset: open, for
+                               the local demo only; production must set it)
+``RECKIT_TRUSTED_PROXIES``     addresses whose ``X-Forwarded-For`` names the client, comma-separated
+                               (default none: the peer address is the client)
+``RECKIT_HEADER_TIMEOUT_SECONDS`` a request line and its headers must arrive within this (default
+                               10; else the connection is closed)
+``RECKIT_MAX_PENDING_CONNECTIONS`` / ``RECKIT_MAX_PENDING_PER_CLIENT`` connections still sending
+                               their headers, in all / per client address (default 512 / 64);
+                               beyond them the oldest such connection is closed
 ``RECKIT_INGEST_TOKEN``        token (``X-Ingest-Token`` or Bearer) that admits feedback without a
                                request token, e.g. reckit's own events (unset: only the admin's)
 ``RECKIT_FEEDBACK_SECRET``     HMAC key of the request tokens ``/v1/rank`` returns (unset: a random
@@ -32,7 +43,9 @@
                                (default ``$RECKIT_DATA_DIR/feedback``; ``none`` disables writing)
 ``RECKIT_FEEDBACK_FLUSH_ROWS`` / ``RECKIT_FEEDBACK_FLUSH_SECONDS``  batch size / age of a flush
                                (default 5000 rows / 10 s)
-``RECKIT_SERVED_REQUESTS``     request ids remembered for feedback attribution (default 100000)
+``RECKIT_SERVED_REQUESTS``     served requests whose reported engagement (impression, click,
+                               conversion per item) is remembered, so each is taken once (default
+                               100000)
 ``RECKIT_SCORING_THREADS``     threads one request's scoring may use (default 1)
 ``RECKIT_SERVING_HOST`` / ``RECKIT_SERVING_PORT``  bind address (default 127.0.0.1:8000)
 ``RECKIT_ACCESS_LOG``          uvicorn access log, 1/0 (default 0: /metrics counts requests)
@@ -90,6 +103,25 @@ class ServingConfig:
     missing_features: str = "zero"  # "zero" (reckit's fill) or "reject"
     served_impressions: int | None = None  # top positions logged at serve time; None: all
     gil_switch_ms: float = 1.0
+    # (caller, key) pairs; empty: /v1/rank is open (the local demo), see serving/README.md
+    api_keys: tuple[tuple[str, str], ...] = ()
+    trusted_proxies: tuple[str, ...] = ()  # empty: X-Forwarded-For is never trusted
+    header_timeout_seconds: float = 10.0
+    max_pending_connections: int = 512
+    max_pending_per_client: int = 64
+
+    def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
+        hidden = {"admin_token", "ingest_token", "feedback_secret"}
+        shown = ", ".join(
+            f"{k}={'***' if k in hidden and v else v!r}"
+            for k, v in self.__dict__.items()
+            if k != "api_keys"
+        )
+        return f"ServingConfig({shown}, api_keys=<{len(self.api_keys)} keys>)"
+
+    @property
+    def callers_by_key(self) -> dict[str, str]:
+        return {key: caller for caller, key in self.api_keys}
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -111,6 +143,9 @@ class ServingConfig:
             "RECKIT_RATE_LIMIT_BURST_SECONDS": self.rate_limit_burst_seconds,
             "RECKIT_BODY_TIMEOUT_SECONDS": self.body_timeout_seconds,
             "RECKIT_GIL_SWITCH_MS": self.gil_switch_ms,
+            "RECKIT_HEADER_TIMEOUT_SECONDS": self.header_timeout_seconds,
+            "RECKIT_MAX_PENDING_CONNECTIONS": self.max_pending_connections,
+            "RECKIT_MAX_PENDING_PER_CLIENT": self.max_pending_per_client,
         }
         for name, value in checks.items():
             if value <= 0:
@@ -129,6 +164,16 @@ class ServingConfig:
                 f"RECKIT_MISSING_FEATURES={self.missing_features!r}: use one of "
                 f"{', '.join(MISSING_FEATURE_POLICIES)}"
             )
+
+        keys = [key for _, key in self.api_keys]
+        if len(set(keys)) != len(keys):
+            raise ConfigError("RECKIT_API_KEYS: two callers share a key; give each its own")
+        for k, (caller, key) in enumerate(self.api_keys):
+            if not caller or not key or len(key) < 16:
+                raise ConfigError(
+                    f"RECKIT_API_KEYS: entry {k + 1} of {len(self.api_keys)} is not "
+                    f"caller:key with a key of at least 16 characters"
+                )
 
     @property
     def rankers(self) -> tuple[str, ...]:
@@ -192,6 +237,19 @@ class ServingConfig:
             served_impressions = 0
         else:
             served_impressions = int(number("RECKIT_SERVED_IMPRESSIONS", int, 0))
+        api_keys = []
+        entries = [e.strip() for e in (text("RECKIT_API_KEYS") or "").split(",") if e.strip()]
+        for k, entry in enumerate(entries):
+            caller, sep, key = entry.partition(":")
+            if not sep:  # never echo the entry: it holds a key
+                raise ConfigError(
+                    f"RECKIT_API_KEYS: entry {k + 1} of {len(entries)} has no ':'; "
+                    f"use caller:key,caller:key"
+                )
+            api_keys.append((caller.strip(), key.strip()))
+        proxies = tuple(
+            p.strip() for p in (text("RECKIT_TRUSTED_PROXIES") or "").split(",") if p.strip()
+        )
         return cls(
             registry_uri=registry_uri,
             features_uri=text("RECKIT_FEATURES_URI"),
@@ -221,4 +279,9 @@ class ServingConfig:
             missing_features=(text("RECKIT_MISSING_FEATURES") or "zero").lower(),
             served_impressions=served_impressions,
             gil_switch_ms=number("RECKIT_GIL_SWITCH_MS", float, 1.0),
+            api_keys=tuple(api_keys),
+            trusted_proxies=proxies,
+            header_timeout_seconds=number("RECKIT_HEADER_TIMEOUT_SECONDS", float, 10.0),
+            max_pending_connections=int(number("RECKIT_MAX_PENDING_CONNECTIONS", int, 512)),
+            max_pending_per_client=int(number("RECKIT_MAX_PENDING_PER_CLIENT", int, 64)),
         )

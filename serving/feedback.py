@@ -1,26 +1,28 @@
 """Served traffic becomes tomorrow's training data: feedback events in the landing-zone format.
 
-Provenance. Only feedback on a request this service served is written where the pipeline lands
-data. ``/v1/rank`` returns with each ranking a **signed request token** (HMAC-SHA256 over the
-request id, model, version, alias, user, device and serving time; key ``RECKIT_FEEDBACK_SECRET``):
-feedback that carries it is attributed in any worker or replica sharing the key, with no state.
-Feedback that carries only a ``request_id`` is attributed from this process's **served-request
-memory** (a bounded LRU, which also knows the served items, so a click on an item that was not in
-the ranking is refused). Anything else (an unknown request id, reckit's own events, which have
-none) is accepted only with the ingest or admin token and is written **apart**, under
-``unattributed/events/dt=.../``, never under the landing layout's ``events/``.
+Provenance. Only feedback on a request this service served, reported for items it served to
+that user, is written where the pipeline lands data. ``/v1/rank`` returns with each ranking a
+**signed request token** (HMAC-SHA256, key ``RECKIT_FEEDBACK_SECRET``) bound to the server's own
+request id, the user, device, model version and alias, the caller (the API key's), an expiry
+and keyed digests of the served items: feedback that carries it is attributed in any worker or
+replica sharing the key, with no state. A request id alone is never a credential (the caller may
+choose one): feedback without a valid token is accepted only with the ingest or admin token and
+is written **apart**, under ``unattributed/events/dt=.../``, never under the landing layout's
+``events/``. Each (request, item) takes one impression, one click and one conversion, the
+conversion only after the click (:class:`Engagements`, per process; across replicas the
+deterministic ``event_id`` lets the pipeline's dedup drop repeats).
 
 Files: buffered rows are written as Parquet under
 
     events/dt=YYYY-MM-DD/serving-<host>-<pid>-<start>-<seq>.parquet               (attributed)
     unattributed/events/dt=YYYY-MM-DD/serving-<host>-<pid>-<start>-<seq>.parquet  (apart)
 
-with the landing ``events`` columns first, then ``alias``, ``source``, ``scene`` and
-``reckit_type`` (added columns only: landing readers ignore extras). Every ranked position is
-logged as an ``impression`` when it is served (``source=served``; ``RECKIT_SERVED_IMPRESSIONS``),
-so a day's impressions exist even when clients report only clicks; a client's own impression of
-the same (request, item) has the same ``event_id`` when it carries no ``ts``, and the pipeline's
-impression dedup on (request_id, item_id) keeps one either way. Writes go through
+with the landing ``events`` columns first, then ``alias``, ``source``, ``scene``,
+``reckit_type`` and ``caller`` (added columns only: landing readers ignore extras). Every ranked
+position is logged as an ``impression`` when it is served (``source=served``;
+``RECKIT_SERVED_IMPRESSIONS``), so a day's impressions exist even when clients report only
+clicks; an attributed event's ``event_id`` depends only on (request, item, type), so a client's
+own impression of a served item has the served one's id and the pipeline's dedup keeps one. Writes go through
 ``reckit_assets.core.io.storage`` (atomic: a reader never sees a torn file) when the buffer is
 full, on a timer, and on shutdown. The service never writes ``_SUCCESS``: only whoever knows a
 day is complete (the export that merges all servers' logs) may declare it so.
@@ -38,7 +40,6 @@ import secrets
 import socket
 import threading
 import time
-from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ log = logging.getLogger("serving.feedback")
 
 EVENT_COLUMNS = tuple(c.name for c in SCHEMAS["events"])
 # Added after the landing columns (a reader that knows only those ignores these).
-EXTRA_COLUMNS = ("alias", "source", "scene", "reckit_type")
+EXTRA_COLUMNS = ("alias", "source", "scene", "reckit_type", "caller")
 LOG_COLUMNS = (*EVENT_COLUMNS, *EXTRA_COLUMNS)
 UNKNOWN_VERSION = "unknown"  # label for feedback not attributable to a served request
 UNATTRIBUTED_PREFIX = "unattributed"
@@ -63,49 +64,49 @@ UNATTRIBUTED_PREFIX = "unattributed"
 SERVED, CLIENT, RECKIT = "served", "client", "reckit"
 
 
-def _item_key(item_id: str) -> int:
-    # 32 bits of a per-process hash: 4 bytes per served item in memory; a false "served" answer
-    # needs a collision among one request's items (~1e-8 for 100 items).
-    return hash(item_id) & 0xFFFFFFFF
-
-
 @dataclass(frozen=True)
 class ServedRequest:
+    """Who served a request: what its token proves. ``items`` are keyed digests of the served
+    item ids (:meth:`RequestTokens.item_digest`); None only for records built by hand."""
+
     model: str
     model_version: str
     user_id: str
     device: str | None
     alias: str = "production"
     served_at: float = 0.0  # epoch seconds
-    items: array | None = None  # _item_key of each served item; None: unknown (from a token)
-
-    def served_item(self, item_id: str) -> bool | None:
-        """Whether ``item_id`` was in the ranking; None when this record cannot tell."""
-        return None if self.items is None else _item_key(item_id) in self.items
-
-    @staticmethod
-    def item_keys(item_ids: Sequence[str]) -> array:
-        return array("I", [_item_key(i) for i in item_ids])
+    caller: str | None = None  # the API key's caller that asked for the ranking (None: open)
+    client_request_id: str | None = None  # the caller's own id for it, if it sent one
+    expires_at: float | None = None  # feedback is refused after this (plus clock skew)
+    items: frozenset[bytes] | None = None
 
 
-class ServedRequests:
-    """request_id -> who served it; the oldest are forgotten beyond ``capacity``."""
+class Engagements:
+    """What was reported per served (request, item): each of impression, click and conversion
+    is taken once, and a conversion only after a click. Bounded: beyond ``capacity`` requests
+    the least recently reported is forgotten (a repeat then reaches the log with the same
+    ``event_id``, which the pipeline's dedup drops)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, ServedRequest] = OrderedDict()
+        self._items: OrderedDict[str, dict[str, set[str]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, request_id: str, served: ServedRequest) -> None:
+    def seen(self, request_id: str, item_id: str) -> frozenset[str]:
         with self._lock:
-            self._items[request_id] = served
-            self._items.move_to_end(request_id)
+            return frozenset(self._items.get(request_id, {}).get(item_id, ()))
+
+    def record(self, events: Sequence[tuple[str, str, str]]) -> None:
+        """Remember ``(request_id, item_id, event_type)`` reports."""
+        with self._lock:
+            for request_id, item_id, event_type in events:
+                by_item = self._items.get(request_id)
+                if by_item is None:
+                    by_item = self._items[request_id] = {}
+                self._items.move_to_end(request_id)
+                by_item.setdefault(item_id, set()).add(event_type)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
-
-    def get(self, request_id: str) -> ServedRequest | None:
-        with self._lock:
-            return self._items.get(request_id)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -127,48 +128,81 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class RequestTokens:
-    """Signed request tokens: ``v1.<payload>.<mac>``, both base64url; the payload is JSON.
+ITEM_DIGEST_BYTES = 3
 
-    A token proves the service served that request (id, model, version, alias, user, device, time)
-    to whoever holds it; it does not list the served items (it would grow with the candidates).
-    With no configured secret the key is random per process: tokens then verify only in the
-    process that issued them.
+
+class RequestTokens:
+    """Signed request tokens: ``v2.<payload>.<items>.<mac>``, all base64url.
+
+    The payload (JSON) names the server's request id, the caller's own id, model, version,
+    alias, user, device, caller, serving time and expiry; ``items`` holds a 3-byte keyed digest
+    (BLAKE2b under the secret, salted with the request id) of every served item, so any worker
+    or replica sharing the secret can tell whether an item was in the ranking without state
+    (a guessed item passes with probability n / 2**24, ~6e-6 at 100 candidates). With no
+    configured secret the key is random per process: tokens then verify only there.
     """
 
-    VERSION = "v1"
+    VERSION = "v2"
 
     def __init__(self, secret: str | None) -> None:
         self.shared = secret is not None
         self._key = (secret or secrets.token_hex(32)).encode("utf-8")
+        self._item_key = hashlib.sha256(b"items\x1f" + self._key).digest()
 
-    def _mac(self, payload: str) -> str:
-        digest = hmac.new(self._key, f"{self.VERSION}.{payload}".encode(), hashlib.sha256)
+    def _mac(self, signed: str) -> str:
+        digest = hmac.new(self._key, f"{self.VERSION}.{signed}".encode(), hashlib.sha256)
         return _b64(digest.digest()[:18])
 
-    def issue(self, request_id: str, served: ServedRequest) -> str:
+    def _item_hasher(self, request_id: str) -> hashlib.blake2b:
+        hasher = hashlib.blake2b(key=self._item_key, digest_size=ITEM_DIGEST_BYTES)
+        hasher.update(f"{request_id}\x1f".encode("utf-8", "surrogatepass"))
+        return hasher
+
+    def item_digest(self, request_id: str, item_id: str) -> bytes:
+        hasher = self._item_hasher(request_id)
+        hasher.update(item_id.encode("utf-8", "surrogatepass"))
+        return hasher.digest()
+
+    def item_digests(self, request_id: str, item_ids: Sequence[str]) -> bytes:
+        """``item_digest`` of every item, concatenated (the keyed state is built once)."""
+        base = self._item_hasher(request_id)
+        out = bytearray()
+        for item in item_ids:
+            hasher = base.copy()
+            hasher.update(item.encode("utf-8", "surrogatepass"))
+            out += hasher.digest()
+        return bytes(out)
+
+    def issue(self, request_id: str, served: ServedRequest, item_ids: Sequence[str] = ()) -> str:
         body = {
             "r": request_id,
+            "q": served.client_request_id,
             "m": served.model,
             "v": served.model_version,
             "a": served.alias,
             "u": served.user_id,
             "d": served.device,
+            "c": served.caller,
             "t": round(served.served_at, 3),
+            "x": None if served.expires_at is None else round(served.expires_at, 3),
         }
-        payload = _b64(json.dumps(body, separators=(",", ":")).encode("utf-8"))
-        return f"{self.VERSION}.{payload}.{self._mac(payload)}"
+        payload = _b64(json.dumps(body, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        items = _b64(self.item_digests(request_id, item_ids))
+        signed = f"{payload}.{items}"
+        return f"{self.VERSION}.{signed}.{self._mac(signed)}"
 
     def verify(self, token: str) -> tuple[str, ServedRequest]:
-        """(request_id, who served it), or :class:`TokenError`."""
+        """(the server's request id, who served it), or :class:`TokenError`."""
         parts = token.split(".")
-        if len(parts) != 3 or parts[0] != self.VERSION:
+        if len(parts) != 4 or parts[0] != self.VERSION:
             raise TokenError("bad_token", "request_token is not a token this service issues")
-        payload, mac = parts[1], parts[2]
-        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(payload).encode()):
+        signed, mac = f"{parts[1]}.{parts[2]}", parts[3]
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._mac(signed).encode()):
             raise TokenError("bad_token", "request_token signature does not match")
         try:
-            body = json.loads(_unb64(payload))
+            body = json.loads(_unb64(parts[1]).decode("utf-8", "surrogatepass"))
+            raw = _unb64(parts[2])
+            n = ITEM_DIGEST_BYTES
             served = ServedRequest(
                 model=str(body["m"]),
                 model_version=str(body["v"]),
@@ -176,10 +210,30 @@ class RequestTokens:
                 device=None if body["d"] is None else str(body["d"]),
                 alias=str(body["a"]),
                 served_at=float(body["t"]),
+                caller=None if body["c"] is None else str(body["c"]),
+                client_request_id=None if body["q"] is None else str(body["q"]),
+                expires_at=None if body["x"] is None else float(body["x"]),
+                items=frozenset(raw[k : k + n] for k in range(0, len(raw), n)),
             )
             return str(body["r"]), served
         except (ValueError, KeyError, TypeError) as exc:  # signed but unreadable: our bug
-            raise TokenError("bad_token", f"request_token payload unreadable: {exc}") from exc
+            raise TokenError("bad_token", "request_token payload unreadable") from exc
+
+    def click_receipt(self, request_id: str, item_id: str) -> str:
+        """Proof that this service took a click on (request, item): a conversion carrying it is
+        accepted by any worker or replica sharing the secret, not only the one that took the
+        click."""
+        data = f"click\x1f{request_id}\x1f{item_id}".encode("utf-8", "surrogatepass")
+        return _b64(hmac.new(self._key, data, hashlib.sha256).digest()[:18])
+
+    def is_click_receipt(self, request_id: str, item_id: str, receipt: str | None) -> bool:
+        if not receipt:
+            return False
+        expected = self.click_receipt(request_id, item_id)
+        return hmac.compare_digest(receipt.encode("ascii", "replace"), expected.encode())
+
+    def served_item(self, request_id: str, served: ServedRequest, item_id: str) -> bool:
+        return served.items is not None and self.item_digest(request_id, item_id) in served.items
 
 
 def _request_key(request_id: str) -> bytes:
@@ -219,6 +273,7 @@ class ServedList:
     alias: str
     device: str | None
     ts: datetime
+    caller: str | None = None
 
 
 class FeedbackLog:
@@ -362,6 +417,7 @@ def _served_frame(served: list[ServedList]) -> pd.DataFrame:
             "source": pd.array([SERVED] * len(items), dtype="string"),
             "scene": pd.array([None] * len(items), dtype="string"),
             "reckit_type": pd.array([None] * len(items), dtype="string"),
+            "caller": pd.array(per_request([s.caller for s in served]), dtype="string"),
         },
         columns=list(LOG_COLUMNS),
     )

@@ -1,11 +1,14 @@
 """Feedback intake: which events are written where, and which are refused (see
 :mod:`serving.feedback` for provenance and the log's layout).
 
-An event is **attributed** when it names a request this service served (a valid request token,
-or a request id in this process's served-request memory): written under ``events/``. Otherwise
-it is written **apart** (``unattributed/``) if the caller holds the ingest or admin token, and
-refused (403) if not. Attributed events must match the served request (item, user) and fall in
-the feedback window of its serving time (422 otherwise). A batch is all-or-nothing.
+An event is **attributed** when it carries a valid request token (a request id alone is never
+enough: callers choose them): written under ``events/``. Otherwise it is written **apart**
+(``unattributed/``) if the sender holds the ingest or admin token, and refused (403) if not.
+Attributed events must match the served request (an item served to that user, the caller the
+token names, before its expiry, in the feedback window of its serving time), and each (request,
+item) takes one impression, one click and one conversion, the conversion after the click: a
+repeat is accepted but not written again (``duplicates``), a conversion without a click is
+refused. A batch is all-or-nothing.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from serving.config import ServingConfig
-from serving.errors import ServiceError, clean
+from serving.errors import ServiceError
 from serving.feedback import (
     CLIENT,
     RECKIT,
     UNKNOWN_VERSION,
+    Engagements,
     FeedbackLog,
     RequestTokens,
     ServedRequest,
-    ServedRequests,
     TokenError,
     event_id,
     utc_now,
@@ -43,7 +46,7 @@ RECKIT_EVENT_TYPES = {
     "like": "like",
     "dislike": "dislike",
 }
-PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token"})
+PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token", "caller_mismatch"})
 
 
 class FeedbackIntake:
@@ -52,7 +55,7 @@ class FeedbackIntake:
     def __init__(
         self,
         config: ServingConfig,
-        served: ServedRequests,
+        engagements: Engagements,
         tokens: RequestTokens,
         metrics: ServingMetrics,
         feedback: FeedbackLog,
@@ -60,7 +63,7 @@ class FeedbackIntake:
         flush_soon: Callable[[], None],
     ) -> None:
         self.config = config
-        self.served = served
+        self.engagements = engagements
         self.tokens = tokens
         self.metrics = metrics
         self.feedback = feedback
@@ -68,31 +71,40 @@ class FeedbackIntake:
         self.flush_soon = flush_soon
 
     def _attribute(
-        self, ev: FeedbackEvent, now: datetime
-    ) -> tuple[ServedRequest | None, str | None, str | None]:
-        """(who served the event's request or None, rejection reason, message)."""
-        served = None
-        if ev.request_token is not None:
-            try:
-                request_id, served = self.tokens.verify(ev.request_token)
-            except TokenError as exc:
-                return None, exc.reason, str(exc)
-            if request_id != ev.request_id:
-                return None, "bad_token", "request_token was issued for another request_id"
+        self, ev: FeedbackEvent, now: datetime, caller: str | None, authorized: bool
+    ) -> tuple[str | None, ServedRequest | None, str | None, str | None]:
+        """(server request id, who served it, rejection reason, message); (None, None, None,
+        None) for an event without a token (not attributable)."""
+        if ev.request_token is None:
+            return None, None, None, None
+        try:
+            request_id, served = self.tokens.verify(ev.request_token)
+        except TokenError as exc:
+            return None, None, exc.reason, str(exc)
+        if ev.request_id not in (request_id, served.client_request_id):
+            return None, None, "bad_token", "request_token was issued for another request_id"
+        skew = self.config.feedback_clock_skew_seconds
+        expires = served.expires_at
+        if expires is None:
+            expires = served.served_at + self.config.feedback_window_seconds
+        if now.timestamp() > expires + skew:
             age = now.timestamp() - served.served_at
-            if age > self.config.feedback_window_seconds + self.config.feedback_clock_skew_seconds:
-                return (
-                    None,
-                    "expired_token",
-                    f"request_token is {age:.0f}s old; feedback is accepted for "
-                    f"{self.config.feedback_window_seconds:g}s (RECKIT_FEEDBACK_WINDOW_SECONDS)",
-                )
-            remembered = self.served.get(ev.request_id)
-            if remembered is not None and remembered.model_version == served.model_version:
-                served = remembered  # same request, and memory also knows its items
-        else:
-            served = self.served.get(ev.request_id)
-        return served, None, None
+            return (
+                None,
+                None,
+                "expired_token",
+                f"request_token is {age:.0f}s old and expired; feedback is accepted for "
+                f"{self.config.feedback_window_seconds:g}s (RECKIT_FEEDBACK_WINDOW_SECONDS)",
+            )
+        if caller != served.caller and not authorized:
+            return (
+                None,
+                None,
+                "caller_mismatch",
+                "request_token was issued to another caller (RECKIT_API_KEYS): report feedback "
+                "with the API key that asked for the ranking",
+            )
+        return request_id, served, None, None
 
     def _window(self, served_at: datetime | None, now: datetime) -> tuple[datetime, datetime]:
         skew = timedelta(seconds=self.config.feedback_clock_skew_seconds)
@@ -101,8 +113,11 @@ class FeedbackIntake:
             return now - window, now + skew
         return served_at - skew, min(served_at + window, now) + skew
 
-    def record(self, body: object, authorized: bool) -> dict:
-        """Check and buffer a feedback batch: all events are written, or none (4xx)."""
+    def record(self, body: object, authorized: bool, caller: str | None = None) -> dict:
+        """Check and buffer a feedback batch: all events are written, or none (4xx).
+
+        ``authorized``: the sender holds the ingest or admin token; ``caller``: the caller its
+        API key names (None without keys)."""
         if isinstance(body, FeedbackRequest):
             events = list(body.events)
         elif isinstance(body, list):
@@ -122,6 +137,9 @@ class FeedbackIntake:
         attributed: list[dict] = []
         apart: list[dict] = []
         rejected: list[tuple[int, str, str]] = []  # (index, reason, message)
+        batch: dict[tuple[str, str], frozenset[str]] = {}  # (request, item) -> types taken here
+        duplicates: Counter[str] = Counter()
+        receipts: dict[str, str] = {}  # event index -> click receipt
         for i, raw in enumerate(events):
             try:
                 ev, source, scene, reckit_type = _normalise(raw)
@@ -161,10 +179,11 @@ class FeedbackIntake:
                         scene,
                         reckit_type,
                         ts_given=True,
+                        caller=caller,
                     )
                 )
                 continue
-            served, reason, message = self._attribute(ev, now)
+            request_id, served, reason, message = self._attribute(ev, now, caller, authorized)
             if reason is not None:
                 rejected.append((i, reason, message))
                 continue
@@ -173,15 +192,19 @@ class FeedbackIntake:
                     (
                         i,
                         "unknown_request",
-                        f"request_id {clean(ev.request_id)!r} was not served by this process "
-                        f"and carries no request_token; send the token /v1/rank returned, or "
-                        f"the ingest token (X-Ingest-Token) for unattributable events",
+                        "no request_token: a request_id alone is not a credential; send the "
+                        "request_token /v1/rank returned with it, or the ingest token "
+                        "(X-Ingest-Token) for events kept apart",
                     )
                 )
                 continue
-            if served is not None and served.served_item(ev.item_id) is False:
+            if served is not None and not self.tokens.served_item(request_id, served, ev.item_id):
                 rejected.append(
-                    (i, "item_not_served", f"item {clean(ev.item_id)!r} was not in that ranking")
+                    (
+                        i,
+                        "item_not_served",
+                        "item_id was not in the ranking that token was issued for",
+                    )
                 )
                 continue
             if served is not None and ev.user_id is not None and ev.user_id != served.user_id:
@@ -206,11 +229,35 @@ class FeedbackIntake:
             if not low <= ts <= high:
                 rejected.append((i, "outside_window", _window_message(ts, low, high)))
                 continue
+            if served is not None:
+                key = (request_id, ev.item_id)
+                taken = self.engagements.seen(*key) | batch.get(key, frozenset())
+                if ev.event_type == "click":  # proof of the click for a later conversion
+                    receipts[str(i)] = self.tokens.click_receipt(request_id, ev.item_id)
+                if ev.event_type in taken:
+                    duplicates[ev.event_type] += 1
+                    continue
+                if (
+                    ev.event_type == "conversion"
+                    and "click" not in taken
+                    and not self.tokens.is_click_receipt(request_id, ev.item_id, ev.click_receipt)
+                ):
+                    rejected.append(
+                        (
+                            i,
+                            "conversion_without_click",
+                            "a conversion is taken only after a click on that served item: "
+                            "earlier in the same batch, reported to this process, or proven by "
+                            "the click_receipt the click's answer returned",
+                        )
+                    )
+                    continue
+                batch[key] = batch.get(key, frozenset()) | {ev.event_type}
             row = _row(
                 user_id,
                 ev.item_id,
                 ev.event_type,
-                ev.request_id,
+                request_id if served is not None else ev.request_id,
                 ts,
                 ev.position,
                 ev.device or (served.device if served else None),
@@ -219,7 +266,9 @@ class FeedbackIntake:
                 source,
                 scene,
                 reckit_type,
-                ts_given=ev.ts is not None,
+                # attributed: one event per (request, item, type), whatever its ts
+                ts_given=ev.ts is not None and served is None,
+                caller=served.caller if served else caller,
             )
             (attributed if served is not None else apart).append(row)
         if rejected:  # all or nothing: a client retrying a fixed batch must not double count
@@ -232,6 +281,9 @@ class FeedbackIntake:
             status = 403 if PROVENANCE_REASONS & reasons.keys() else 422
             details = [f"events[{i}]: {reason}: {message}" for i, reason, message in rejected]
             raise ServiceError(status, details[:20])
+        self.engagements.record([(r, i, t) for (r, i), types in batch.items() for t in types])
+        for event_type, k in duplicates.items():
+            self.metrics.feedback_duplicates.labels(event_type).inc(k)
         counts = Counter((r["model_version"], r["event_type"]) for r in attributed)
         for (version, event_type), k in counts.items():
             self.metrics.feedback.labels(version, event_type).inc(k)
@@ -253,6 +305,8 @@ class FeedbackIntake:
             "accepted": len(attributed) + len(apart),
             "attributed": len(attributed),
             "unattributed": len(apart),
+            "duplicates": sum(duplicates.values()),
+            "click_receipts": receipts,
             "by_model_version": by_version,
             "logged": self.feedback.enabled,
         }
@@ -270,12 +324,14 @@ def _normalise(
     extras = raw.extras or {}
     request_id = labels.get("request_id")
     token = extras.get("request_token")
+    receipt = extras.get("click_receipt")
     mapped = RECKIT_EVENT_TYPES[raw.type]
     if not request_id or mapped not in ("impression", "click", "conversion"):
         return None, RECKIT, raw.scene or None, raw.type
     ev = FeedbackEvent(
         request_id=request_id,
         request_token=token if isinstance(token, str) and token else None,
+        click_receipt=receipt if isinstance(receipt, str) and receipt else None,
         item_id=raw.item_id,
         event_type=mapped,
         user_id=raw.user_id,
@@ -299,6 +355,7 @@ def _row(
     scene: str | None,
     reckit_type: str | None,
     ts_given: bool,
+    caller: str | None = None,
 ) -> dict:
     ts_ms = int(ts.timestamp() * 1000)
     key = request_id if request_id is not None else f"reckit\x1f{user_id}"
@@ -316,6 +373,7 @@ def _row(
         "source": source,
         "scene": scene,
         "reckit_type": reckit_type,
+        "caller": caller,
     }
 
 

@@ -143,8 +143,8 @@ class ServingMetrics:
         self.feedback_rejected = Counter(
             "reckit_serving_feedback_rejected_events",
             "Feedback events refused and never written, by reason (unknown_request, bad_token, "
-            "expired_token, outside_window, item_not_served, user_mismatch, invalid, "
-            "in_rejected_batch: valid events of a batch refused for another event)",
+            "expired_token, caller_mismatch, outside_window, item_not_served, user_mismatch, "
+            "conversion_without_click, invalid, in_rejected_batch: valid events of a batch refused for another event)",
             ["reason"],
             registry=r,
         )
@@ -152,6 +152,12 @@ class ServingMetrics:
             "reckit_serving_feedback_unattributed_events",
             "Feedback accepted with the ingest/admin token but not attributable to a request "
             "this service served: written apart (unattributed/ prefix), never to events/",
+            ["event_type"],
+            registry=r,
+        )
+        self.feedback_duplicates = Counter(
+            "reckit_serving_feedback_duplicate_events",
+            "Attributed events already taken for their (request, item, type): not written again",
             ["event_type"],
             registry=r,
         )

@@ -8,8 +8,8 @@ request. In order, before the app sees a request:
   is refused with 413 whether it announced its length (Content-Length) or not (chunked), and a
   client that stops half-way through its body is cut off with 408 instead of holding the
   connection;
-* a body holding the non-JSON literals ``NaN``, ``Infinity`` or ``-Infinity`` outside strings is
-  refused with 400 (Python's parser would accept them; RFC 8259 does not, and a non-finite number
+* a body holding the non-JSON literals ``NaN``, ``Infinity`` or ``-Infinity`` outside strings
+  (in UTF-8, UTF-16 or UTF-32) is refused with 400 (Python's parser would accept them; RFC 8259 does not, and a non-finite number
   echoed in an error would make the response itself unencodable).
 
 Every response refused here carries ``Connection: close``: the rest of an unread body must not be
@@ -169,7 +169,7 @@ class ServingMiddleware:
                 f"request body not received within {self.body_timeout:g}s "
                 f"(RECKIT_BODY_TIMEOUT_SECONDS)"
             )
-        if isinstance(body, bytes) and any(lit in body for lit in _NON_JSON_LITERALS):
+        if isinstance(body, bytes) and any(lit in _as_utf8(body) for lit in _NON_JSON_LITERALS):
             problem = non_json_literal(body)  # the fast check found the text; parse to be sure
             if problem is not None:
                 return 400, problem
@@ -198,6 +198,18 @@ class ServingMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _as_utf8(body: bytes) -> bytes:
+    """``body`` in UTF-8 for the literal scan: JSON may come as UTF-16 or UTF-32 (RFC 8259
+    allows the parser to detect them, and Python's does), where ``NaN`` is not the bytes b"NaN"."""
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        return body
+    try:
+        return body.decode(encoding).encode("utf-8", "surrogatepass")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return body  # not text in that encoding: the app's parser reports it
 
 
 class _Literal(ValueError):

@@ -292,13 +292,17 @@ def check_feature_rows(
 
 
 def _describe(value: object) -> str:
-    """A rejected value, shown safely: numbers and short text by repr, others by type."""
+    """A rejected value described by its kind (never echoed)."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):
         return f"an integer of {len(str(abs(value)))} digits"
-    if isinstance(value, float | str):
-        return f"{value!r:.40}"
+    if isinstance(value, str):  # never the text itself: error bodies echo no client values
+        return f"a string of {len(value)} characters"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return "a number beyond float32's range"
     return type(value).__name__
 
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+# A request token holds 3 bytes per served item: ~2.4 KB at the default 500 candidates.
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Device = Annotated[str, StringConstraints(max_length=64)]
 Short = Annotated[str, StringConstraints(max_length=256)]
 # A feature value as reckit's clients send it: a number (dense columns) or a string id (sparse).
@@ -34,7 +35,8 @@ class RankContext(_Body):
 
 class RankRequest(_Body):
     user_id: Id
-    item_ids: list[Id] = Field(min_length=1)
+    # uniqueItems: stated for clients; enforced by the handler (422 naming the positions)
+    item_ids: list[Id] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
     context: RankContext = Field(default_factory=RankContext)
     request_id: RequestId | None = None
 
@@ -43,6 +45,13 @@ class PredictRequest(_Body):
     """reckit's ``POST /predict``: ``features_list`` (its original key) or ``data`` (its unified
     protocol's), one dict of feature columns per row. ``data`` wins when both are non-empty, as
     in reckit's server."""
+
+    # {} is refused (422): one of the two keys must be present (the validator below).
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={"anyOf": [{"required": ["features_list"]}, {"required": ["data"]}]},
+    )
 
     features_list: list[FeatureRow] = Field(default_factory=list)
     data: list[FeatureRow] = Field(default_factory=list)
@@ -58,7 +67,11 @@ class PredictionsRequest(_Body):
     """reckit's ``POST /predictions/{model_name}``: feature dicts, or rows of numbers in the
     model's ``feature_columns`` order (rankers), or item ids (item2vec)."""
 
-    data: list[FeatureRow | list[float | int] | Id]
+    data: list[FeatureRow | list[float | int] | Id] = Field(
+        description="Rankers (xgb = xgboost, deepfm): each row an object of feature columns or "
+        "a list of numbers in feature_columns order; a string row is refused (422). "
+        "Embedding models (item2vec): item ids (strings) only."
+    )
 
 
 class FeedbackEvent(_Body):
@@ -68,6 +81,8 @@ class FeedbackEvent(_Body):
 
     request_id: RequestId
     request_token: Token | None = None  # the token /v1/rank returned: attributes in any worker
+    # a conversion: the click_receipt the click's answer returned (any worker accepts it)
+    click_receipt: Token | None = None
     item_id: Id
     event_type: Literal["impression", "click", "conversion"]
     user_id: Id | None = None  # default: the user the request was served to
@@ -104,7 +119,11 @@ class FeedbackRequest(_Body):
 
 
 # A feedback body: ours, one reckit event (a collector's message), or a list of reckit events.
-FeedbackBody = FeedbackRequest | ReckitFeedbackEvent | list[ReckitFeedbackEvent]
+FeedbackBody = (
+    FeedbackRequest
+    | ReckitFeedbackEvent
+    | Annotated[list[ReckitFeedbackEvent], Field(min_length=1)]
+)
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -123,6 +142,14 @@ class ErrorBody(BaseModel):
     detail: str | list[str] | list[FieldError]
 
 
+class AliasState(BaseModel):
+    registry: str | None = Field(description="the version the registry's alias names")
+    served: str | None = Field(description="the version this replica serves for it")
+    agree: bool
+    fallback: bool = Field(description="served is an earlier verified production version")
+    why: str | None = Field(description="why served differs from registry (None: they agree)")
+
+
 class HealthBody(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: Literal["ok", "degraded", "unavailable"]
@@ -135,6 +162,7 @@ class HealthBody(BaseModel):
     last_reload_error: dict[str, Any] | None
     failing: dict[str, str]
     refused: dict[str, str]
+    aliases: dict[str, dict[str, AliasState]]
 
 
 class PingBody(BaseModel):
@@ -184,7 +212,8 @@ class RankFeatures(BaseModel):
 
 
 class RankBody(BaseModel):
-    request_id: str
+    request_id: str = Field(description="the server's id of this ranking (never the caller's)")
+    client_request_id: str | None = Field(description="the request_id the caller sent, if any")
     request_token: str
     model: str
     model_version: str
@@ -211,5 +240,12 @@ class FeedbackBodyOut(BaseModel):
     accepted: int
     attributed: int
     unattributed: int
+    duplicates: int = Field(
+        description="events already taken for that (request, item, type): accepted, not written"
+    )
+    click_receipts: dict[str, str] = Field(
+        description="per accepted click (by its index in the batch): the receipt a later "
+        "conversion on that item carries as click_receipt"
+    )
     by_model_version: dict[str, dict[str, int]]
     logged: bool

@@ -28,6 +28,7 @@ from serving.models import LoadedModel, ModelLoadError, load_version
 log = logging.getLogger("serving")
 
 ALIASES = (PRODUCTION, CANARY)
+FALLBACK_ATTEMPTS = 3  # earlier production versions tried, newest first, by a fresh replica
 FEATURES_SLOT = "online_features"
 
 
@@ -123,6 +124,10 @@ class ModelManager:
         # slot -> the version the registry names there that this server refused for its bytes
         # (hash mismatch, failed smoke test): what /health's "degraded" and a monitor care about.
         self.refusing: dict[str, str] = {}
+        # slot -> the version the registry's alias names (as of the last poll that read it)
+        self.wanted: dict[str, str | None] = {}
+        # slot -> the verified earlier version served because the aliased one cannot be
+        self.fallback: dict[str, str] = {}
         self.last_error: dict | None = None  # {"at", "slot", "error"}: the latest failure
         self.last_report: ReloadReport | None = None
         self.reloads = 0
@@ -191,6 +196,8 @@ class ModelManager:
         wanted = {alias: aliases.get(alias) for alias in ALIASES}
         if wanted[CANARY] == wanted[PRODUCTION]:
             wanted[CANARY] = None  # a canary of the production version is no canary
+        for alias in ALIASES:
+            self.wanted[f"{name}/{alias}"] = wanted[alias]
         out: dict[str, LoadedModel] = {}
         for alias in ALIASES:
             slot = f"{name}/{alias}"
@@ -221,9 +228,23 @@ class ModelManager:
             if loaded is None:
                 if have is not None:
                     out[alias] = have  # keep serving the old version
+                elif alias == PRODUCTION:
+                    # A fresh replica: serve the last verified production rather than nothing.
+                    fallback = self._fallback(name, version, slot, report)
+                    if fallback is not None:
+                        out[alias] = fallback
+                        why = self.failing[slot].replace(
+                            "; nothing served in its place",
+                            f"; serving {fallback.version}, the last verified production "
+                            f"version (fallback)",
+                        )
+                        self.failing[slot] = report.errors[slot] = why
+                        report.changed.append(f"{slot}: none -> {fallback.version} (fallback)")
+                        self._on_reload(name, alias, fallback.version, True)
                 continue
             out[alias] = loaded
             self._clear(slot)
+            self.fallback.pop(slot, None)
             report.changed.append(f"{slot}: {have.version if have else 'none'} -> {version}")
             self._on_reload(name, alias, version, True)
         return out
@@ -257,6 +278,42 @@ class ModelManager:
         self._refused.pop(key, None)
         log.info("loaded %s %s in %.2fs", name, version, loaded.load_seconds)
         return loaded
+
+    def _fallback(
+        self, name: str, refused: str, slot: str, report: ReloadReport
+    ) -> LoadedModel | None:
+        """The most recent earlier production version (the registry's alias history, newest
+        first) that passes verification (sha256) and the smoke test; None if none does."""
+        try:
+            moves = self.registry.history(name, PRODUCTION)
+        except Exception as exc:
+            self._fail(report, f"{slot}/fallback", f"{slot}: cannot read alias history: {exc}")
+            return None
+        tried = {refused}
+        for move in reversed(moves):
+            version = move.from_version
+            if version is None or version in tried or (name, version) in self._refused:
+                continue
+            tried.add(version)
+            if len(tried) > FALLBACK_ATTEMPTS + 1:
+                break
+            try:
+                loaded = load_version(self.registry, name, version, self.config.scoring_threads)
+            except Exception as exc:
+                log.warning("%s: fallback %s %s refused too: %s", slot, name, version, exc)
+                if isinstance(exc, ModelLoadError) and exc.permanent:
+                    self._refused[(name, version)] = str(exc)
+                continue
+            log.warning(
+                "%s: the registry's %s cannot be served; serving %s, the last verified "
+                "production version, until it can (degraded)",
+                slot,
+                refused,
+                version,
+            )
+            self.fallback[slot] = version
+            return loaded
+        return None
 
     def _refresh_features(
         self, current: ServingState, report: ReloadReport
@@ -298,6 +355,7 @@ class ModelManager:
     def _clear(self, slot: str) -> None:
         self.failing.pop(slot, None)
         self.refusing.pop(slot, None)
+        self.fallback.pop(slot, None)
 
     def _fail(self, report: ReloadReport, slot: str, message: str, quiet: bool = False) -> None:
         if not quiet and self.failing.get(slot) != message:  # once, not at every poll
@@ -333,8 +391,36 @@ class ModelManager:
             "last_reload_error": self.last_error,
             "failing": dict(self.failing),
             "refused": {slot: self.failing.get(slot, v) for slot, v in self.refusing.items()},
+            "aliases": self.alias_states(state),
         }
         return primary is not None, body
+
+    def alias_states(self, state: ServingState | None = None) -> dict[str, dict[str, dict]]:
+        """Per model and alias: the version the registry names, the version served, and why
+        they differ (None when they agree)."""
+        state = state or self.state
+        out: dict[str, dict[str, dict]] = {}
+        for name in self.config.models:
+            for alias in ALIASES:
+                slot = f"{name}/{alias}"
+                registry = self.wanted.get(slot)
+                model = state.get(name, alias)
+                served = model.version if model else None
+                if registry is None and served is None:
+                    continue
+                why = None
+                if registry != served:
+                    why = self.failing.get(slot) or (
+                        "not loaded yet" if registry is not None else "alias cleared"
+                    )
+                out.setdefault(name, {})[alias] = {
+                    "registry": registry,
+                    "served": served,
+                    "agree": registry == served,
+                    "fallback": self.fallback.get(slot) == served and served is not None,
+                    "why": why,
+                }
+        return out
 
 
 def _same(a: Mapping[str, LoadedModel], b: Mapping[str, LoadedModel]) -> bool:

@@ -256,10 +256,13 @@ def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
         v["clicks"] += int(clicks.sum())
         v["p"] += float(p.sum())
         stamp = pd.Timestamp(ts)
+        # Feedback is attributed by the token /v1/rank returned (bound to the served items);
+        # the service keys it by its own request id, which the landed events then carry.
+        served_as = {"request_id": body["request_id"], "request_token": body["request_token"]}
         for item, k, c, cv in zip(items, pos, clicks, convs, strict=True):
             pending.append(
                 {
-                    "request_id": request_id,
+                    **served_as,
                     "item_id": item,
                     "event_type": "impression",
                     "position": int(k),
@@ -270,7 +273,7 @@ def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
                 click_ts = (stamp + pd.Timedelta(seconds=5)).isoformat()
                 pending.append(
                     {
-                        "request_id": request_id,
+                        **served_as,
                         "item_id": item,
                         "event_type": "click",
                         "ts": click_ts,
@@ -280,7 +283,7 @@ def _serve_day(client, day, rng: np.random.Generator, batch: int) -> dict:
                 conv_ts = (stamp + pd.Timedelta(seconds=60)).isoformat()
                 pending.append(
                     {
-                        "request_id": request_id,
+                        **served_as,
                         "item_id": item,
                         "event_type": "conversion",
                         "ts": conv_ts,

@@ -53,7 +53,13 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        from serving.connections import uvicorn_options
+
+        # The service's own connection settings (header deadline, proxy trust), as it runs.
+        options = uvicorn_options(app.state.service.config)
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

@@ -135,7 +135,8 @@ def test_rank_scores_with_server_side_features_and_no_skew(client, registry_dir,
     assert response.status_code == 200
     out = response.json()
     version = demo.versions["xgboost"][0]
-    assert out["request_id"] == "req-1" and out["model_version"] == version
+    assert out["client_request_id"] == "req-1" and out["model_version"] == version
+    assert out["request_id"] != "req-1"  # the server's own id: a client's is no credential
     assert out["alias"] == PRODUCTION and response.headers["x-model-version"] == version
     assert len(out["scores"]) == len(items)
     ranked = [items[i] for i in np.argsort(-np.asarray(out["scores"]), kind="stable")]
@@ -170,7 +171,7 @@ def test_similar_items_from_item2vec(client, demo, registry):
     assert anchor not in [n["item_id"] for n in out["similar"]]
     missing = client.get("/v1/similar/no-such-item")
     assert missing.status_code == 404
-    assert "'no-such-item' is not in item2vec" in missing.json()["detail"]
+    assert "item_id is not in item2vec" in missing.json()["detail"]  # the id is not echoed
 
 
 def test_metrics_parse_and_cover_requests_versions_and_scores(client, registry_dir, demo):

@@ -55,3 +55,36 @@ def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError) as info:
         ServingConfig.from_env({"RECKIT_REGISTRY_URI": "/tmp/r", **env})
     assert message in str(info.value)
+
+
+def test_api_keys_and_connection_settings_are_read_and_keys_never_shown():
+    config = ServingConfig.from_env(
+        {
+            "RECKIT_REGISTRY_URI": "/tmp/r",
+            "RECKIT_API_KEYS": "shop:key-of-the-shop-0001, app : key-of-the-app-00002",
+            "RECKIT_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+            "RECKIT_HEADER_TIMEOUT_SECONDS": "3",
+            "RECKIT_MAX_PENDING_CONNECTIONS": "100",
+            "RECKIT_MAX_PENDING_PER_CLIENT": "10",
+        }
+    )
+    assert config.callers_by_key == {"key-of-the-shop-0001": "shop", "key-of-the-app-00002": "app"}
+    assert config.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+    assert (config.header_timeout_seconds, config.max_pending_connections) == (3.0, 100)
+    assert config.max_pending_per_client == 10
+    assert "key-of-the" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("shop-without-colon-secret-value", "entry 1 of 1 has no ':'"),
+        ("shop:short", "entry 1 of 1 is not caller:key with a key of at least 16"),
+        ("a:same-key-0000000001,b:same-key-0000000001", "two callers share a key"),
+    ],
+)
+def test_bad_api_keys_are_named_by_position_never_echoed(keys, message):
+    with pytest.raises(ConfigError) as info:
+        ServingConfig.from_env({"RECKIT_REGISTRY_URI": "/tmp/r", "RECKIT_API_KEYS": keys})
+    assert message in str(info.value)
+    assert "secret" not in str(info.value) and "same-key" not in str(info.value)

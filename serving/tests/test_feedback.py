@@ -35,24 +35,35 @@ def _serve_and_report(client, users, items):
     """Rank for each user, then report impressions of all items and a click on the top one."""
     served, events = {}, []
     for k, user in enumerate(users):
-        rid = f"req-{k}"
         out = client.post(
             "/v1/rank",
             json={
                 "user_id": user,
                 "item_ids": items,
                 "context": {"device": "web"},
-                "request_id": rid,
+                "request_id": f"req-{k}",
             },
         ).json()
+        rid, token = out["request_id"], out["request_token"]
         served[rid] = out["model_version"]
         for pos, item in enumerate(out["ranked_item_ids"]):
             events.append(
-                {"request_id": rid, "item_id": item, "event_type": "impression", "position": pos}
+                {
+                    "request_id": rid,
+                    "request_token": token,
+                    "item_id": item,
+                    "event_type": "impression",
+                    "position": pos,
+                }
             )
         if k % 3 == 0:
             events.append(
-                {"request_id": rid, "item_id": out["ranked_item_ids"][0], "event_type": "click"}
+                {
+                    "request_id": f"req-{k}",  # the caller's own id works with the token too
+                    "request_token": token,
+                    "item_id": out["ranked_item_ids"][0],
+                    "event_type": "click",
+                }
             )
     return served, events
 
@@ -88,7 +99,8 @@ def test_feedback_is_counted_per_version_and_lands_in_the_pipelines_format(
         )
         assert apart.status_code == 200 and apart.json()["unattributed"] == 1
 
-        expected = Counter((served[e["request_id"]], e["event_type"]) for e in events)
+        version = {e["request_token"]: served[e["request_id"]] for e in events if "position" in e}
+        expected = Counter((version[e["request_token"]], e["event_type"]) for e in events)
         expected[("unknown", "click")] += 1
         assert _feedback_counts(client) == dict(expected)
         assert body["accepted"] == len(events) and body["unattributed"] == 0
@@ -136,11 +148,14 @@ def test_feedback_is_flushed_in_batches_and_retries_do_not_double_count(
         assert client.post("/v1/feedback", json={"events": events}).status_code == 200
         # 20+ rows >= the batch of 10: written while the server runs, not only at shutdown.
         wait_until(lambda: bool(read_landed(storage, "events", dt).files), timeout=10)
-        client.post("/v1/feedback", json={"events": events})  # the client retries the batch
+        retry = client.post("/v1/feedback", json={"events": events})  # the client retries
+        assert retry.status_code == 200 and retry.json()["duplicates"] == len(events)
+        assert retry.json()["accepted"] == 0  # taken once: nothing written twice
     landed = read_landed(storage, "events", dt)
-    assert len(landed.frame) == len(users) * len(items) + 2 * len(events)  # + served impressions
+    assert len(landed.frame) == len(users) * len(items) + len(events)  # + served impressions
     _, counts = validate_events(landed, dt)
-    assert counts.duplicate_events == len(events)  # same event ids: the pipeline drops copies
+    # The client's impressions have the served ones' event ids: the pipeline keeps one each.
+    assert counts.duplicate_events == sum(e["event_type"] == "impression" for e in events)
     assert counts.impressions == sum(e["event_type"] == "impression" for e in events)
 
 

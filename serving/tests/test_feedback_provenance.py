@@ -95,7 +95,8 @@ def test_a_signed_token_attributes_feedback_in_another_worker(cfg, items, tmp_pa
         assert response.json()["attributed"] == 1
         assert response.json()["by_model_version"] == {served["model_version"]: {"click": 1}}
     frame = _landed(tmp_path)
-    assert list(frame["request_id"]) == ["req-a"] and list(frame["user_id"]) == ["u-1"]
+    # Logged under the server's id (unique), not the caller's "req-a".
+    assert list(frame["request_id"]) == [served["request_id"]] and list(frame["user_id"]) == ["u-1"]
     assert list(frame["model_version"]) == [served["model_version"]]
     assert list(frame["alias"]) == [served["alias"]]
 
@@ -105,8 +106,9 @@ def test_tampered_foreign_and_expired_tokens_are_refused(cfg, items):
         wait_until(lambda: ready(client))
         served = _rank(client, items, request_id="req-t")
         token = served["request_token"]
-        head, payload, mac = token.split(".")
-        tampered = f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{mac}"
+        head, payload, digests, mac = token.split(".")
+        flipped = f"{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}"
+        tampered = f"{head}.{flipped}.{digests}.{mac}"
         foreign = RequestTokens("another-secret").issue(
             "req-t", ServedRequest("xgboost", served["model_version"], "u-1", None)
         )
@@ -150,7 +152,12 @@ def test_items_users_and_timestamps_must_match_the_served_request(cfg, items, tm
     with TestClient(create_app(cfg)) as client:
         wait_until(lambda: ready(client))
         served = _rank(client, items, request_id="req-m")
-        base = {"request_id": "req-m", "item_id": items[1], "event_type": "click"}
+        base = {
+            "request_id": "req-m",
+            "request_token": served["request_token"],
+            "item_id": items[1],
+            "event_type": "click",
+        }
         now = utc_now()
         cases = {
             "item_not_served": {**base, "item_id": "never-ranked"},
@@ -180,8 +187,13 @@ def test_the_window_is_configurable(cfg, items):
     short = with_config(cfg, feedback_window_seconds=60, feedback_clock_skew_seconds=0)
     with TestClient(create_app(short)) as client:
         wait_until(lambda: ready(client))
-        _rank(client, items, request_id="req-w")
-        event = {"request_id": "req-w", "item_id": items[0], "event_type": "click"}
+        served = _rank(client, items, request_id="req-w")
+        event = {
+            "request_id": "req-w",
+            "request_token": served["request_token"],
+            "item_id": items[0],
+            "event_type": "click",
+        }
         earlier = (utc_now() - timedelta(seconds=30)).isoformat()  # before it was served
         response = client.post("/v1/feedback", json={"events": [{**event, "ts": earlier}]})
         assert response.status_code == 422 and "outside_window" in response.text
@@ -256,7 +268,8 @@ def test_a_reckit_event_that_names_a_served_request_is_attributed(cfg, items, tm
         assert response.status_code == 200, response.text
         assert response.json()["attributed"] == 1
     frame = _landed(tmp_path)
-    assert list(frame["source"]) == ["reckit"] and list(frame["request_id"]) == ["req-r"]
+    assert list(frame["source"]) == ["reckit"]
+    assert list(frame["request_id"]) == [served["request_id"]]
 
 
 def test_served_rankings_are_logged_as_impressions_with_version_alias_and_request(
@@ -266,7 +279,7 @@ def test_served_rankings_are_logged_as_impressions_with_version_alias_and_reques
         wait_until(lambda: ready(client))
         served = _rank(client, items, request_id="req-s")
     frame = _landed(tmp_path)
-    assert list(frame["request_id"]) == ["req-s"] * 3  # the top 3 of 5, as configured
+    assert list(frame["request_id"]) == [served["request_id"]] * 3  # the top 3 of 5, as configured
     assert list(frame["item_id"]) == served["ranked_item_ids"][:3]
     assert list(frame["position"]) == [0, 1, 2]
     assert set(frame["event_type"]) == {"impression"} and set(frame["source"]) == {"served"}

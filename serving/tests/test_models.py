@@ -75,7 +75,10 @@ def test_feature_rows_are_checked_column_by_column(demo):
         [{**row, "item_price": "cheap"}, {**row, "user_ctr": True}], model
     )
     finite = "must be a number finite in float32 (|x| <= 3.40282e+38), got"
-    assert problems == [f"row 0: item_price {finite} 'cheap'", f"row 1: user_ctr {finite} True"]
+    assert problems == [
+        f"row 0: item_price {finite} a string of 5 characters",
+        f"row 1: user_ctr {finite} True",
+    ]
     _, problems, _ = check_feature_rows([{**row, "item_ctr": float("nan")}], model)
     assert problems == [f"row 0: item_ctr {finite} nan"]
 

@@ -57,6 +57,7 @@ def test_python_m_serving_serves_and_flushes_feedback_on_sigterm(registry_dir, t
             events = [
                 {
                     "request_id": out["request_id"],
+                    "request_token": out["request_token"],
                     "item_id": i,
                     "event_type": "impression",
                     "position": p,

@@ -124,6 +124,7 @@ def test_online_metrics_from_a_real_service_scraped_by_prometheus(tmp_path, prom
             events = [
                 {
                     "request_id": body["request_id"],
+                    "request_token": body["request_token"],
                     "item_id": item,
                     "event_type": "impression",
                     "position": pos,
@@ -132,7 +133,12 @@ def test_online_metrics_from_a_real_service_scraped_by_prometheus(tmp_path, prom
             ]
             if rng.random() < 0.4:
                 events.append(
-                    {"request_id": body["request_id"], "item_id": shown[0], "event_type": "click"}
+                    {
+                        "request_id": body["request_id"],
+                        "request_token": body["request_token"],
+                        "item_id": shown[0],
+                        "event_type": "click",
+                    }
                 )
             assert client.post("/v1/feedback", json={"events": events}).status_code == 200
         # Client errors are answered 4xx and are not server errors.
