@@ -97,15 +97,20 @@ def calibrate_sigma(scores: np.ndarray, labels: np.ndarray, target_auc: float) -
     return (lo + hi) / 2
 
 
+# scenario -> release outcome (released / held / rejected / broken) -> trials, bootstrap mode
+OUTCOMES: dict[str, dict[str, int]] = {}
+
+
 def table(results: dict, deltas: dict, failures: dict) -> None:
     """One row per scenario; the CI is Clopper-Pearson (statsmodels) on the blocked count."""
     from statsmodels.stats.proportion import proportion_confint
 
     print(
         "| scenario | trials | mean AUC diff vs production | blocked (bootstrap, default) "
-        "| 95% CI of that rate | blocked (ratio, reckit) | failing rules (bootstrap) |"
+        "| 95% CI of that rate | release outcomes (bootstrap) | blocked (ratio, reckit) "
+        "| failing rules (bootstrap) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---|---:|---|")
     for scenario, by_mode in results.items():
         n = len(by_mode["bootstrap"])
         d = deltas.get(scenario)
@@ -117,9 +122,10 @@ def table(results: dict, deltas: dict, failures: dict) -> None:
         )
         mean = f"{np.mean(d):+.4f}" if d else "–"
         low, high = proportion_confint(sum(by_mode["bootstrap"]), n, method="beta")
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(OUTCOMES.get(scenario, {}).items()))
         print(
-            f"| {scenario} | {n} | {mean} | {cells[0]} | [{low:.0%}, {high:.0%}] | {cells[1]} "
-            f"| {rules_hit or '–'} |"
+            f"| {scenario} | {n} | {mean} | {cells[0]} | [{low:.0%}, {high:.0%}] | "
+            f"{kinds or '–'} | {cells[1]} | {rules_hit or '–'} |"
         )
     sys.stdout.flush()
 
@@ -191,6 +197,10 @@ def main() -> None:
             outcomes = gate.ranker_gate(report, r)
             blocked = [o.name for o in outcomes if not o.passed]
             results.setdefault(scenario, {}).setdefault(mode, []).append(bool(blocked))
+            if mode == "bootstrap":
+                decided = gate.decide(outcomes)[0]
+                kinds = OUTCOMES.setdefault(scenario, {})
+                kinds[decided] = kinds.get(decided, 0) + 1
             for name in blocked:
                 counts = failures.setdefault(scenario, {}).setdefault(mode, {})
                 counts[name] = counts.get(name, 0) + 1
