@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from reckit_assets.core.evaluation.gate import GateRules
 from reckit_assets.core.ingest.arrival import ArrivalPolicy
 from reckit_assets.core.ingest.quality import Thresholds
+from reckit_assets.core.monitoring.abuse import AbuseRules
 from reckit_assets.core.monitoring.judge import JudgeConfig
 from reckit_assets.core.monitoring.rollout import GuardConfig
 from reckit_assets.core.release.policy import ReleasePolicy
@@ -72,6 +73,7 @@ class ReckitConfig(BaseModel):
     arrival: ArrivalPolicy = ArrivalPolicy()
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
+    abuse: AbuseRules = Field(default_factory=AbuseRules)
 
     @field_validator("partitions")
     @classmethod

@@ -121,7 +121,7 @@ class _Prometheus:
         )
         self.url = f"http://127.0.0.1:{port}"
 
-    def wait_for(self, requests: int, timeout: float = 120.0) -> None:
+    def wait_for(self, requests: int, timeout: float = 600.0) -> None:
         """Until Prometheus has scraped ``requests`` /v1/rank requests of the running service."""
         if not self.url:
             return

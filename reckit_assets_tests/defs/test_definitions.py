@@ -137,7 +137,7 @@ def test_asset_graph_snapshot():
 
 # Informational checks: they warn or fail without stopping the run (a stale production is a
 # reason to look, not to stop today's candidate).
-NON_BLOCKING = {"production_staleness"}
+NON_BLOCKING = {"production_staleness", "feedback_abuse"}
 
 
 def test_data_checks_are_blocking():
@@ -153,7 +153,11 @@ def test_data_checks_are_blocking():
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
     assert checks == EXPECTED_BLOCKING_CHECKS
     assert informational == {
-        f"{kind}_candidate": NON_BLOCKING for kind in ("xgboost", "deepfm", "item2vec")
+        **{
+            f"{kind}_candidate": {"production_staleness"}
+            for kind in ("xgboost", "deepfm", "item2vec")
+        },
+        "feedback_landing": {"feedback_abuse"},
     }
 
 

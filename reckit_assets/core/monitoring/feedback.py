@@ -31,6 +31,12 @@ conversion
 ``event_id``                   ``k`` + sha256 of (request_id, item_id, type, timestamp)[:24]
 =============================  ==========================================================
 
+**Abuse screen** (:mod:`.abuse`, the ``abuse`` config section): attributable events that are
+implausible per user, per item or per served impression, or that name ids absent from the day's
+``users``/``items`` snapshots, are quarantined (written under ``quarantined_feedback/dt=D/`` in
+the same separate store, with the rule and figures that took them out) and not landed; the rest
+of the day lands.
+
 Landing is write-once: the partition is ``events/dt=D/feedback-00000.parquet`` then ``_SUCCESS``.
 Landing the same day again with the same result is a no-op; with a different result it is
 refused (landed data is never modified).
@@ -49,13 +55,16 @@ from reckit_assets.core.ingest.landing import (
     SUCCESS_MARKER,
     marker_key,
     partition_prefix,
+    read_landed,
 )
 from reckit_assets.core.io.frames import frame_to_parquet_bytes, parquet_bytes_to_frame
 from reckit_assets.core.io.storage import Storage, sha256_bytes
+from reckit_assets.core.monitoring.abuse import AbuseRules, Screening, screen
 
 EVENT_COLUMNS = [c.name for c in SCHEMAS["events"]]
 UNKNOWN_VERSIONS = ("unknown", "")
 LANDED_FILE = "feedback-00000.parquet"
+QUARANTINE = "quarantined_feedback"
 RECKIT_TYPES = {"impression": "impression", "click": "click", "conversion": "conversion"}
 RECKIT_TYPES["like"] = "click"
 RECKIT_NEGATIVE = ("skip", "dislike")
@@ -203,18 +212,63 @@ def _typed(landed: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _snapshot_ids(landing: Storage, table: str, dt: str, column: str) -> set[str] | None:
+    if not landing.exists(marker_key(table, dt)):
+        return None
+    return set(read_landed(landing, table, dt).frame[column].astype(str))
+
+
+def _trailing_events(landing: Storage, dt: str, days: int) -> pd.DataFrame | None:
+    day = pd.Timestamp(dt)
+    past = [
+        read_landed(landing, "events", d).frame
+        for d in ((day - pd.Timedelta(days=k)).strftime("%Y-%m-%d") for k in range(1, days + 1))
+        if landing.exists(marker_key("events", d))
+    ]
+    return pd.concat(past, ignore_index=True) if past else None
+
+
+def screen_day(
+    landing: Storage, dt: str, landed: pd.DataFrame, log: pd.DataFrame, rules: AbuseRules
+) -> Screening:
+    """The abuse screen of day ``dt``'s attributable rows, with the day's snapshots and the
+    trailing landed days read from ``landing`` when they are there."""
+    return screen(
+        landed,
+        rules,
+        log=log,
+        users=_snapshot_ids(landing, "users", dt, "user_id"),
+        items=_snapshot_ids(landing, "items", dt, "item_id"),
+        trailing=_trailing_events(landing, dt, rules.trailing_days)
+        if rules.trailing_days
+        else None,
+    )
+
+
+def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].astype("string")
+    return out
+
+
 def land_feedback(
     feedback: Storage,
     landing: Storage,
     apart: Storage,
     dt: str,
     reckit_events: list[dict] | None = None,
+    rules: AbuseRules | None = None,
 ) -> dict:
-    """Land day ``dt``'s attributable feedback as ``events/dt=D/`` with ``_SUCCESS`` (write-once).
+    """Land day ``dt``'s attributable, unquarantined feedback as ``events/dt=D/`` with
+    ``_SUCCESS`` (write-once).
 
-    Returns counts, the landed key and its sha256. Raises FeedbackLandingError when the
-    partition already holds different data or files this function did not write.
+    Returns counts, the landed key, its sha256 and ``abuse`` (the screen's outcomes, one per
+    rule). Raises FeedbackLandingError when the partition already holds different data or files
+    this function did not write.
     """
+    rules = AbuseRules() if rules is None else rules
     log = read_feedback_log(feedback, dt)
     counts: dict = {}
     if reckit_events:
@@ -222,7 +276,9 @@ def land_feedback(
         log = pd.concat([log, mapped], ignore_index=True)
     result = attribute(log, dt)
     counts |= result.counts
-    data = frame_to_parquet_bytes(_typed(result.landed))
+    screened = screen_day(landing, dt, result.landed, log, rules)
+    counts |= screened.counts
+    data = frame_to_parquet_bytes(_typed(screened.kept))
     key = f"{partition_prefix('events', dt)}/{LANDED_FILE}"
     digest = sha256_bytes(data)
     present = [i.key for i in landing.list(partition_prefix("events", dt))]
@@ -240,15 +296,23 @@ def land_feedback(
                 f"data ({key}: sha256 {str(existing)[:12]} != {digest[:12]}); landed data is "
                 f"never modified"
             )
-        return {"dt": dt, "key": key, "sha256": digest, "created": False, **counts}
+        return {
+            "dt": dt, "key": key, "sha256": digest, "created": False, **counts,
+            "abuse": screened.outcomes,
+        }  # fmt: skip
     landing.write_bytes(key, data)  # no marker yet: a crash here leaves an incomplete partition
     if not result.apart.empty:
-        apart_frame = result.apart.copy()
-        for col in apart_frame.columns:
-            if apart_frame[col].dtype == object:
-                apart_frame[col] = apart_frame[col].astype("string")
         apart.write_bytes(
-            f"unattributed/dt={dt}/part-00000.parquet", frame_to_parquet_bytes(apart_frame)
+            f"unattributed/dt={dt}/part-00000.parquet",
+            frame_to_parquet_bytes(_as_strings(result.apart)),
+        )
+    if not screened.quarantined.empty:
+        apart.write_bytes(
+            f"{QUARANTINE}/dt={dt}/part-00000.parquet",
+            frame_to_parquet_bytes(_as_strings(screened.quarantined)),
         )
     landing.write_bytes(marker_key("events", dt), b"")
-    return {"dt": dt, "key": key, "sha256": digest, "created": True, **counts}
+    return {
+        "dt": dt, "key": key, "sha256": digest, "created": True, **counts,
+        "abuse": screened.outcomes,
+    }  # fmt: skip

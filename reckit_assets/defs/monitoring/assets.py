@@ -28,6 +28,7 @@ CODE_VERSION = "monitoring-1"
 ONLINE = "online_metrics"
 REGISTERED = [dg.AssetKey(f"{kind}_registered") for kind in ("xgboost", "deepfm", "item2vec")]
 SAMPLES = "training_samples"
+ABUSE_CHECK = "feedback_abuse"  # non-blocking: quarantined events warn, the day lands
 MIN_ATTRIBUTED_SHARE = 0.5  # below this, the day's feedback is mostly unattributable: block
 
 
@@ -121,26 +122,60 @@ def build(s: Structure) -> list:
         partitions_def=s.daily,
         code_version=CODE_VERSION,
         kinds={"parquet"},
+        check_specs=[dg.AssetCheckSpec(ABUSE_CHECK, asset="feedback_landing", blocking=False)],
         description="The day's served feedback (attributable to a served request) landed as the "
         "landing zone's `events` partition with `_SUCCESS`: tomorrow's training data. Write-once; "
-        "unattributable feedback is counted and kept apart under the warehouse's `unattributed/`.",
+        "unattributable feedback is counted and kept apart under the warehouse's `unattributed/`; "
+        "abusive events (per-user/per-item anomalies, impossible ratios, unknown ids; the `abuse` "
+        "config section) are quarantined under `quarantined_feedback/` and named in the "
+        f"`{ABUSE_CHECK}` check (WARN, never blocking: the rest of the day lands).",
     )
     def feedback_landing(
-        context: dg.AssetExecutionContext, storage: ReckitStorage, monitoring: Monitoring
+        context: dg.AssetExecutionContext,
+        storage: ReckitStorage,
+        monitoring: Monitoring,
+        project: ProjectConfig,
     ) -> dg.MaterializeResult:
         if not monitoring.feedback_uri:
             raise dg.Failure(
                 "no feedback log configured (Monitoring.feedback_uri, RECKIT_FEEDBACK_URI)"
             )
+        effective = project.load()
         try:
             report = land_feedback(
-                monitoring.feedback(), storage.landing(), storage.warehouse(), context.partition_key
+                monitoring.feedback(),
+                storage.landing(),
+                storage.warehouse(),
+                context.partition_key,
+                rules=effective.config.abuse,
             )
         except FeedbackLandingError as exc:
             raise dg.Failure(str(exc)) from exc
+        outcomes = report.pop("abuse")
+        failed = [o for o in outcomes if not o.passed]
+        figures = {o.name: {"passed": o.passed, "description": o.description, **o.metadata}
+                   for o in outcomes}  # fmt: skip
+        check = dg.AssetCheckResult(
+            check_name=ABUSE_CHECK,
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="; ".join(f"{o.name}: {o.description}" for o in failed)
+            or "no event quarantined",
+            metadata={
+                "quarantined_events": report.get("quarantined", 0),
+                "quarantined_users": report.get("quarantined_users", 0),
+                "quarantined_items": report.get("quarantined_items", 0),
+                "rules": dg.MetadataValue.json(json.loads(json.dumps(figures, default=str))),
+            },
+        )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(report["sha256"][:16]),
-            metadata={k: v for k, v in report.items() if isinstance(v, int | str | bool)},
+            metadata={
+                **{k: v for k, v in report.items() if isinstance(v, int | str | bool)},
+                "abuse": dg.MetadataValue.json(json.loads(json.dumps(figures, default=str))),
+                **config_metadata(effective, ("abuse",)),
+            },
+            check_results=[check],
         )
 
     @dg.asset(

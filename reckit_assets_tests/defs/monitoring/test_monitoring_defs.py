@@ -278,7 +278,7 @@ def test_online_metrics_from_landed_feedback_with_blocking_checks(tmp_path):
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"has_traffic": True, "figures_finite": True}
+    assert checks == {"has_traffic": True, "figures_finite": True, "feedback_abuse": True}
     store = LocalStorage(tmp_path / "warehouse")
     summary = warehouse.read(store, "online_metrics", "2026-10-03", "summary")
     prod = summary[summary["alias"] == PRODUCTION].iloc[0]
@@ -392,3 +392,49 @@ def test_production_rollback_to_a_corrupt_target_is_refused(tmp_path):
     assert registry.alias("xgboost", PRODUCTION) == new
     guard = json.loads(warehouse.read_file(store, "production_guard", "2026-10-07", "guard.json"))
     assert guard["xgboost"]["action"] == "refused" and "corrupt" in guard["xgboost"]["error"]
+
+
+def test_quarantined_feedback_warns_and_the_rest_of_the_day_lands(tmp_path):
+    """Issue 21's first attack through the real asset: 300 fabricated clicks and conversions on
+    one item by one user are quarantined; the run stays green, the non-blocking check warns with
+    every figure, and the landed day holds the clean day's clicks on that item (difference 0)."""
+    from reckit_assets.core.ingest.landing import read_landed
+    from reckit_assets.core.io.frames import frame_to_parquet_bytes
+    from reckit_assets.core.monitoring.feedback import attribute
+
+    registry = _registry(tmp_path)
+    events = _serve_a_day(tmp_path, registry)
+    version = registry.alias("xgboost", PRODUCTION)
+    target = events.loc[events["event_type"] == "click", "item_id"].value_counts().index[0]
+    t0 = pd.Timestamp("2026-10-03T12:00:00Z")
+    rows = [
+        {"event_id": f"atk-{r}-{kind}", "ts": t0 + pd.Timedelta(seconds=r), "user_id": "attacker",
+         "item_id": target, "event_type": kind, "request_id": f"atk-{r}", "position": 0,
+         "device": "web", "model_version": version}
+        for r in range(300) for kind in ("impression", "click", "conversion")
+    ]  # fmt: skip
+    LocalStorage(tmp_path / "feedback").write_bytes(
+        "events/dt=2026-10-03/serving-h-2-0-000001.parquet",
+        frame_to_parquet_bytes(pd.DataFrame(rows)),
+    )
+    result = dg.materialize(
+        [feedback_landing],
+        partition_key="2026-10-03",
+        resources=resources(tmp_path),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success  # quarantine is a normal outcome, not a red run
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "feedback_abuse" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["quarantined_events"].value == 900
+    assert check.metadata["quarantined_users"].value == 1
+    assert "unknown_id" in check.description  # "attacker" is not in the users snapshot
+    landed = read_landed(LocalStorage(tmp_path / "landing"), "events", "2026-10-03").frame
+    clean = attribute(events, "2026-10-03").landed  # the day without the attack
+    assert sorted(landed["event_id"]) == sorted(clean["event_id"])
+    clicks = landed["item_id"].eq(target) & landed["event_type"].eq("click")
+    assert clicks.sum() == (clean["item_id"].eq(target) & clean["event_type"].eq("click")).sum()
+    assert LocalStorage(tmp_path / "warehouse").exists(
+        "quarantined_feedback/dt=2026-10-03/part-00000.parquet"
+    )
