@@ -40,6 +40,7 @@ EXPECTED_DEPS = {
         name: {"online_metrics", *(f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec"))}
         for name in ("canary_release", "production_guard")
     },
+    "daily_summary": set(),
 }
 EXPECTED_GROUPS = {
     "landing": {"landing_zone"},
@@ -51,6 +52,7 @@ EXPECTED_GROUPS = {
     "registry": {f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec")},
     "monitoring": {"feedback_landing", "online_metrics"},
     "release": {"canary_release", "production_guard"},
+    "summary": {"daily_summary"},
 }
 EXPECTED_BLOCKING_CHECKS = {
     "landed_logs": {

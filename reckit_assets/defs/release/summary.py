@@ -26,7 +26,8 @@ def build(s: Structure) -> list[dg.AssetSpec]:
     return [
         dg.AssetSpec(
             SUMMARY,
-            group_name="release",
+            # Its own group: recorded by a sensor (no run), so no job's group selection holds it.
+            group_name="summary",
             partitions_def=s.daily,
             kinds={"markdown"},
             description="What happened to the day, recorded when its daily run ends: the run's "
