@@ -29,6 +29,7 @@ def build(s: Structure) -> list[dg.AssetSpec]:
             # Its own group: recorded by a sensor (no run), so no job's group selection holds it.
             group_name="summary",
             partitions_def=s.daily,
+            code_version="1",
             kinds={"markdown"},
             description="What happened to the day, recorded when its daily run ends: the run's "
             "status, the data gate (passed / blocked / waived, warnings) and each model's release "
