@@ -53,6 +53,10 @@ class GuardConfig(BaseModel):
     max_latency_p99_ratio: float = Field(1.5, gt=1)  # vs baseline: rollback
     max_score_psi: float = Field(0.25, gt=0)  # production scores vs offline holdout: retrain
     cooldown_days: int = Field(3, ge=0)  # no second retraining request within this many days
+    # Days the version must have served as production before the guard decides anything: with
+    # fewer, its day-to-day variance is unknown and a new version's first days would be judged
+    # on sampling noise alone.
+    min_baseline_days: int = Field(3, ge=2)
 
 
 def next_day(dt: str) -> str:
@@ -162,6 +166,16 @@ def compare_with_baseline(
     if min(today.users, baseline.users) < 2:
         return Regression(False, False, ["too few users to compare"], {})
     days = [d for d in (daily or []) if d.clicks >= 1 and d.users >= 2]
+    if daily is not None and len(days) < config.min_baseline_days:
+        return Regression(
+            False,
+            False,
+            [
+                f"{len(days)} day(s) of this version as production < min_baseline_days "
+                f"{config.min_baseline_days}: its day-to-day variance is unknown yet"
+            ],
+            {"baseline_days_used": len(days)},
+        )
     today_var = log_ctr_variance(today)
     if len(days) >= 2:
         logs = np.log([d.ctr for d in days])

@@ -361,18 +361,28 @@ def build(s: Structure) -> list:
                 for d in warehouse.window(dt, cfg.baseline_days)
                 if warehouse.manifest(store, ONLINE, d) is not None
             ]
-            today_users = warehouse.read(store, ONLINE, dt, "users")
+
+            # Production's own traffic only: the days this version served as a canary were
+            # another share of users (and maybe another world, before a drift).
+            def as_production(users: pd.DataFrame) -> pd.DataFrame:
+                return users[users["alias"] == PRODUCTION]
+
+            today_users = as_production(warehouse.read(store, ONLINE, dt, "users"))
             today = _arm(store, model, version, today_users, (dt, dt))
             baseline = None
             if base_days:
-                base_users = _window_users(store, base_days[0], base_days[-1])
+                base_users = as_production(_window_users(store, base_days[0], base_days[-1]))
                 baseline = _arm(store, model, version, base_users, (base_days[0], base_days[-1]))
             daily = [
                 a
                 for d in base_days
                 if (
                     a := _arm(
-                        store, model, version, warehouse.read(store, ONLINE, d, "users"), (d, d)
+                        store,
+                        model,
+                        version,
+                        as_production(warehouse.read(store, ONLINE, d, "users")),
+                        (d, d),
                     )
                 )
                 is not None
