@@ -42,6 +42,7 @@ from serving.feedback import (
     ServedRequest,
 )
 from serving.intake import FeedbackIntake
+from serving.kserve import v1_router, v2_router
 from serving.metrics import ServingMetrics
 from serving.middleware import RateLimiter, ServingMiddleware
 from serving.models import LoadedModel, check_feature_rows
@@ -664,4 +665,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    # -- KServe V1 and V2 (Open Inference Protocol), same scoring path -------------------------
+    app.include_router(v1_router(service, _json, _responses))
+    app.include_router(v2_router(service, _json, _responses))
     return app

@@ -88,6 +88,10 @@ def rate_group(path: str) -> str | None:
         return "feedback"
     if path in ("/v1/rank", "/predict") or path.startswith("/predictions/"):
         return "rank"
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        return "rank"  # KServe V1
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "rank"  # KServe V2
     return None
 
 
