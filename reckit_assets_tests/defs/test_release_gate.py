@@ -581,3 +581,49 @@ def test_a_finished_daily_run_records_the_days_summary_without_a_run(prepared):
         dg.build_sensor_context(instance=instance, resources=_resources(lake), cursor=result.cursor)
     )
     assert isinstance(again, dg.SkipReason)
+
+
+def _release_with(lake, instance, dt: str, gate_rules: dict) -> dg.ExecuteInProcessResult:
+    resources = lake.resources()
+    lake.write_config({"gate": gate_rules})
+    return dg.materialize(
+        XGB,
+        partition_key=dt,
+        resources=resources,
+        instance=instance,
+        run_config=FAST,
+        raise_on_error=False,
+    )
+
+
+def test_a_held_candidate_is_a_green_run_that_registers_nothing(prepared):
+    """Not shown non-inferior at a zero margin: held, a normal day (WARN checks, no version)."""
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    before = registry.versions("xgboost")
+    held = _release_with(lake, instance, "2026-10-04", {"auc_margin": 0.0, "logloss_margin": 0.0})
+    assert held.success, step_errors(held)
+    report = __import__("json").loads(
+        lake.warehouse.read_bytes("xgboost_evaluation/dt=2026-10-04/report.json")
+    )
+    assert report["outcome"] == "held", report["outcome_reasons"]
+    warned = [e for e in held.get_asset_check_evaluations() if not e.passed]
+    assert warned and all(e.severity == dg.AssetCheckSeverity.WARN for e in warned)
+    assert any("minimum detectable effect" in (e.description or "") for e in warned)
+    assert "xgboost_registered" not in materialized(held)
+    assert registry.versions("xgboost") == before
+
+
+def test_a_broken_evaluation_is_a_red_run(prepared):
+    """An unusable holdout decides nothing: ERROR, the registration never runs."""
+    lake, instance = prepared
+    broken = _release_with(lake, instance, "2026-10-03", {"min_holdout_rows": 10_000_000})
+    assert not broken.success
+    usable = next(
+        e for e in broken.get_asset_check_evaluations() if e.check_name == "holdout_usable"
+    )
+    assert not usable.passed and usable.severity == dg.AssetCheckSeverity.ERROR
+    assert "[broken]" in usable.description
+    assert "xgboost_registered" not in materialized(broken)
+    assert _registry(lake).versions("xgboost") == []
