@@ -30,6 +30,15 @@ def test_simulate_then_materialize_a_range(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "home/dagster.yaml").exists()
     assert "succeeded" in capsys.readouterr().out
 
+    # A day before the first partition: a clear refusal naming the setting.
+    assert cli.main(["materialize", "--from", "2026-09-30"]) == 2
+    assert "partitions.start" in capsys.readouterr().err
+
+    # The per-day summary: data gate and each model's outcome (none trained on 2 days).
+    assert cli.main(["report", "--from", "2026-10-01", "--to", "2026-10-02"]) == 0
+    table = capsys.readouterr().out
+    assert "| 2026-10-02 | SUCCESS | passed |" in table and "no candidate" in table
+
 
 def test_simulate_rejects_a_bad_config(tmp_path, monkeypatch):
     monkeypatch.setenv("RECKIT_DATA_DIR", str(tmp_path))
