@@ -96,6 +96,14 @@ def main() -> None:
     )
     rules = gate.GateRules()
     outcomes: dict[tuple[str, str], list[str]] = {}
+    failing: dict[tuple[str, str], dict[str, int]] = {}
+
+    def _record(kind: str, scenario: str, rule_outcomes) -> None:
+        outcomes.setdefault((kind, scenario), []).append(gate.decide(rule_outcomes)[0])
+        for o in rule_outcomes:
+            if not o.passed:
+                counts = failing.setdefault((kind, scenario), {})
+                counts[o.name] = counts.get(o.name, 0) + 1
 
     def window(dt: str) -> list[str]:
         i = dates.index(dt)
@@ -124,9 +132,7 @@ def main() -> None:
         state = gate.ProductionState("present", "production")
         rep["production_state"] = state.as_dict()
         rep["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
-        outcomes.setdefault((kind, scenario), []).append(
-            gate.decide(gate.ranker_gate(rep, rules))[0]
-        )
+        _record(kind, scenario, gate.ranker_gate(rep, rules))
 
     def judge_embedding(scenario, kind, dt, cand, prod) -> None:
         train_corpus = corpus([seqs[d] for d in window(dt)])
@@ -140,9 +146,7 @@ def main() -> None:
         rep["production_state"] = state.as_dict()
         rep["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
         rep["dt"] = dt
-        outcomes.setdefault((kind, scenario), []).append(
-            gate.decide(gate.embedding_gate(rep, rules))[0]
-        )
+        _record(kind, scenario, gate.embedding_gate(rep, rules))
 
     for kind in args.models.split(","):
         t0 = time.perf_counter()
@@ -200,8 +204,8 @@ def main() -> None:
     )
     print()
     print("| model | scenario | trials | released | held | rejected | broken | "
-          "rate (95% CI) |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+          "rate (95% CI) | failing rules |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---|---|")
     for (kind, scenario), got in outcomes.items():
         n = len(got)
         count = {k: got.count(k) for k in ("released", "held", "rejected", "broken")}
@@ -213,7 +217,12 @@ def main() -> None:
         print(
             f"| {kind} | {scenario} | {n} | {count['released']} | {count['held']} | "
             f"{count['rejected']} | {count['broken']} | {what}: {hit / n:.0%} "
-            f"[{low:.0%}, {high:.0%}] |"
+            f"[{low:.0%}, {high:.0%}] | "
+            + (
+                ", ".join(f"{r} {c}" for r, c in sorted(failing.get((kind, scenario), {}).items()))
+                or "–"
+            )
+            + " |"
         )
 
 
