@@ -91,11 +91,18 @@ def training_window(
 
 
 def usable_window(
-    store: Storage, kind: str, dt: str, days: int, first_day: str, min_days: int
+    store: Storage,
+    kind: str,
+    dt: str,
+    days: int,
+    first_day: str,
+    min_days: int,
+    landing: Storage | None = None,
 ) -> Window:
     """:func:`training_window`, or :class:`NotEnoughDataError` with fewer than ``min_days``
-    usable days. Cheap (manifests only): callers check it before starting a training process."""
-    window = training_window(store, kind, dt, days, first_day)
+    usable days. Cheap (manifests only): callers check it before starting a training process.
+    With ``landing``, a day that landed but was not checked yet is an error, not a skip."""
+    window = training_window(store, kind, dt, days, first_day, landing)
     if len(window.days) < min_days:
         raise NotEnoughDataError(
             f"{kind} dt={dt}: {len(window.days)} usable training day(s) before dt "
@@ -128,9 +135,10 @@ def train_candidate(
     first_day: str,
     min_days: int = 2,
     log: Callable[[str], None] = no_log,
+    landing: Storage | None = None,
 ) -> warehouse.Artifact:
     """Train ``kind`` on the window before dt; the last usable day is the validation split."""
-    window = usable_window(store, kind, dt, window_days, first_day, min_days)
+    window = usable_window(store, kind, dt, window_days, first_day, min_days, landing)
     params = _params(kind, hyperparameters)
     started = time.perf_counter()
     if kind == "item2vec":
@@ -455,7 +463,11 @@ def register(
             "canary": judged,
             "why": f"canary {judged} is still being judged (release.canary_in_judgement: "
             f"{policy.canary_in_judgement}"
-            + (", and this candidate is not shown better than production" if not better else "")
+            + (
+                ", and this candidate's gain over production is not shown beyond the canary's"
+                if not better
+                else ""
+            )
             + f"); {info['version']} is registered but not released",
         }
         return {

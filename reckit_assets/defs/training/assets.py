@@ -106,6 +106,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 s.training_window_days,
                 s.first_day,
                 effective.config.training.min_days,
+                storage.landing(),
             )
             artifact = model_processes.call(
                 model_steps.train_candidate,
@@ -116,6 +117,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 s.training_window_days,
                 s.first_day,
                 effective.config.training.min_days,
+                landing=storage.landing(),
                 what=f"{kind} training dt={dt}",
                 log=context.log.info,
                 server=model_steps.model_server(kind),
