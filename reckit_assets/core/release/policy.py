@@ -25,8 +25,7 @@ class ReleasePolicy:
     # conclude); ``replace`` moves the canary to it, restarting the judgement;
     # ``replace_if_better`` (the default) replaces only with a candidate whose gain over
     # production (AUC, or hit rate) is shown, by its lower CI bound, above 0 and above the gain
-    # the canary showed at its registration (that gain's upper CI bound): after a shift in the
-    # data a fresh model does not
+    # the canary showed at its registration: after a shift in the data a fresh model does not
     # wait for a stale canary, and in steady state the canary finishes its judgement. A forced
     # registration (with its audited reason) always replaces.
     canary_in_judgement: CanaryInJudgement = "replace_if_better"

@@ -499,8 +499,7 @@ def _gain(report: dict) -> dict:
 
 def _better_than_the_canary(registry: Registry, kind: str, canary: str, report: dict) -> bool:
     """``replace_if_better``: the fresh candidate's gain over production is shown (lower CI
-    bound) above 0 and above the gain the canary under judgement showed when it was registered
-    (the upper bound of that gain's CI).
+    bound) above 0 and above the gain the canary under judgement showed when it was registered.
     In steady state successive candidates gain alike and the canary finishes its judgement;
     after a shift in the data production falls behind on fresh holdouts, a fresh candidate's
     gain jumps, and it replaces a canary trained before the shift."""
@@ -510,12 +509,8 @@ def _better_than_the_canary(registry: Registry, kind: str, canary: str, report: 
     manifest = registry.manifest(kind, canary) or {}
     if manifest.get("override"):
         return False  # a person forced this canary (audited): the judge decides it, not a retrain
-    recorded = (manifest.get("metrics") or {}).get("gain") or {}
-    # Beyond the canary's gain and its uncertainty (the upper bound of its CI): successive
-    # candidates in steady state gain alike and leave the canary be; after a shift the fresh
-    # gain jumps clear of it.
-    canary_gain = recorded.get("ci_high", recorded.get("diff", 0.0))
-    return low > max(float(canary_gain), 0.0)
+    recorded = (manifest.get("metrics") or {}).get("gain")
+    return low > max(float((recorded or {}).get("diff", 0.0)), 0.0)
 
 
 def _registration_move(registry: Registry, kind: str, version: str) -> dict | None:
