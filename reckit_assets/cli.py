@@ -279,7 +279,11 @@ def _materialize(args: argparse.Namespace) -> int:
             )
             for evaluation in result.get_asset_check_evaluations():
                 if not evaluation.passed:
-                    blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR
+                    # A failure stops the run only when the check blocks and its severity is
+                    # ERROR; anything else (drift, a held candidate, staleness) is a warning.
+                    blocking = evaluation.severity == dg.AssetCheckSeverity.ERROR and bool(
+                        getattr(evaluation, "blocking", True)
+                    )
                     print(
                         f"{day} {'check FAILED' if blocking else 'warning'}: "
                         f"{evaluation.asset_key.to_user_string()}."
