@@ -103,7 +103,10 @@ class GateRules:
     min_holdout_positives: Count = 25
     min_holdout_negatives: Count = 25
     min_hit_rate_ratio: Share = 0.99  # item2vec, ratio mode
-    hit_rate_margin: Share = 0.01  # item2vec, bootstrap: largest hit rate / recall loss
+    # item2vec: largest hit-rate / recall loss vs production still accepted. Two seeds of the same
+    # item2vec differ by more than 0.01 on ~1,000 next-item pairs (A/A held 11 of 12 at 30k a
+    # day with 0.01; bench/gates_release_models.py); a 20% hit-rate loss is ~0.1.
+    hit_rate_margin: Share = 0.03
     hit_rate_floor: Share = 0.01  # item2vec: every candidate's minimum hit rate@10
     min_next_item_pairs: Count = 100  # item2vec: fewer pairs in the day: no decision
     # Resamples of users (sessions): the CIs are point ± z x the bootstrap SE, whose Monte Carlo
