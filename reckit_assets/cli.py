@@ -191,8 +191,10 @@ def _run_until_interrupted(cmd: list[str]) -> int:
     import subprocess
 
     terminal = _own_terminal_foreground()
-    # A shell may start us with SIGINT ignored; the command must still stop on Ctrl-C.
+    # A shell may start us with SIGINT (and, in the background, SIGTERM) ignored, and an ignored
+    # signal stays ignored in the command we start: both must reach it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     child = subprocess.Popen(cmd)
     stopping = False
 

@@ -104,6 +104,9 @@ def test_sigterm_is_forwarded_and_counts_as_a_normal_stop(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # A non-interactive shell's background job may start with SIGTERM ignored, which the
+        # command would inherit: the runner must undo that too.
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
     )
     time.sleep(3)
     started = time.monotonic()
