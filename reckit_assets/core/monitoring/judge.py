@@ -265,7 +265,7 @@ def judge(
     """The verdict for one look at a canary. Pure: same inputs, same verdict and figures.
 
     ``canary`` / ``production``: each arm over the whole window (guardrails, minimum data);
-    ``daily``: the two arms day by day, for the CTR comparison within days (without it, the
+    ``daily``: the two arms day by day, for the CTR comparison at the same daily mix (without it, the
     window's sums are compared, which only the unit tests of the test itself use)."""
     cfg = config or JudgeConfig()
     figures: dict = {
@@ -372,7 +372,7 @@ def judge(
             return verdict(INCONCLUSIVE, *reasons, next_share=step)
         return verdict(INCONCLUSIVE, *reasons)
 
-    # 6. Sequential CTR test, within days then combined.
+    # 6. Sequential CTR test, production reweighted to the canary's daily mix.
     if daily:
         theta_hat, variance, used = stratified_log_ratio(daily, canary)
         figures["days_compared"] = used
@@ -399,7 +399,7 @@ def judge(
         return verdict(
             ROLLBACK,
             f"CTR {canary.ctr:.4f} vs production {production.ctr:.4f} "
-            f"({math.expm1(theta_hat):+.1%} within days): mSPRT likelihood ratio {lr:.1f} >= 1/alpha "
+            f"({math.expm1(theta_hat):+.1%} at the same daily mix): mSPRT likelihood ratio {lr:.1f} >= 1/alpha "
             f"{1 / cfg.alpha:.0f}",
         )
     if theta_hat - half > floor and at_last and baked:

@@ -232,7 +232,7 @@ def _ramp(ctr_by_day: list[float], shares: list[float], users_per_day: int, seed
 
 def test_a_common_shock_during_the_ramp_is_not_read_as_a_canary_effect():
     """Simpson's paradox: CTR falls 20% for both arms on day 4 while the canary's share grows.
-    Summed over the window the canary looks worse; compared within each day it does not."""
+    Summed over the window the canary looks worse; compared at the same daily mix it does not."""
     ctrs = [0.06, 0.06, 0.06, 0.048, 0.048]
     shares = [0.05, 0.10, 0.25, 0.50, 0.50]
     pooled_rollbacks = stratified_rollbacks = 0
@@ -257,7 +257,7 @@ def test_a_real_regression_is_still_caught_within_days():
         for a, b in daily
     ]
     v = judge(c, p, state(share=0.5), daily=worse)
-    assert v.decision == ROLLBACK and "within days" in v.reasons[0]
+    assert v.decision == ROLLBACK and "same daily mix" in v.reasons[0]
 
 
 def test_too_little_data_still_steps_the_share_up_after_bake():
