@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import httpx
@@ -74,3 +75,27 @@ class LiveServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def every_model_served(registry_uri: str, feedback_uri: str) -> Iterator[str]:
+    """A live server of xgboost, deepfm and item2vec (no rate limits, 50 candidates), yielding
+    its URL once every model is loaded: the KServe and reckit-client tests share it."""
+    from serving.app import create_app
+
+    config = ServingConfig(
+        registry_uri=registry_uri,
+        models=("xgboost", "deepfm", "item2vec"),
+        poll_seconds=3600,
+        admin_token=TOKEN,
+        max_candidates=50,
+        feedback_uri=feedback_uri,
+        rate_limit_rank=0,
+        rate_limit_feedback=0,
+    )
+    with LiveServer(create_app(config)) as live:
+        with httpx.Client(base_url=live.url) as client:
+            wait_until(lambda: ready(client))
+            for model in ("item2vec", "deepfm"):
+                wait_until(lambda m=model: client.get(f"/v2/models/{m}/ready").status_code == 200)
+        yield live.url

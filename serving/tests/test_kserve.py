@@ -18,7 +18,7 @@ import pytest
 
 from serving.app import create_app
 from serving.config import ServingConfig
-from serving.tests.support import TOKEN, LiveServer, ready, wait_until
+from serving.tests.support import LiveServer, every_model_served
 
 GO_CLIENT = Path(__file__).parent / "fixtures" / "reckit" / "go"
 SECRET = "do-not-echo-me-7f3a"  # a rejected value that must never come back in an error body
@@ -26,21 +26,10 @@ SECRET = "do-not-echo-me-7f3a"  # a rejected value that must never come back in 
 
 @pytest.fixture(scope="module")
 def server(demo, tmp_path_factory) -> Iterator[str]:
-    config = ServingConfig(
-        registry_uri=demo.registry_uri,
-        models=("xgboost", "deepfm", "item2vec"),
-        poll_seconds=3600,
-        admin_token=TOKEN,
-        max_candidates=50,
-        feedback_uri=str(tmp_path_factory.mktemp("kserve-feedback")),
-        rate_limit_rank=0,
-        rate_limit_feedback=0,
-    )
-    with LiveServer(create_app(config)) as live:
-        with httpx.Client(base_url=live.url) as client:
-            wait_until(lambda: ready(client))
-            wait_until(lambda: client.get("/v2/models/item2vec/ready").status_code == 200)
-        yield live.url
+    with every_model_served(
+        demo.registry_uri, str(tmp_path_factory.mktemp("kserve-feedback"))
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

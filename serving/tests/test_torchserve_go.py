@@ -24,7 +24,7 @@ import pytest
 
 from serving.app import create_app
 from serving.config import ServingConfig
-from serving.tests.support import TOKEN, LiveServer, ready, wait_until
+from serving.tests.support import LiveServer, every_model_served
 from serving.tests.test_kserve import GO_CLIENT, _deepfm_rows, _predict, _rows, _run_go
 
 pytestmark = pytest.mark.compat
@@ -32,22 +32,10 @@ pytestmark = pytest.mark.compat
 
 @pytest.fixture(scope="module")
 def server(demo, tmp_path_factory) -> Iterator[str]:
-    config = ServingConfig(
-        registry_uri=demo.registry_uri,
-        models=("xgboost", "deepfm", "item2vec"),
-        poll_seconds=3600,
-        admin_token=TOKEN,
-        max_candidates=50,
-        feedback_uri=str(tmp_path_factory.mktemp("torchserve-feedback")),
-        rate_limit_rank=0,
-        rate_limit_feedback=0,
-    )
-    with LiveServer(create_app(config)) as live:
-        with httpx.Client(base_url=live.url) as client:
-            wait_until(lambda: ready(client))
-            wait_until(lambda: client.get("/v2/models/item2vec/ready").status_code == 200)
-            wait_until(lambda: client.get("/v2/models/deepfm/ready").status_code == 200)
-        yield live.url
+    with every_model_served(
+        demo.registry_uri, str(tmp_path_factory.mktemp("torchserve-feedback"))
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
