@@ -6,6 +6,7 @@ holdout; training window = the 7 days before, the last of them the validation sp
 evaluates each model in its own process, so peak RSS is that model's own.
 
     python bench/models.py
+    BENCH_DAYS=29 python bench/models.py     # holdout day 29: the 28-day window full
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date, timedelta
 
-HOLDOUT = "2026-10-09"
 FIRST = "2026-10-01"
+# BENCH_DAYS=29: the holdout is day 29, with a full 28-day window behind its long-window
+# features (the default 9 days leave that window 8 days long).
+DAYS = int(os.environ.get("BENCH_DAYS", "9"))
+HOLDOUT = (date.fromisoformat(FIRST) + timedelta(days=DAYS - 1)).isoformat()
 
 
 def prepare(root: str) -> None:
@@ -30,7 +35,9 @@ def prepare(root: str) -> None:
     from reckit_assets.simulation.simulate import SimulationConfig, write_simulation
 
     landing, store = LocalStorage(f"{root}/landing"), LocalStorage(f"{root}/warehouse")
-    config = SimulationConfig(start=FIRST, days=9, **json.loads(os.environ.get("BENCH_SIM", "{}")))
+    config = SimulationConfig(
+        start=FIRST, days=DAYS, **json.loads(os.environ.get("BENCH_SIM", "{}"))
+    )
     write_simulation(config, landing, LocalStorage(f"{root}/oracle"))
     for d in config.dates:
         warehouse.publish(
@@ -106,7 +113,7 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="reckit-bench-models-")
     t = time.perf_counter()
     prepare(root)
-    print(f"simulated and prepared 9 days at default scale in {time.perf_counter() - t:.1f} s")
+    print(f"simulated and prepared {DAYS} days at default scale in {time.perf_counter() - t:.1f} s")
     rows = []
     for kind in ("xgboost", "deepfm", "item2vec"):
         out = subprocess.run(

@@ -52,7 +52,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rehearsal_movielens import land_all, summarize, to_landing  # noqa: E402
+from bench.rehearsal_movielens import land_all, lift_summary, summarize, to_landing  # noqa: E402
 
 START = "2026-10-01"
 REQUIREMENT = "recbole==1.2.1"
@@ -181,6 +181,8 @@ def main() -> None:
         code = subprocess.call(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     print(f"reckit materialize exit {code} after {time.perf_counter() - started:.0f}s (log {log})")
     for line in summarize(root / "dagster_home"):
+        print(line)
+    for line in lift_summary(days[7]["dt"]):  # the first day with a full 7-day window
         print(line)
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -186,10 +186,40 @@ def _outcomes(warehouse_dir: Path, dt: str) -> str:
         figures = ""
         if kind != "item2vec" and "auc" in report.get("candidate", {}):
             figures = (
-                f" (AUC {report['candidate']['auc']:.4f} vs prior {report['baseline']['auc']:.4f})"
+                f" (AUC {report['candidate']['auc']:.4f} vs prior {report['baseline']['auc']:.4f}"
             )
+            lift = report.get("diff", {}).get("trivial_baseline", {}).get("auc")
+            if lift:
+                figures += (
+                    f", lift {lift['diff']:+.4f} [{lift['ci_low']:+.4f}, {lift['ci_high']:+.4f}]"
+                )
+                LIFTS.setdefault(kind, []).append({**lift, "dt": dt})
+            figures += ")"
         out.append(f"{kind} {report.get('outcome', '?')}{figures}")
     return "; ".join(out)
+
+
+LIFTS: dict[str, list[dict]] = {}  # per ranker, each evaluated day's lift over the prior
+
+
+def lift_summary(first_full: str) -> list[str]:
+    """Per ranker, over the days evaluated: mean AUC lift over the item-CTR prior, days with a
+    positive lift and days whose 95% CI lies above 0 (all days, and from ``first_full``)."""
+    lines = []
+    for kind, lifts in LIFTS.items():
+        for label, rows in (
+            ("all evaluated days", lifts),
+            (f"from {first_full}", [x for x in lifts if x.get("dt", "") >= first_full]),
+        ):
+            if not rows:
+                continue
+            diffs = np.array([x["diff"] for x in rows])
+            lines.append(
+                f"{kind} ({label}, {len(rows)} days): mean AUC lift over the prior "
+                f"{diffs.mean():+.4f}; lift > 0 on {(diffs > 0).sum()}; CI lower bound > 0 on "
+                f"{sum(x['ci_low'] > 0 for x in rows)}"
+            )
+    return lines
 
 
 def main() -> None:
@@ -226,6 +256,8 @@ def main() -> None:
         code = subprocess.call(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     print(f"reckit materialize exit {code} after {time.perf_counter() - started:.0f}s (log {log})")
     for line in summarize(root / "dagster_home"):
+        print(line)
+    for line in lift_summary(days[7]["dt"]):  # the first day with a full 7-day window
         print(line)
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -35,6 +35,9 @@ ITEM_COLUMNS = (
     "item_category",
     "item_price",
     "is_new_item",
+    "item_ctr_28d",
+    "item_cvr_28d",
+    "item_impressions_28d",
 )
 USER_COLUMNS = (
     "user_impressions_7d",
@@ -43,9 +46,11 @@ USER_COLUMNS = (
     "user_region",
     "user_gender",
     "is_new_user",
+    "user_ctr_28d",
+    "user_impressions_28d",
 )
 # Keyed by (user_id, the item's category), with a per-user fallback for unseen categories.
-PAIR_COLUMNS = ("user_category_ctr", "user_category_impressions_7d")
+PAIR_COLUMNS = ("user_category_ctr", "user_category_impressions_7d", "user_category_ctr_28d")
 CROSS_COLUMNS = {
     "cross_age_x_ctr": ("user_age", "item_ctr"),
     "cross_gender_x_price": ("user_gender", "item_price"),

@@ -2,7 +2,7 @@
 
 Built once per code location by ``build_defs`` (nothing here reads the environment at import):
 the partitions start at ``partitions.start``; a day's point-in-time features read the
-``WINDOW_DAYS`` days before it; a candidate trains on the ``training.window_days`` days before dt,
+``LONG_WINDOW_DAYS`` days before it (the ``WINDOW_DAYS`` statistics are its last days); a candidate trains on the ``training.window_days`` days before dt,
 and that is exactly the partition mapping the graph declares.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from reckit_assets.config import ReckitConfig
-from reckit_assets.core.features.spec import WINDOW_DAYS
+from reckit_assets.core.features.spec import LONG_WINDOW_DAYS
 
 # Assets write each partition themselves, so a range backfill can run as one run.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
@@ -23,7 +23,8 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 class Structure:
     first_day: str
     training_window_days: int
-    feature_window_days: int = WINDOW_DAYS
+    # the long window of the target encodings (the short one is inside it)
+    feature_window_days: int = LONG_WINDOW_DAYS
     daily: dg.DailyPartitionsDefinition = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

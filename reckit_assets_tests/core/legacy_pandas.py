@@ -437,7 +437,9 @@ def build_samples(
     out = assemble_features(base, features, users, items)
     out[LABEL_COLUMN] = out[LABEL_COLUMN].astype("int8")
     out["converted"] = out["converted"].astype("int8")
-    return out[sample_columns()].reset_index(drop=True)
+    # The columns of that time: the long-window target encodings came after (issue 20).
+    legacy = [c for c in sample_columns() if not c.endswith("_28d")]
+    return out[legacy].reset_index(drop=True)
 
 
 def behaviour_sequences(validated: pd.DataFrame) -> pd.DataFrame:

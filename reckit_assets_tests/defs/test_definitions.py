@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from reckit_assets.core.io.warehouse import window as warehouse_window
 from reckit_assets.definitions import defs
 
 EXPECTED_DEPS = {
@@ -13,7 +14,7 @@ EXPECTED_DEPS = {
     "user_profiles": {"landed_logs"},
     "item_catalog": {"landed_logs"},
     "daily_activity": {"validated_events", "item_catalog"},
-    "point_in_time_features": {"daily_activity"},
+    "point_in_time_features": {"daily_activity", "item_catalog"},
     "training_samples": {
         "validated_events",
         "user_profiles",
@@ -163,15 +164,22 @@ def test_data_checks_are_blocking():
     }
 
 
-def test_window_mapping_reads_the_seven_days_before():
+def test_window_mapping_reads_the_long_window_before():
+    """Features of dt read the 28 days before it (the long-window encodings; the 7-day
+    statistics are its last days), never dt itself; days before the first partition do not
+    exist and are not asked for."""
     graph = defs.resolve_asset_graph()
     features = dg.AssetKey("point_in_time_features")
-    mapping = graph.get_partition_mapping(features, dg.AssetKey("daily_activity"))
     partitions = graph.get(features).partitions_def
-    upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
-        partitions.subset_with_partition_keys(["2026-10-10"]), partitions, partitions
-    ).partitions_subset.get_partition_keys()
-    assert list(upstream) == [f"2026-10-0{d}" for d in range(3, 10)]
+    for upstream_key in ("daily_activity", "item_catalog"):
+        mapping = graph.get_partition_mapping(features, dg.AssetKey(upstream_key))
+        upstream = mapping.get_upstream_mapped_partitions_result_for_partitions(
+            partitions.subset_with_partition_keys(["2026-10-10"]), partitions, partitions
+        ).partitions_subset.get_partition_keys()
+        first = partitions.get_first_partition_key()
+        assert first <= "2026-10-09"
+        expected = [d for d in warehouse_window("2026-10-10", 28) if d >= first]
+        assert list(upstream) == expected, upstream_key
 
 
 def test_data_assets_backfill_a_range_in_one_run():

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from reckit_assets.core.features.spec import LONG_WINDOW_DAYS
 from reckit_assets.core.ingest import landing
 from reckit_assets.core.io.frames import read_frame
 from reckit_assets.core.io.storage import LocalStorage
@@ -196,11 +197,10 @@ def test_a_tick_lists_date_folders_not_the_landing_zone(simulated, monkeypatch):
     monkeypatch.setattr(LocalStorage, "list", no_walk)
     monkeypatch.setattr(LocalStorage, "list_prefixes", spy)
     assert h.tick() == []
-    # one child listing per table, from the recheck window (7 days before the newest day seen)
-    newest_minus_8 = (date.fromisoformat(D4) - timedelta(days=8)).isoformat()
-    assert sorted(calls) == sorted(
-        [*((t, f"dt={newest_minus_8}") for t in landing.TABLES), ("waivers", "")]
-    )
+    # one child listing per table, from the recheck window (the features' 28-day window before
+    # the newest day seen: a day re-landed within it changes later days' features)
+    after = (date.fromisoformat(D4) - timedelta(days=LONG_WINDOW_DAYS + 1)).isoformat()
+    assert sorted(calls) == sorted([*((t, f"dt={after}") for t in landing.TABLES), ("waivers", "")])
 
 
 def test_the_project_sensor_requests_the_first_day_then_waits(simulated):

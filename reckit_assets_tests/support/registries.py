@@ -84,14 +84,21 @@ def build_demo_registry(
         if n == 1:
             registry.set_alias(kind, PRODUCTION, version, BY, "demo registry")
 
+    from reckit_assets.core.features.spec import DENSE_COLUMNS
     from reckit_assets.core.training.xgb_ranker import XGBParams, train_xgb
 
+    # The 13 columns reckit's recorded requests (serving/tests/fixtures/reckit) were made
+    # against: a model trained before the long-window features, as a reckit user's would be.
+    recorded_columns = tuple(c for c in DENSE_COLUMNS if not c.endswith("_28d"))
     for n, trees in enumerate(xgb_trees, start=1):
         params = XGBParams(
             n_estimators=trees,
             max_depth=xgb_depth or 3 + n,
+            learning_rate=0.08,
+            min_child_weight=5.0,
             early_stopping_rounds=trees,  # keep every tree: a known model size
             seed=n,
+            feature_columns=recorded_columns,
         )
         register(train_xgb(train, valid, params)[0], "xgboost", n)
     if deepfm:

@@ -44,19 +44,20 @@ def markdown_image(png: bytes, alt: str) -> str:
 def training_curve_png(history: Sequence[Mapping], best_iteration: int | None, title: str) -> bytes:
     """Metric by round/epoch from a training history, validation metrics solid, train dashed.
 
-    ``history`` rows are ``{"round"|"epoch": i, "<split>_<metric>": value, ...}`` as the trainers
+    ``history`` rows are ``{"round"|"step"|"epoch": i, "<split>_<metric>": value, ...}`` as the trainers
     write them; one panel per metric (logloss, AUC, loss), the best iteration marked. Raises
     ``ValueError`` on an empty history or one without an iteration key.
     """
     if not history:
         raise ValueError(f"{title}: empty training history, nothing to plot")
-    step_key = next((k for k in ("round", "epoch") if k in history[0]), None)
+    step_key = next((k for k in ("round", "step", "epoch") if k in history[0]), None)
     if step_key is None:
         raise ValueError(
-            f"{title}: history rows have no 'round' or 'epoch' key: {list(history[0])}"
+            f"{title}: history rows have no 'round', 'step' or 'epoch' key: {list(history[0])}"
         )
     steps = [int(r[step_key]) for r in history]
-    series = [k for k in history[0] if k != step_key and k != "seconds"]
+    # Counters and settings are not metrics (a DeepFM row has its epoch, step and lr).
+    series = [k for k in history[0] if k not in {"round", "step", "epoch", "seconds", "lr"}]
     metrics: dict[str, list[str]] = {}
     for key in series:
         metric = key.split("_", 1)[1] if "_" in key else key
@@ -68,8 +69,9 @@ def training_curve_png(history: Sequence[Mapping], best_iteration: int | None, t
             values = [float(r[key]) for r in history]
             style = "--" if key.startswith("train") else "-"
             ax.plot(steps, values, style, label=key.split("_", 1)[0] if "_" in key else key)
-        if best_iteration is not None and 0 <= best_iteration <= max(steps):
-            ax.axvline(best_iteration, color="grey", linewidth=0.8, linestyle=":")
+        if best_iteration is not None and 0 <= best_iteration < len(steps):
+            # best_iteration indexes the history's rows
+            ax.axvline(steps[best_iteration], color="grey", linewidth=0.8, linestyle=":")
         ax.set_xlabel(step_key, fontsize=8)
         ax.set_title(metric if len(keys) > 1 else keys[0], fontsize=9)
         ax.tick_params(labelsize=7)

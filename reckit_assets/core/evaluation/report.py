@@ -33,6 +33,17 @@ def _slice_masks(holdout: pd.DataFrame) -> dict[str, np.ndarray]:
     return {k: m for k, m in masks.items() if m.any()}
 
 
+def _cold_start_masks(holdout: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Users by history, for the lift over the trivial baseline (reported, not gated):
+    ``new_users`` (no impression in the 7-day window), ``returning_users``, and
+    ``unseen_users_28d`` (none in the 28-day window either: a true cold start)."""
+    new = holdout["is_new_user"].to_numpy().astype(bool)
+    masks = {"new_users": new, "returning_users": ~new}
+    if "user_impressions_28d" in holdout:
+        masks["unseen_users_28d"] = holdout["user_impressions_28d"].to_numpy() == 0
+    return {k: m for k, m in masks.items() if m.any()}
+
+
 def ranker_report(
     holdout: pd.DataFrame,
     candidate: tuple[str, object],
@@ -47,7 +58,9 @@ def ranker_report(
     ``diff.production`` / ``diff.trivial_baseline``: candidate minus that model, AUC and logloss,
     each with its ``level`` percentile CI and standard error (present when the holdout has both
     classes). ``slice_diff``: per slice, candidate − production AUC with its bootstrap, when
-    production exists and the slice has both classes. An empty holdout gives a report with
+    production exists and the slice has both classes. ``slice_lift``: per cold-start slice (new,
+    returning, unseen in 28 days), candidate − trivial baseline AUC with its bootstrap (reported,
+    not gated). An empty holdout gives a report with
     zero rows and no metrics (the gate then fails ``holdout_usable``), never ``nan`` figures.
     """
     labels = holdout["label"].to_numpy() if "label" in holdout else np.array([])
@@ -94,6 +107,20 @@ def ranker_report(
             )
             for m in ("auc", "logloss")
         }
+    # Cold start: the lift over the trivial baseline among new and returning users.
+    report["slice_lift"] = {}
+    for name, mask in _cold_start_masks(holdout).items():
+        y = labels[mask]
+        entry = {"rows": int(mask.sum()), "positives": int(y.sum()), "diff": None}
+        if 0 < y.sum() < y.size:
+            entry.update(
+                metrics.bootstrap_diff(
+                    y, c_scores[mask], b_scores[mask], users[mask], "auc", bootstrap_n, seed, level
+                ),
+                candidate_auc=metrics.auc(y, c_scores[mask]),
+                baseline_auc=metrics.auc(y, b_scores[mask]),
+            )
+        report["slice_lift"][name] = entry
     if production is not None:
         p_scores = references["production"]
         for name, mask in _slice_masks(holdout).items():
@@ -215,6 +242,23 @@ def ranker_markdown(report: dict) -> str:
             f"logloss {d['logloss']['diff']:+.5f} [{d['logloss']['ci_low']:+.5f}, "
             f"{d['logloss']['ci_high']:+.5f}]"
         )
+    lifts = report.get("slice_lift") or {}
+    if lifts:
+        text += (
+            f"\n\nCold start: AUC lift over the trivial baseline by user history ({level:.0%} "
+            "bootstrap CI over users; reported, not gated)\n\n"
+            "| users | rows | candidate AUC | baseline AUC | lift [CI] |\n|---|---:|---:|---:|---|\n"
+        )
+        for name, e in lifts.items():
+            lift = (
+                f"{e['diff']:+.4f} [{e['ci_low']:+.4f}, {e['ci_high']:+.4f}]"
+                if e.get("diff") is not None
+                else "– (one class)"
+            )
+            text += (
+                f"| {name} | {e['rows']} | {_fmt(e.get('candidate_auc'))} | "
+                f"{_fmt(e.get('baseline_auc'))} | {lift} |\n"
+            )
     return text
 
 

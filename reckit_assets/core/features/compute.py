@@ -30,14 +30,40 @@ UNKNOWN_CATEGORY = ""
 
 @dataclass(frozen=True)
 class Priors:
-    """Global rates of the window: the smoothing prior and the value for unseen users/items."""
+    """Global rates of the window: the smoothing prior and the value for unseen users/items.
+
+    ``long`` holds the long window's rates and fitted prior strengths (``ctr``, ``cvr`` per
+    impression, ``impressions``, ``strength_item``, ...) when it was computed."""
 
     ctr: float
     cvr: float
     impressions: int
+    long: dict[str, float] | None = None
 
-    def as_dict(self) -> dict[str, float]:
-        return {"ctr": self.ctr, "cvr": self.cvr, "impressions": self.impressions}
+    def as_dict(self) -> dict:
+        out: dict = {"ctr": self.ctr, "cvr": self.cvr, "impressions": self.impressions}
+        if self.long is not None:
+            out["long"] = dict(sorted(self.long.items()))
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Priors:
+        long = values.get("long")
+        return cls(
+            ctr=float(values["ctr"]),
+            cvr=float(values["cvr"]),
+            impressions=int(values["impressions"]),
+            long=None if long is None else {k: float(v) for k, v in long.items()},
+        )
+
+    @property
+    def long_ctr(self) -> float:
+        return self.ctr if self.long is None else self.long["ctr"]
+
+    @property
+    def long_cvr(self) -> float:
+        """Conversions per impression (the short window's ``cvr`` is per click)."""
+        return self.ctr * self.cvr if self.long is None else self.long["cvr"]
 
 
 @dataclass
@@ -127,14 +153,28 @@ def _log1p(column: pl.Series) -> np.ndarray:
     return np.log1p(column.to_numpy().astype("float64"))
 
 
+@dataclass
+class LongWindow:
+    """The daily activity of the long window (``*_28d`` features) and the catalog whose
+    categories the item level shrinks towards."""
+
+    item_days: list[pd.DataFrame | pl.DataFrame]
+    user_days: list[pd.DataFrame | pl.DataFrame]
+    user_category_days: list[pd.DataFrame | pl.DataFrame]
+    items: pd.DataFrame | pl.DataFrame | None
+
+
 def window_features(
     item_days: list[pd.DataFrame | pl.DataFrame],
     user_days: list[pd.DataFrame | pl.DataFrame],
     user_category_days: list[pd.DataFrame | pl.DataFrame] | None = None,
+    long: LongWindow | None = None,
 ) -> FeatureTables:
     """Window statistics -> smoothed rates, as Polars frames sorted by key.
 
-    ``*_days`` are daily_activity outputs of the window (pandas or Polars)."""
+    ``*_days`` are daily_activity outputs of the window (pandas or Polars). With ``long``, the
+    long window's target encodings are joined in (a key seen only in the long window has null
+    short-window columns: the samples fill them exactly as for a key not in the tables)."""
     items = _sum_window(item_days, ["item_id"])
     users = _sum_window(user_days, ["user_id"])
     user_cats = _sum_window(user_category_days or [], ["user_id", "item_category"])
@@ -171,9 +211,21 @@ def window_features(
         user_category_ctr=(pl.col("clicks") + b * pl.col("user_ctr").fill_null(priors.ctr))
         / (pl.col("impressions") + b),
     )
+    if long is not None:
+        long_items, long_users, long_pairs, rates = long_window_features(
+            long.item_days, long.user_days, long.user_category_days, long.items
+        )
+        priors = Priors(priors.ctr, priors.cvr, priors.impressions, long=rates)
+        item_feats = _outer(item_feats, long_items, ["item_id"])
+        user_feats = _outer(user_feats, long_users, ["user_id"])
+        user_cat_feats = _outer(user_cat_feats, long_pairs, ["user_id", "item_category"])
     return FeatureTables(
         items=item_feats, users=user_feats, priors=priors, user_categories=user_cat_feats
     )
+
+
+def _outer(short: pl.DataFrame, long: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    return short.join(long, on=keys, how="full", coalesce=True).sort(keys)
 
 
 def point_in_time_features(
@@ -183,6 +235,119 @@ def point_in_time_features(
 ) -> FeatureTables:
     """:func:`window_features` as pandas frames (what serving and the online snapshot use)."""
     return window_features(item_days, user_days, user_category_days).to_pandas()
+
+
+# Empirical Bayes bounds on a fitted prior strength (pseudo-impressions): at least one, and a
+# level whose rates do not vary beyond binomial noise is shrunk all but completely to its parent.
+MIN_STRENGTH, MAX_STRENGTH = 1.0, 10_000.0
+
+
+def fitted_strength(impressions: np.ndarray, successes: np.ndarray, prior: np.ndarray) -> float:
+    """The beta-binomial prior strength of one level of the hierarchy, by the method of moments.
+
+    Each unit's rate ``successes / impressions`` varies around its parent's rate ``prior`` by
+    the spread of true rates (tau^2) plus binomial noise; with weights ``n``,
+    ``E[sum n (r - p)^2] = tau^2 sum n + sum p (1 - p)``, so ``tau^2`` is read off the window and
+    the strength is ``p(1 - p) / tau^2 - 1`` (the beta prior's ``alpha + beta``). Fitted on the
+    window only (the training window's past: never a sample's own day). Deterministic: numpy over
+    the key-sorted tables.
+    """
+    n = np.asarray(impressions, dtype=np.float64)
+    keep = n > 0
+    if keep.sum() < 2:
+        return MAX_STRENGTH
+    n, k, p = n[keep], np.asarray(successes, np.float64)[keep], np.asarray(prior, np.float64)[keep]
+    rate = k / n
+    noise = float(np.sum(p * (1 - p)))
+    tau2 = (float(np.sum(n * (rate - p) ** 2)) - noise) / float(n.sum())
+    mean = float(np.average(p, weights=n))
+    if tau2 <= 0 or not np.isfinite(tau2):
+        return MAX_STRENGTH
+    return float(np.clip(mean * (1 - mean) / tau2 - 1, MIN_STRENGTH, MAX_STRENGTH))
+
+
+def long_window_features(
+    item_days: list[pd.DataFrame | pl.DataFrame],
+    user_days: list[pd.DataFrame | pl.DataFrame],
+    user_category_days: list[pd.DataFrame | pl.DataFrame],
+    items: pd.DataFrame | pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, float]]:
+    """The ``*_28d`` target encodings: hierarchical, shrunk by fitted strengths.
+
+    item -> its category (the category's own rate shrunk to the window's) -> the window;
+    user -> the window; (user, category) -> the user's shrunk rate. Returns the item, user and
+    (user, category) tables sorted by key, and the window's rates and fitted strengths.
+    """
+    items_w = _sum_window(item_days, ["item_id"])
+    users_w = _sum_window(user_days, ["user_id"])
+    pairs_w = _sum_window(user_category_days, ["user_id", "item_category"])
+    imps = int(items_w["impressions"].sum())
+    ctr = int(items_w["clicks"].sum()) / imps if imps else DEFAULT_PRIORS.ctr
+    cvr = (
+        int(items_w["conversions"].sum()) / imps
+        if imps
+        else DEFAULT_PRIORS.ctr * DEFAULT_PRIORS.cvr
+    )
+    # Category of each item: the catalog snapshot of the day (unknown category otherwise).
+    if items is not None and len(items):
+        catalog = (
+            _pl(items)
+            .select(
+                pl.col("item_id").cast(pl.String), item_category=pl.col("category").cast(pl.String)
+            )
+            .unique("item_id", keep="first")
+        )
+        items_w = items_w.join(catalog, on="item_id", how="left", maintain_order="left")
+    else:
+        items_w = items_w.with_columns(item_category=pl.lit(None, pl.String))
+    items_w = items_w.with_columns(pl.col("item_category").fill_null(UNKNOWN_CATEGORY))
+    cats = (
+        items_w.group_by("item_category")
+        .agg(pl.col("impressions").sum(), pl.col("clicks").sum())
+        .sort("item_category")
+    )
+
+    def shrunk(frame: pl.DataFrame, num: str, prior: np.ndarray) -> tuple[np.ndarray, float]:
+        n, k = frame["impressions"].to_numpy(), frame[num].to_numpy()
+        strength = fitted_strength(n, k, prior)
+        return (k + strength * prior) / (n + strength), strength
+
+    cat_rate, s_cat = shrunk(cats, "clicks", np.full(cats.height, ctr))
+    cat_of = dict(zip(cats["item_category"].to_list(), cat_rate.tolist(), strict=True))
+    item_parent = np.array([cat_of[c] for c in items_w["item_category"].to_list()], np.float64)
+    item_ctr, s_item = shrunk(items_w, "clicks", item_parent)
+    item_cvr, s_item_cvr = shrunk(items_w, "conversions", np.full(items_w.height, cvr))
+    user_ctr, s_user = shrunk(users_w, "clicks", np.full(users_w.height, ctr))
+    users_out = users_w.select(
+        "user_id",
+        user_ctr_28d=pl.Series(user_ctr, dtype=pl.Float64),
+        user_impressions_28d=pl.Series(_log1p(users_w["impressions"])),
+    )
+    pairs_w = pairs_w.join(
+        users_out.select("user_id", "user_ctr_28d"), on="user_id", how="left", maintain_order="left"
+    )
+    pair_parent = pairs_w["user_ctr_28d"].fill_null(ctr).to_numpy().astype(np.float64)
+    pair_ctr, s_pair = shrunk(pairs_w, "clicks", pair_parent)
+    items_out = items_w.select(
+        "item_id",
+        item_ctr_28d=pl.Series(item_ctr, dtype=pl.Float64),
+        item_cvr_28d=pl.Series(item_cvr, dtype=pl.Float64),
+        item_impressions_28d=pl.Series(_log1p(items_w["impressions"])),
+    )
+    pairs_out = pairs_w.select(
+        "user_id", "item_category", user_category_ctr_28d=pl.Series(pair_ctr, dtype=pl.Float64)
+    )
+    long = {
+        "ctr": float(ctr),
+        "cvr": float(cvr),
+        "impressions": float(imps),
+        "strength_category": s_cat,
+        "strength_item": s_item,
+        "strength_item_cvr": s_item_cvr,
+        "strength_user": s_user,
+        "strength_user_category": s_pair,
+    }
+    return items_out, users_out, pairs_out, long
 
 
 def assemble_features(
@@ -230,6 +395,14 @@ def assemble_features(
     # A category the user has not seen in the window: the user's own CTR is the best guess.
     out["user_category_ctr"] = out["user_category_ctr"].fillna(out["user_ctr"])
     out["user_category_impressions_7d"] = out["user_category_impressions_7d"].fillna(0.0)
+    p = features.priors
+    for col, value in _long_fills(p).items():
+        out[col] = out[col].fillna(value) if col in out else value
+    if "user_category_ctr_28d" not in out:
+        out["user_category_ctr_28d"] = np.nan
+    out["user_category_ctr_28d"] = (
+        out["user_category_ctr_28d"].astype("float64").fillna(out["user_ctr_28d"])
+    )
     out["user_age"] = out["user_age"].astype("float64").fillna(BY_NAME["user_age"].default)
     out["user_gender"] = out["_gender"].map(GENDER_CODES).astype("float64").fillna(GENDER_UNKNOWN)
     out["item_price"] = out["item_price"].astype("float64").fillna(BY_NAME["item_price"].default)
@@ -239,6 +412,18 @@ def assemble_features(
     for col in ("user_id", "item_id", "item_category", "user_region", "device"):
         out[col] = out[col].astype("string").fillna("")
     return out.drop(columns=["_gender"])
+
+
+def _long_fills(p: Priors) -> dict[str, float]:
+    """Values of the ``*_28d`` columns for a key the long window has not seen (and for every
+    key when no long window was computed): the window's rates, no impressions."""
+    return {
+        "item_ctr_28d": p.long_ctr,
+        "item_cvr_28d": p.long_cvr,
+        "item_impressions_28d": 0.0,
+        "user_ctr_28d": p.long_ctr,
+        "user_impressions_28d": 0.0,
+    }
 
 
 # Rows per chunk of :func:`build_samples` (pyarrow's row group: the writer's unit too).
@@ -361,6 +546,8 @@ def _build_samples(
             user_category_ctr=pl.lit(None, pl.Float64),
             user_category_impressions_7d=pl.lit(None, pl.Float64),
         )
+    absent = [c for c in (*_long_fills(p), "user_category_ctr_28d") if c not in out.columns]
+    out = out.with_columns(pl.lit(None, pl.Float64).alias(c) for c in absent)
 
     def filled(col: str, value: float | pl.Expr) -> pl.Expr:
         # pandas' fillna treats NaN as missing too.
@@ -381,9 +568,11 @@ def _build_samples(
         user_gender=genders.fill_null(float(GENDER_UNKNOWN)),
         item_price=filled("item_price", float(BY_NAME["item_price"].default)),
         user_category_impressions_7d=filled("user_category_impressions_7d", 0.0),
+        **{c: filled(c, v) for c, v in _long_fills(p).items()},
     ).with_columns(
         # A category the user has not seen in the window: the user's own CTR is the best guess.
         user_category_ctr=filled("user_category_ctr", pl.col("user_ctr")),
+        user_category_ctr_28d=filled("user_category_ctr_28d", pl.col("user_ctr_28d")),
         cross_age_x_ctr=pl.col("user_age") * pl.col("item_ctr"),
         cross_gender_x_price=pl.col("user_gender") * pl.col("item_price"),
         position=pl.col("position").cast(pl.Float64).clip(lower_bound=0.0),

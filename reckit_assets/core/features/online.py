@@ -83,9 +83,7 @@ def load(storage: Storage, dt: str | None = None) -> OnlineSnapshot:
         features=FeatureTables(
             items=warehouse.read(storage, ASSET, dt, "items"),
             users=warehouse.read(storage, ASSET, dt, "users"),
-            priors=Priors(
-                ctr=priors["ctr"], cvr=priors["cvr"], impressions=int(priors["impressions"])
-            ),
+            priors=Priors.from_dict(priors),
             user_categories=warehouse.read(storage, ASSET, dt, "user_categories"),
         ),
         users=warehouse.read(storage, ASSET, dt, "profiles"),

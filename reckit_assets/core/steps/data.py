@@ -17,6 +17,7 @@ import polars as pl
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.features.compute import (
     FeatureTables,
+    LongWindow,
     Priors,
     build_samples,
     daily_activity,
@@ -24,7 +25,7 @@ from reckit_assets.core.features.compute import (
 )
 from reckit_assets.core.features.drift import feature_drift
 from reckit_assets.core.features.sequences import behaviour_sequences, sequences_table
-from reckit_assets.core.features.spec import DENSE_COLUMNS, WINDOW_DAYS
+from reckit_assets.core.features.spec import DENSE_COLUMNS, LONG_WINDOW_DAYS, WINDOW_DAYS
 from reckit_assets.core.ingest import quality, waivers
 from reckit_assets.core.ingest.events import (
     clean_snapshot_frame,
@@ -387,13 +388,42 @@ def activity(store: Storage, dt: str) -> warehouse.Artifact:
     )
 
 
-def _window_tables(store: Storage, days: list[str]) -> FeatureTables:
-    """Feature tables (Polars frames) from the daily activity of ``days``."""
-    return window_features(
-        [warehouse.read_polars(store, ACTIVITY, d, "items") for d in days],
-        [warehouse.read_polars(store, ACTIVITY, d, "users") for d in days],
-        [warehouse.read_polars(store, ACTIVITY, d, "user_categories") for d in days],
+def _window_tables(store: Storage, days: list[str], long_days: list[str]) -> FeatureTables:
+    """Feature tables (Polars frames) from the daily activity of ``days`` (the short window)
+    and ``long_days`` (the long window, which contains it); the long window's item categories
+    come from the catalog of its last day."""
+
+    def read(d: str, name: str) -> pl.DataFrame:
+        return warehouse.read_polars(store, ACTIVITY, d, name)
+
+    long = LongWindow(
+        [read(d, "items") for d in long_days],
+        [read(d, "users") for d in long_days],
+        [read(d, "user_categories") for d in long_days],
+        warehouse.read_polars(store, ITEMS, long_days[-1]) if long_days else None,
     )
+    return window_features(
+        [read(d, "items") for d in days],
+        [read(d, "users") for d in days],
+        [read(d, "user_categories") for d in days],
+        long,
+    )
+
+
+def _feature_windows(
+    store: Storage, what: str, days: list[str], short: int, landing: Storage | None
+) -> tuple[WindowDays, list[str]]:
+    """The short window's status (its last ``short`` days) and the usable days of the whole
+    (long) window ``days``; a long-window day that landed but was not built is an error too."""
+    status = window_days(store, ACTIVITY, days, landing)
+    _require_built(what, status)
+    recent = set(days[-short:])
+    short_status = WindowDays(
+        [d for d in status.usable if d in recent],
+        {d: why for d, why in status.skipped.items() if d in recent},
+        [],
+    )
+    return short_status, status.usable
 
 
 def features(
@@ -405,10 +435,14 @@ def features(
     that never landed are skipped and named in ``skipped_days`` (:func:`window_days`); a day that
     landed but was not built is an error (it would change the features once built).
     """
-    status = window_days(store, ACTIVITY, warehouse.window(dt, WINDOW_DAYS, first_day), landing)
-    _require_built(f"{FEATURES} dt={dt}", status)
-    days = status.usable
-    tables = _window_tables(store, days)
+    status, long_days = _feature_windows(
+        store,
+        f"{FEATURES} dt={dt}",
+        warehouse.window(dt, LONG_WINDOW_DAYS, first_day),
+        WINDOW_DAYS,
+        landing,
+    )
+    tables = _window_tables(store, status.usable, long_days)
     return warehouse.Artifact(
         frames={
             "items": tables.items,
@@ -418,6 +452,7 @@ def features(
         blobs={"priors.json": json.dumps(tables.priors.as_dict(), sort_keys=True).encode()},
         info={
             **status.metadata(),
+            "long_window_days": len(long_days),
             "items": len(tables.items),
             "users": len(tables.users),
             **{f"prior_{k}": v for k, v in tables.priors.as_dict().items()},
@@ -432,14 +467,16 @@ def online_snapshot(
     blocked and never-landed days skipped as in :func:`features`."""
     from reckit_assets.core.features import online
 
-    status = window_days(
-        store, ACTIVITY, [*warehouse.window(dt, WINDOW_DAYS - 1, first_day), dt], landing
+    status, long_days = _feature_windows(
+        store,
+        f"online features dt={dt}",
+        [*warehouse.window(dt, LONG_WINDOW_DAYS - 1, first_day), dt],
+        WINDOW_DAYS,
+        landing,
     )
-    _require_built(f"online features dt={dt}", status)
-    days = status.usable
-    tables = _window_tables(store, days).to_pandas()
+    tables = _window_tables(store, status.usable, long_days).to_pandas()
     return online.build(
-        tables, warehouse.read(store, USERS, dt), warehouse.read(store, ITEMS, dt), days
+        tables, warehouse.read(store, USERS, dt), warehouse.read(store, ITEMS, dt), status.usable
     )
 
 
@@ -450,7 +487,7 @@ def load_features(store: Storage, dt: str, polars: bool = False) -> FeatureTable
     return FeatureTables(
         items=read(store, FEATURES, dt, "items"),
         users=read(store, FEATURES, dt, "users"),
-        priors=Priors(ctr=priors["ctr"], cvr=priors["cvr"], impressions=int(priors["impressions"])),
+        priors=Priors.from_dict(priors),
         user_categories=read(store, FEATURES, dt, "user_categories"),
     )
 

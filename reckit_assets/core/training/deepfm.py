@@ -65,7 +65,15 @@ class DeepFMParams:
     lr: float = 1e-3
     batch_size: int = 2048
     max_epochs: int = 10
-    patience: int = 2
+    # Step-level early stopping: the validation logloss is measured ``evals_per_epoch`` times per
+    # epoch; after ``lr_patience`` measurements without improvement the learning rate is
+    # multiplied by ``lr_decay`` (torch's ReduceLROnPlateau), after ``patience`` without
+    # improvement training stops; the best measurement's weights are kept. (Epoch-level stopping
+    # kept the first epoch's weights on the simulator: the optimum lies inside an epoch.)
+    patience: int = 4
+    evals_per_epoch: int = 4
+    lr_decay: float = 0.3
+    lr_patience: int = 1
     weight_decay: float = 1e-6
     seed: int = 7
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
@@ -381,15 +389,18 @@ def train_deepfm(
     params: DeepFMParams | None = None,
     log: Log = no_log,
 ) -> tuple[DeepFMRanker, TrainReport]:
-    """Fit with Adam on logloss; stop when valid logloss has not improved for ``patience`` epochs
-    and keep the best epoch's weights."""
+    """Fit with Adam on logloss, scoring the validation day ``evals_per_epoch`` times an epoch:
+    the learning rate decays on a plateau, training stops after ``patience`` evaluations without
+    improvement, and the best evaluation's weights are kept (``best_iteration`` indexes
+    ``history``, one row per evaluation)."""
     import torch
 
     params = params or DeepFMParams()
-    if params.max_epochs < 1 or params.batch_size < 1:
+    if min(params.max_epochs, params.batch_size, params.evals_per_epoch, params.patience) < 1:
         raise ValueError(
-            f"train_deepfm: max_epochs and batch_size must be >= 1, got {params.max_epochs} "
-            f"and {params.batch_size}"
+            "train_deepfm: max_epochs, batch_size, evals_per_epoch and patience must be >= 1, "
+            f"got {params.max_epochs}, {params.batch_size}, {params.evals_per_epoch} and "
+            f"{params.patience}"
         )
     columns = [*params.sparse_columns, *params.dense_columns]
     check_training_frame(train, columns, LABEL_COLUMN, "train_deepfm (train)")
@@ -423,39 +434,68 @@ def train_deepfm(
         order_rng = torch.Generator().manual_seed(params.seed)  # shuffling, CPU-side
         if device != "cpu":
             x_sparse, x_dense, y = x_sparse.to(device), x_dense.to(device), y.to(device)
-        best_loss, best_epoch, best_state = math.inf, -1, None
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=params.lr_decay,
+            patience=params.lr_patience,
+            threshold=0.0,  # "better" as early stopping means it: strictly lower logloss
+        )
+        steps_per_epoch = max(1, math.ceil(n / params.batch_size))
+        # The steps after which the validation set is scored (the last one ends the epoch).
+        checkpoints = {
+            min(steps_per_epoch, math.ceil(steps_per_epoch * (k + 1) / params.evals_per_epoch))
+            for k in range(max(1, params.evals_per_epoch))
+        }
+        best_loss, best_eval, best_state = math.inf, -1, None
+        stop, step = False, 0
         for epoch in range(params.max_epochs):
             epoch_start = time.perf_counter()
-            network.train()
             perm = torch.randperm(n, generator=order_rng).to(device)
-            total = 0.0
-            for lo in range(0, n, params.batch_size):
+            total, seen = 0.0, 0
+            for batch, lo in enumerate(range(0, n, params.batch_size), start=1):
+                network.train()
                 idx = perm[lo : lo + params.batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(network(x_sparse[idx], x_dense[idx]), y[idx])
                 loss.backward()
                 optimizer.step()
+                step += 1
                 total += float(loss.detach()) * len(idx)
-            p_valid = _sigmoid(_predict_logits(network, v_sparse, v_dense, device))
-            row = {
-                "epoch": epoch,
-                "train_logloss": total / n,
-                "valid_logloss": metrics.logloss(v_y, p_valid),
-                "valid_auc": _safe_auc(v_y, p_valid),
-                "seconds": time.perf_counter() - epoch_start,
-            }
-            history.append(row)
-            log(
-                f"deepfm epoch {epoch}: train logloss {row['train_logloss']:.5f}, valid logloss "
-                f"{row['valid_logloss']:.5f} auc {row['valid_auc']:.4f} ({row['seconds']:.1f}s)"
-            )
-            if row["valid_logloss"] < best_loss:
-                best_loss, best_epoch = row["valid_logloss"], epoch
-                best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            elif epoch - best_epoch >= params.patience:
-                log(f"deepfm: early stop, no improvement for {params.patience} epochs")
+                seen += len(idx)
+                if batch not in checkpoints:
+                    continue
+                p_valid = _sigmoid(_predict_logits(network, v_sparse, v_dense, device))
+                row = {
+                    "epoch": epoch,
+                    "step": step,
+                    "lr": float(optimizer.param_groups[0]["lr"]),
+                    "train_logloss": total / seen,
+                    "valid_logloss": metrics.logloss(v_y, p_valid),
+                    "valid_auc": _safe_auc(v_y, p_valid),
+                    "seconds": time.perf_counter() - epoch_start,
+                }
+                history.append(row)
+                log(
+                    f"deepfm epoch {epoch} step {step}: train logloss {row['train_logloss']:.5f}, "
+                    f"valid logloss {row['valid_logloss']:.5f} auc {row['valid_auc']:.4f}, "
+                    f"lr {row['lr']:.2g} ({row['seconds']:.1f}s)"
+                )
+                if row["valid_logloss"] < best_loss:
+                    best_loss, best_eval = row["valid_logloss"], len(history) - 1
+                    best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+                elif len(history) - 1 - best_eval >= params.patience:
+                    log(
+                        f"deepfm: early stop at step {step}, no improvement in "
+                        f"{params.patience} evaluations"
+                    )
+                    stop = True
+                    break
+                scheduler.step(row["valid_logloss"])
+            if stop:
                 break
         network.load_state_dict(best_state)
+        best_epoch = best_eval
         network = network.cpu().eval()
     seconds = time.perf_counter() - started
     extra = {
@@ -468,7 +508,10 @@ def train_deepfm(
         "valid_oov_rate": pre.oov_rate(valid),
         "parameters": int(sum(p.numel() for p in network.parameters())),
     }
-    log(f"deepfm done: best epoch {best_epoch}, valid logloss {best_loss:.5f}, {seconds:.1f}s")
+    log(
+        f"deepfm done: best at epoch {history[best_epoch]['epoch']} step "
+        f"{history[best_epoch]['step']}, valid logloss {best_loss:.5f}, {seconds:.1f}s"
+    )
     model = DeepFMRanker(network, pre, params)
     return model, TrainReport(
         history=history, best_iteration=best_epoch, seconds=seconds, extra=extra

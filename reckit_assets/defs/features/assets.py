@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from reckit_assets.core.features.spec import WINDOW_DAYS
+from reckit_assets.core.features.spec import LONG_WINDOW_DAYS, WINDOW_DAYS
 from reckit_assets.core.steps import data as steps
 from reckit_assets.defs.partitions import SINGLE_RUN, Structure
 from reckit_assets.defs.resources import ReckitStorage
@@ -35,14 +35,20 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name=steps.FEATURES,
         group_name="features",
-        deps=[dg.AssetDep(steps.ACTIVITY, partition_mapping=s.feature_window)],
+        deps=[
+            dg.AssetDep(steps.ACTIVITY, partition_mapping=s.feature_window),
+            # the long window's item categories: the catalog of its last day
+            dg.AssetDep(steps.ITEMS, partition_mapping=s.feature_window),
+        ],
         partitions_def=s.daily,
         backfill_policy=SINGLE_RUN,
-        code_version="2",
+        code_version="3",
         kinds={"parquet"},
         description=(
             f"Item and user statistics of the {WINDOW_DAYS} days before dt (smoothed CTR/CVR, "
-            "counts) and the window's priors. The online snapshot for serving is the same table."
+            f"counts), target encodings over the {LONG_WINDOW_DAYS} days before dt (shrunk by "
+            "empirical Bayes, strengths in priors.json) and the windows' priors. The online "
+            "snapshot for serving is the same table."
         ),
     )
     def point_in_time_features(
@@ -63,7 +69,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
             dg.AssetDep(
                 steps.ACTIVITY,
                 partition_mapping=dg.TimeWindowPartitionMapping(
-                    start_offset=-(WINDOW_DAYS - 1),
+                    start_offset=-(LONG_WINDOW_DAYS - 1),
                     end_offset=0,
                     allow_nonexistent_upstream_partitions=True,
                 ),
@@ -76,7 +82,7 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
         code_version="1",
         kinds={"parquet"},
         description="The feature snapshot the inference service serves on dt+1: statistics of the "
-        "7 days ending on dt, by the same code as training, published beside the registry; the "
+        f"{WINDOW_DAYS} (and {LONG_WINDOW_DAYS}) days ending on dt, by the same code as training, published beside the registry; the "
         "`current` pointer moves to it.",
     )
     def online_features(

@@ -380,3 +380,25 @@ def test_item2vec_hit_rate_vs_popularity_uses_the_exact_mcnemar_test():
     assert (m["wins"], m["losses"]) == (30, 5) and m["p_better"] < 1e-4 and m["p_worse"] > 0.99
     tie = mcnemar(base, base)
     assert tie["p_better"] == 1.0 and tie["wins"] == tie["losses"] == 0
+
+
+def test_cold_start_slices_report_the_lift_over_the_prior_per_user_history():
+    """New and returning users each get the candidate's AUC lift over the trivial baseline with
+    a bootstrap CI; users unseen in 28 days are a slice of their own when the column exists."""
+    frame = holdout(n=6000, users=600, seed=3)
+    frame["user_impressions_28d"] = np.where(frame["user_id"].isin(["u1", "u2", "u3"]), 0.0, 2.0)
+    report = evaluation.ranker_report(
+        frame, ("c", Column("good")), None, ("item_ctr_prior", Column("item_ctr"))
+    )
+    lifts = report["slice_lift"]
+    assert set(lifts) == {"new_users", "returning_users", "unseen_users_28d"}
+    new = lifts["new_users"]
+    assert new["rows"] == int(frame["is_new_user"].sum())
+    # "good" is much better than the prior everywhere: each big slice's CI is above 0
+    for name in ("new_users", "returning_users"):
+        assert lifts[name]["ci_low"] > 0, name
+        assert lifts[name]["candidate_auc"] - lifts[name]["baseline_auc"] == pytest.approx(
+            lifts[name]["diff"]
+        )
+    text = evaluation.ranker_markdown(report)
+    assert "Cold start" in text and "| new_users |" in text

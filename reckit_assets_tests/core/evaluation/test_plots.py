@@ -49,8 +49,8 @@ def test_training_curve_is_a_small_png_for_each_trainer_history():
 def test_training_curve_refuses_a_history_it_cannot_read():
     with pytest.raises(ValueError, match="empty training history"):
         plots.training_curve_png([], None, "xgboost")
-    with pytest.raises(ValueError, match="no 'round' or 'epoch'"):
-        plots.training_curve_png([{"step": 1, "loss": 1.0}], None, "xgboost")
+    with pytest.raises(ValueError, match="no 'round', 'step' or 'epoch'"):
+        plots.training_curve_png([{"iteration": 1, "loss": 1.0}], None, "xgboost")
 
 
 def test_reliability_bins_recover_the_observed_rate_per_score_range():

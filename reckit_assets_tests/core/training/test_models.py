@@ -7,6 +7,8 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -71,6 +73,12 @@ def synthetic_samples(n: int, seed: int) -> pd.DataFrame:
             "user_impressions_7d": rng.uniform(1, 6, n),
             "user_category_ctr": rng.uniform(0.02, 0.08, n),
             "user_category_impressions_7d": rng.uniform(0, 4, n),
+            "item_ctr_28d": item_ctr + rng.normal(0, 0.002, n),
+            "item_cvr_28d": rng.uniform(0.005, 0.02, n),
+            "item_impressions_28d": rng.uniform(3, 9, n),
+            "user_ctr_28d": rng.uniform(0.02, 0.08, n),
+            "user_impressions_28d": rng.uniform(2, 7, n),
+            "user_category_ctr_28d": rng.uniform(0.02, 0.08, n),
             "position": position,
             LABEL_COLUMN: label,
         }
@@ -236,7 +244,11 @@ def test_deepfm_learns_the_known_function(deepfm_trained, xgb_trained, splits):
     assert auc > 0.7
     # The user x category affinity is only visible through the ids: DeepFM must use them.
     assert auc > _auc(xgb_trained[0], splits["test"])
-    assert 0 <= report.best_iteration < len(report.history) <= FAST_DEEPFM.max_epochs
+    # One history row per evaluation: evals_per_epoch a epoch, steps increasing.
+    assert 0 <= report.best_iteration < len(report.history)
+    assert len(report.history) <= FAST_DEEPFM.max_epochs * FAST_DEEPFM.evals_per_epoch
+    steps = [h["step"] for h in report.history]
+    assert steps == sorted(set(steps))
     best = report.history[report.best_iteration]["valid_logloss"]
     assert best == min(h["valid_logloss"] for h in report.history)
     assert report.extra["device"] == "cpu"
@@ -454,3 +466,24 @@ def test_xgb_export_writes_base_score_in_the_form_xgboost_2_reads(xgb_trained, s
     assert len(raw) - len(exported) == 2  # nothing else changed
     loaded = load_model("xgboost", model.files())
     np.testing.assert_array_equal(loaded.predict(splits["test"]), model.predict(splits["test"]))
+
+
+def test_deepfm_decays_the_learning_rate_on_a_plateau_and_keeps_the_best_step(splits):
+    """Evaluations inside epochs; after ``lr_patience`` evaluations without a better validation
+    logloss the rate drops by ``lr_decay``; the kept weights are the best evaluation's."""
+    params = replace(FAST_DEEPFM, max_epochs=3, evals_per_epoch=3, patience=20, lr_patience=0)
+    model, report = train_deepfm(splits["train"], splits["valid"], params)
+    h = report.history
+    assert len(h) == 9 and {r["epoch"] for r in h} == {0, 1, 2}
+    best = float("inf")
+    for before, after in pairwise(h):
+        best = min(best, before["valid_logloss"])
+        improved = before["valid_logloss"] <= best
+        expected = before["lr"] if improved else before["lr"] * params.lr_decay
+        assert after["lr"] == pytest.approx(expected), (before, after)
+    assert h[0]["lr"] == params.lr
+    kept = h[report.best_iteration]["valid_logloss"]
+    assert kept == min(r["valid_logloss"] for r in h)
+    assert metrics.logloss(splits["valid"]["label"], model.predict(splits["valid"])) == (
+        pytest.approx(kept, abs=1e-6)
+    )
