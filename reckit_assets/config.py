@@ -40,6 +40,7 @@ from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.training.base import TrainingWindow
 from reckit_assets.core.training.deepfm import DeepFMParams
 from reckit_assets.core.training.item2vec import Item2VecParams
+from reckit_assets.core.training.tuning import TuningConfig
 from reckit_assets.core.training.xgb_ranker import XGBParams
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,7 @@ class ReckitConfig(BaseModel):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     guard: GuardConfig = Field(default_factory=GuardConfig)
     abuse: AbuseRules = Field(default_factory=AbuseRules)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
 
     @field_validator("partitions")
     @classmethod

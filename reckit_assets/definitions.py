@@ -36,6 +36,7 @@ from reckit_assets.defs.release import assets as release
 from reckit_assets.defs.release import summary as day_summary
 from reckit_assets.defs.samples import assets as samples
 from reckit_assets.defs.training import assets as training
+from reckit_assets.defs.training import tuning as tuning_assets
 from reckit_assets.settings import Settings, load_settings
 
 
@@ -43,6 +44,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
     config = config or load_config(settings.config_file).config
     s = structure_for(config)
     daily, retraining = build_daily_job(), build_retraining_job()
+    tuning_job = tuning_assets.build_job()
     # Resources and executor come from the environment (RECKIT_ENV: local | prod), chosen once.
     environment = environment_for(settings)
     return dg.Definitions(
@@ -52,13 +54,14 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             *features.build(s),
             *samples.build(s),
             *training.build(s),
+            *tuning_assets.build(s),
             *evaluation.build(s),
             *release.build(s),
             *monitoring.build(s),
             *day_summary.build(s),
         ],
-        jobs=[daily, build_monitoring_job(), retraining],
-        schedules=[build_daily_schedule(daily)],
+        jobs=[daily, build_monitoring_job(), retraining, tuning_job],
+        schedules=[build_daily_schedule(daily), tuning_assets.build_schedule(tuning_job)],
         sensors=[
             build_arrival_sensor(s, daily, config.arrival),
             build_retraining_sensor(s, retraining, config.guard),

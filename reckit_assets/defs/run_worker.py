@@ -29,7 +29,7 @@ DEFAULT_STEP_EXECUTOR = {"local": "in_process", "prod": "k8s"}
 # the jobs that need the ``model_processes`` resource). A run of another job (monitoring, an
 # asset selection from the UI) starts nothing here; if it does have a model step, its resources
 # start the servers, ~1-1.5 s later.
-JOBS_WITH_MODEL_STEPS = frozenset({"daily_pipeline", "retraining_job"})
+JOBS_WITH_MODEL_STEPS = frozenset({"daily_pipeline", "retraining_job", "tuning_job"})
 # `dagster <group> <command>`s whose process executes a run's steps itself (not `dev`, `api grpc`,
 # `code-server` or the daemon, which load the code location to serve it).
 RUN_COMMANDS = {("job", "execute"), ("api", "execute_run"), ("api", "resume_run")}

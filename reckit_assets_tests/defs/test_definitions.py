@@ -25,8 +25,11 @@ EXPECTED_DEPS = {
     "online_features": {"daily_activity", "user_profiles", "item_catalog"},
     **{
         f"{kind}_candidate": {"behaviour_sequences" if kind == "item2vec" else "training_samples"}
-        for kind in ("xgboost", "deepfm", "item2vec")
+        for kind in ("deepfm", "item2vec")
     },
+    # the weekly study of the last week that ended before dt
+    "xgboost_candidate": {"training_samples", "xgboost_tuning"},
+    "xgboost_tuning": {"training_samples"},
     **{
         f"{kind}_evaluation": {
             f"{kind}_candidate",
@@ -54,6 +57,7 @@ EXPECTED_GROUPS = {
     "monitoring": {"feedback_landing", "online_metrics"},
     "release": {"canary_release", "production_guard"},
     "summary": {"daily_summary"},
+    "tuning": {"xgboost_tuning"},
 }
 EXPECTED_BLOCKING_CHECKS = {
     "landed_logs": {
@@ -97,7 +101,12 @@ EXPECTED_BLOCKING_CHECKS = {
 
 def test_definitions_load_with_every_job_sensor_and_schedule():
     dg.Definitions.validate_loadable(defs)
-    assert {j.name for j in defs.jobs} == {"daily_pipeline", "monitoring_job", "retraining_job"}
+    assert {j.name for j in defs.jobs} == {
+        "daily_pipeline",
+        "monitoring_job",
+        "retraining_job",
+        "tuning_job",
+    }
     assert defs.resolve_job_def("daily_pipeline") is not None
     assert {s.name for s in defs.sensors} == {
         "landing_arrival_sensor",
@@ -106,7 +115,10 @@ def test_definitions_load_with_every_job_sensor_and_schedule():
         "landing_zone_observer",
         "daily_summary_sensor",
     }
-    assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule"}
+    assert {s.name for s in defs.schedules} == {"daily_pipeline_schedule", "tuning_schedule"}
+    # both off until switched on: sensors drive the daily runs
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert set(defs.resources) == {"storage", "project", "monitoring", "model_processes"}
 
 

@@ -30,7 +30,7 @@ from reckit_assets.core.release.registry import (
     version_id,
 )
 from reckit_assets.core.steps import data as data_steps
-from reckit_assets.core.training import isolation
+from reckit_assets.core.training import isolation, tuning
 from reckit_assets.core.training.base import load_model, no_log
 
 CODE_VERSION = "1"
@@ -136,9 +136,16 @@ def train_candidate(
     min_days: int = 2,
     log: Callable[[str], None] = no_log,
     landing: Storage | None = None,
+    tuned: dict | None = None,
 ) -> warehouse.Artifact:
-    """Train ``kind`` on the window before dt; the last usable day is the validation split."""
+    """Train ``kind`` on the window before dt; the last usable day is the validation split.
+
+    ``tuned`` (:func:`accepted_tuning`): an accepted study's parameters, applied over
+    ``hyperparameters`` and recorded (week, data version, values) in the manifest and the
+    version's inputs."""
     window = usable_window(store, kind, dt, window_days, first_day, min_days, landing)
+    if tuned is not None:
+        hyperparameters = {**hyperparameters, **tuned["params"]}
     params = _params(kind, hyperparameters)
     started = time.perf_counter()
     if kind == "item2vec":
@@ -164,6 +171,7 @@ def train_candidate(
         "trained_on": report.extra.get("device", "cpu"),
         "input_asset": input_asset(kind),
         "inputs": window.versions,
+        **({"tuning": tuned} if tuned is not None else {}),
     }
     info = {
         "kind": kind,
@@ -173,6 +181,7 @@ def train_candidate(
         "skipped_days": window.skipped,
         "input_data_versions": window.versions,
         "params": model.params(),
+        "tuning": tuned or "none accepted (the configured parameters)",
         "code_version": CODE_VERSION,
         "history": report.history,
         "best_iteration": report.best_iteration,
@@ -181,6 +190,58 @@ def train_candidate(
         **{f"report_{k}": v for k, v in report.extra.items() if isinstance(v, int | float | str)},
     }
     return warehouse.Artifact(blobs=model.files(), info=info)
+
+
+def tune_week(
+    store: Storage,
+    week: str,
+    hyperparameters: dict,
+    config: tuning.TuningConfig,
+    first_day: str,
+    log: Callable[[str], None] = no_log,
+    landing: Storage | None = None,
+) -> warehouse.Artifact:
+    """The XGBoost study of ``week`` (its Monday) over the week's usable training samples:
+    blocked and quarantined days skipped and named, a day landed but not built an error."""
+    days = [d for d in tuning.week_days(week) if d >= first_day]
+    status = data_steps.window_days(store, data_steps.SAMPLES, days, landing)
+    if status.pending:
+        raise warehouse.MissingPartitionError(
+            f"{tuning.ASSET} week {week} reads {len(status.pending)} day(s) of "
+            f"{data_steps.SAMPLES} that landed but were not built: {', '.join(status.pending)}"
+        )
+    frames = {d: warehouse.read(store, data_steps.SAMPLES, d) for d in status.usable}
+    study = tuning.tune(frames, _params("xgboost", hyperparameters), config, week, log)
+    versions = {
+        d: warehouse.manifest(store, data_steps.SAMPLES, d)["data_version"] for d in status.usable
+    }
+    return warehouse.Artifact(
+        frames={"trials": study.trials},
+        blobs={"study.json": tuning.study_json(study)},
+        info={
+            **study.info(),
+            **status.metadata(),
+            "input_data_versions": versions,
+            "trials_config": config.trials,
+            "seed": config.seed,
+        },
+    )
+
+
+def accepted_tuning(store: Storage, dt: str) -> tuple[dict | None, str]:
+    """(the accepted study's parameters for the candidate of ``dt``, or None; why), from the
+    study of the last week that ended before dt (:func:`tuning.week_for`), by partition."""
+    week = tuning.week_for(dt)
+    found = warehouse.manifest(store, tuning.ASSET, week)
+    if found is None:
+        return None, f"no {tuning.ASSET} for week {week}: the configured parameters"
+    info = found["info"]
+    if not info.get("accepted"):
+        return None, f"{tuning.ASSET} week {week} not accepted ({info.get('reason')})"
+    return (
+        {"week": week, "data_version": found["data_version"], "params": info["best_params"]},
+        f"{tuning.ASSET} week {week} ({found['data_version']})",
+    )
 
 
 def load_candidate(store: Storage, kind: str, dt: str) -> tuple[dict, dict[str, bytes]]:

@@ -7,7 +7,7 @@ from reckit_assets.core.io import warehouse
 from reckit_assets.core.release import staleness
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.core.training import isolation
+from reckit_assets.core.training import isolation, tuning
 from reckit_assets.defs.config import (
     TRAINING_OVERRIDES,
     ProjectConfig,
@@ -18,6 +18,12 @@ from reckit_assets.defs.environments import k8s_op_tags, model_step_tags
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
 from reckit_assets.defs.results import to_result
+
+# A daily partition reads the weekly study of the week of dt - 7: the last week that ended
+# before dt (checked against tuning.week_for in the tests).
+LAST_COMPLETED_WEEK = dg.TimeWindowPartitionMapping(
+    start_offset=-7, end_offset=-7, allow_nonexistent_upstream_partitions=True
+)
 
 KINDS_META = {
     "xgboost": {"kinds": {"xgboost"}, "label": "XGBoost CTR ranker (hist, early stopping)"},
@@ -32,7 +38,15 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
     @dg.asset(
         name=model_steps.candidate_asset(kind),
         group_name="models",
-        deps=[dg.AssetDep(model_steps.input_asset(kind), partition_mapping=s.training_window)],
+        deps=[
+            dg.AssetDep(model_steps.input_asset(kind), partition_mapping=s.training_window),
+            # XGBoost: the study of the last week that ended before dt (tuning.week_for)
+            *(
+                [dg.AssetDep(tuning.ASSET, partition_mapping=LAST_COMPLETED_WEEK)]
+                if kind == "xgboost"
+                else []
+            ),
+        ],
         partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds=KINDS_META[kind]["kinds"],
@@ -108,6 +122,10 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 effective.config.training.min_days,
                 storage.landing(),
             )
+            tuned = None
+            if kind == "xgboost" and effective.config.tuning.enabled:
+                tuned, why = model_steps.accepted_tuning(store, dt)
+                context.log.info(f"xgboost parameters: {why}")
             artifact = model_processes.call(
                 model_steps.train_candidate,
                 store,
@@ -118,6 +136,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 s.first_day,
                 effective.config.training.min_days,
                 landing=storage.landing(),
+                tuned=tuned,
                 what=f"{kind} training dt={dt}",
                 log=context.log.info,
                 server=model_steps.model_server(kind),
@@ -149,6 +168,9 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
             "training_window": ", ".join(info["training_window"]),
             "skipped_days": ", ".join(info["skipped_days"]) or "none",
             "hyperparameters": dg.MetadataValue.json(info["params"]),
+            "tuning": dg.MetadataValue.json(info["tuning"])
+            if isinstance(info["tuning"], dict)
+            else info["tuning"],
             "best_iteration": info["best_iteration"],
             "train_seconds": info["train_seconds"],
             "learning_curve": dg.MetadataValue.md(_curve(history)),
