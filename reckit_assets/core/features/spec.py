@@ -1,7 +1,19 @@
 """The one declarative feature spec: sample building, training, evaluation and serving read it.
 
 reckit's existing ``FEATURE_COLUMNS`` are kept by name so its model files and clients work as is.
-Point-in-time statistics (``*_7d``, CTRs) come only from days strictly before the sample's day.
+Point-in-time statistics (``*_7d``, ``*_28d``, CTRs) come only from days strictly before the
+sample's day.
+
+Cold start (what a user or item the window has not seen gets, in training and serving alike):
+a **new user** (no impression in the 7-day window: ``is_new_user`` = 1) has ``user_ctr`` =
+the window's CTR, ``user_impressions_7d`` = 0, ``user_category_ctr`` = ``user_ctr``; a user
+unseen in the 28-day window also has ``user_ctr_28d`` = the long window's CTR,
+``user_impressions_28d`` = 0 and ``user_category_ctr_28d`` = ``user_ctr_28d``; missing
+profile attributes take the defaults below (age 0, gender 0.5). A **new item**
+(``is_new_item`` = 1) has ``item_ctr`` / ``item_cvr`` = the window's rates and 0 impressions;
+unseen in 28 days, ``item_ctr_28d`` / ``item_cvr_28d`` = the long window's rates. The
+evaluation reports the lift over the item-CTR prior for new, returning and 28-day-unseen
+users separately (``slice_lift``).
 """
 
 from __future__ import annotations
