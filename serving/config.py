@@ -39,6 +39,11 @@
 ``RECKIT_MAX_CANDIDATES``      candidates per ranking / rows per prediction request (default 500)
 ``RECKIT_MAX_BODY_BYTES``      request body limit (default 1 MiB)
 ``RECKIT_MAX_FEEDBACK_EVENTS`` events per feedback request (default 5000)
+``RECKIT_MAX_FEEDBACK_PER_CALLER_DAY`` feedback events one caller (API key; callers without one
+                               share ``open``) may have written per UTC day, per process
+                               (default 1000000; 0 disables): beyond it 429 until midnight UTC,
+                               counted in ``reckit_serving_feedback_rejected_events{reason=
+                               "caller_volume"}``
 ``RECKIT_FEEDBACK_URI``        root of the served-traffic event log, landing-zone layout
                                (default ``$RECKIT_DATA_DIR/feedback``; ``none`` disables writing)
 ``RECKIT_FEEDBACK_FLUSH_ROWS`` / ``RECKIT_FEEDBACK_FLUSH_SECONDS``  batch size / age of a flush
@@ -84,6 +89,7 @@ class ServingConfig:
     max_candidates: int = 500
     max_body_bytes: int = 1 << 20
     max_feedback_events: int = 5000
+    max_feedback_per_caller_day: int = 1_000_000  # 0: unbounded
     feedback_uri: str | None = None  # None: feedback is counted, not written
     feedback_flush_rows: int = 5000
     feedback_flush_seconds: float = 10.0
@@ -155,6 +161,7 @@ class ServingConfig:
             "RECKIT_RATE_LIMIT_RANK": self.rate_limit_rank,
             "RECKIT_RATE_LIMIT_FEEDBACK": self.rate_limit_feedback,
             "RECKIT_SERVED_IMPRESSIONS": self.served_impressions or 0,
+            "RECKIT_MAX_FEEDBACK_PER_CALLER_DAY": self.max_feedback_per_caller_day,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -260,6 +267,9 @@ class ServingConfig:
             max_candidates=int(number("RECKIT_MAX_CANDIDATES", int, 500)),
             max_body_bytes=int(number("RECKIT_MAX_BODY_BYTES", int, 1 << 20)),
             max_feedback_events=int(number("RECKIT_MAX_FEEDBACK_EVENTS", int, 5000)),
+            max_feedback_per_caller_day=int(
+                number("RECKIT_MAX_FEEDBACK_PER_CALLER_DAY", int, 1_000_000)
+            ),
             feedback_uri=None if feedback_uri.lower() == "none" else feedback_uri,
             feedback_flush_rows=int(number("RECKIT_FEEDBACK_FLUSH_ROWS", int, 5000)),
             feedback_flush_seconds=number("RECKIT_FEEDBACK_FLUSH_SECONDS", float, 10.0),

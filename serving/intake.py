@@ -9,13 +9,20 @@ token names, before its expiry, in the feedback window of its serving time), and
 item) takes one impression, one click and one conversion, the conversion after the click: a
 repeat is accepted but not written again (``duplicates``), a conversion without a click is
 refused. A batch is all-or-nothing.
+
+Volume is bounded per caller: at most ``RECKIT_MAX_FEEDBACK_PER_CALLER_DAY`` events written per
+caller (its API key; callers without one share ``open``) per UTC day in this process; a batch
+that would go beyond it is refused whole with 429 until midnight UTC, counted as
+``caller_volume`` (the ``ReckitFeedbackCallerOverBudget`` alert of the Helm chart fires on it).
+Per process: N replicas admit up to N times the limit.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from serving.config import ServingConfig
 from serving.errors import ServiceError
@@ -47,6 +54,36 @@ RECKIT_EVENT_TYPES = {
     "dislike": "dislike",
 }
 PROVENANCE_REASONS = frozenset({"unknown_request", "bad_token", "expired_token", "caller_mismatch"})
+OPEN_CALLER = "open"  # the budget of callers without an API key (keys not configured)
+
+
+class CallerBudget:
+    """Feedback events written per caller per UTC day, against ``limit`` (0: unbounded).
+
+    Memory is one counter per caller seen today: callers are the configured API keys (or
+    ``open``), so it is bounded by the configuration, not by clients."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._day: date | None = None
+        self._used: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def take(self, caller: str, n: int, now: datetime) -> int | None:
+        """Count ``n`` events for ``caller`` and return None, or, when they would exceed the
+        limit, count nothing and return how many the caller already has today."""
+        with self._lock:
+            if now.date() != self._day:
+                self._day, self._used = now.date(), Counter()
+            used = self._used[caller]
+            if self.limit and used + n > self.limit:
+                return used
+            self._used[caller] = used + n
+            return None
+
+    def used(self, caller: str) -> int:
+        with self._lock:
+            return self._used.get(caller, 0)
 
 
 class FeedbackIntake:
@@ -69,6 +106,7 @@ class FeedbackIntake:
         self.feedback = feedback
         self.unattributed = unattributed
         self.flush_soon = flush_soon
+        self.budget = CallerBudget(config.max_feedback_per_caller_day)
 
     def _attribute(
         self, ev: FeedbackEvent, now: datetime, caller: str | None, authorized: bool
@@ -281,6 +319,24 @@ class FeedbackIntake:
             status = 403 if PROVENANCE_REASONS & reasons.keys() else 422
             details = [f"events[{i}]: {reason}: {message}" for i, reason, message in rejected]
             raise ServiceError(status, details[:20])
+        written = len(attributed) + len(apart)
+        who = caller or OPEN_CALLER
+        if written:
+            used = self.budget.take(who, written, now)
+            if used is not None:
+                self.metrics.feedback_rejected.labels("caller_volume").inc(n)
+                midnight = datetime.combine(
+                    now.date() + timedelta(days=1), datetime.min.time(), UTC
+                )
+                raise ServiceError(
+                    429,
+                    f"caller {who!r} has {used} feedback events written today "
+                    f"({now.date().isoformat()} UTC); these {written} would exceed "
+                    f"{self.budget.limit} per caller per day "
+                    "(RECKIT_MAX_FEEDBACK_PER_CALLER_DAY); the budget resets at 00:00 UTC",
+                    headers={"Retry-After": str(max(1, int((midnight - now).total_seconds())))},
+                )
+            self.metrics.feedback_caller_events.labels(who).inc(written)
         self.engagements.record([(r, i, t) for (r, i), types in batch.items() for t in types])
         for event_type, k in duplicates.items():
             self.metrics.feedback_duplicates.labels(event_type).inc(k)

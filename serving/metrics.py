@@ -144,8 +144,16 @@ class ServingMetrics:
             "reckit_serving_feedback_rejected_events",
             "Feedback events refused and never written, by reason (unknown_request, bad_token, "
             "expired_token, caller_mismatch, outside_window, item_not_served, user_mismatch, "
-            "conversion_without_click, invalid, in_rejected_batch: valid events of a batch refused for another event)",
+            "conversion_without_click, invalid, in_rejected_batch: valid events of a batch refused for another event, "
+            "caller_volume: the caller's daily budget RECKIT_MAX_FEEDBACK_PER_CALLER_DAY)",
             ["reason"],
+            registry=r,
+        )
+        self.feedback_caller_events = Counter(
+            "reckit_serving_feedback_caller_events",
+            "Feedback events written, by caller (API key name; open without keys): the volume "
+            "each caller puts into tomorrow's training data",
+            ["caller"],
             registry=r,
         )
         self.feedback_unattributed = Counter(

@@ -346,3 +346,79 @@ def test_hadolint_catches_a_bad_dockerfile(tmp_path):
     out = _run([hadolint, str(bad)])
     assert out.returncode != 0
     assert "DL3007" in out.stdout  # `latest` tag
+
+
+ALERTS = CHART / "files" / "alerts.yaml"
+
+
+def _promtool_test(tmp_path: Path, series: list[dict], alerts: list[dict], at: str) -> str:
+    """``promtool test rules`` on the chart's alert file with these input series; the expected
+    firing alerts at ``at``. Returns promtool's output (asserted to pass)."""
+    promtool = _tool("promtool", ".ci/system-packages prometheus")
+    spec = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {"eval_time": at, "alertname": name, "exp_alerts": exp}
+                    for name, exp in alerts
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "alerts_test.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = _run([promtool, "test", "rules", str(path)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_alert_rules_are_valid_and_rendered_into_the_prometheus_rule(tmp_path):
+    promtool = _tool("promtool", ".ci/system-packages prometheus")
+    out = _run([promtool, "check", "rules", str(ALERTS)])
+    assert out.returncode == 0 and "2 rules found" in out.stdout, out.stdout + out.stderr
+    docs = _render(tmp_path, "prometheus.rules.enabled=true")
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text())  # embedded verbatim, not templated
+    assert not any(d["kind"] == "PrometheusRule" for d in _render(tmp_path / "off"))
+
+
+def test_feedback_alerts_fire_on_a_refused_caller_and_a_surge_not_on_steady_traffic(tmp_path):
+    refused = 'reckit_serving_feedback_rejected_events_total{reason="caller_volume"}'
+    events = "reckit_serving_feedback_caller_events_total"
+    # a day and a half of minutes: "shop" steady at 100 events a minute throughout; "bot" at 10
+    # a minute, then 500 a minute for its last 60 minutes; from minute 2100 one refused batch.
+    steady = f'{events}{{caller="shop"}}'
+    series = [
+        {"series": steady, "values": "0+100x2200"},
+        {"series": f'{events}{{caller="bot"}}', "values": "0+10x2100 21000+500x100"},
+        {"series": refused, "values": "0x2100 5+5x100"},
+    ]
+    rules = {r["alert"]: r for r in yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]}
+    budget = {
+        "exp_labels": {"severity": "warning"},
+        "exp_annotations": rules["ReckitFeedbackCallerOverBudget"]["annotations"],
+    }
+    surge = {
+        "exp_labels": {"severity": "warning", "caller": "bot"},
+        "exp_annotations": {
+            k: v.replace("{{ $labels.caller }}", "bot")
+            for k, v in rules["ReckitFeedbackCallerSurge"]["annotations"].items()
+        },
+    }
+    _promtool_test(
+        tmp_path,
+        series,
+        [("ReckitFeedbackCallerOverBudget", [budget]), ("ReckitFeedbackCallerSurge", [surge])],
+        at="2180m",
+    )
+    # before the surge and the refusal: nothing fires
+    _promtool_test(
+        tmp_path,
+        series,
+        [("ReckitFeedbackCallerOverBudget", []), ("ReckitFeedbackCallerSurge", [])],
+        at="2000m",
+    )

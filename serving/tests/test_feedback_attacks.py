@@ -226,3 +226,36 @@ def test_a_conversion_in_another_worker_needs_the_clicks_receipt(cfg, items):
         proven = _event(served, items[0], "conversion", click_receipt=receipt)
         assert _post(b, proven).json()["attributed"] == 1
         assert _post(b, proven).json()["duplicates"] == 1
+
+
+def test_a_caller_over_its_daily_feedback_budget_is_refused_counted_and_lands_nothing_more(
+    cfg, items, tmp_path
+):
+    """Feedback volume per caller is bounded (RECKIT_MAX_FEEDBACK_PER_CALLER_DAY): a caller that
+    floods gets 429 naming the limit's key, another caller is unaffected, and what lands is what
+    the budgets admitted."""
+    with serving(with_config(cfg, max_feedback_per_caller_day=6)) as server:
+        for k in range(3):  # 3 rankings x (click + conversion) = 6 events: the whole budget
+            served = _rank(server, items, f"u-{k}")
+            ok = _post(server, _event(served, items[0]), _event(served, items[0], "conversion"))
+            assert ok.status_code == 200, ok.text
+        served = _rank(server, items, "u-9")
+        refused = _post(server, _event(served, items[1]))
+        assert refused.status_code == 429, refused.text
+        detail = refused.json()["detail"]
+        assert "RECKIT_MAX_FEEDBACK_PER_CALLER_DAY" in detail and "'shop' has 6" in detail
+        assert 0 < int(refused.headers["Retry-After"]) <= 86_400
+        # the other caller has its own budget
+        theirs = _rank(server, items, "u-other", headers=AS_OTHER)
+        assert _post(server, _event(theirs, items[2]), headers=AS_OTHER).status_code == 200
+        assert _metric(server, "reckit_serving_feedback_rejected_events", "reason") == {
+            "caller_volume": 1
+        }
+        assert _metric(server, "reckit_serving_feedback_caller_events", "caller") == {
+            "shop": 6,
+            "other": 1,
+        }
+    landed, _ = _land(tmp_path)
+    feedback = landed[landed["event_type"] != "impression"]
+    assert len(feedback) == 7
+    assert "u-9" not in set(feedback["user_id"])
