@@ -363,8 +363,7 @@ def _promtool_test(tmp_path: Path, series: list[dict], alerts: list[dict], at: s
                 "interval": "1m",
                 "input_series": series,
                 "alert_rule_test": [
-                    {"eval_time": at, "alertname": name, "exp_alerts": exp}
-                    for name, exp in alerts
+                    {"eval_time": at, "alertname": name, "exp_alerts": exp} for name, exp in alerts
                 ],
             }
         ],
