@@ -262,6 +262,40 @@ def test_a_canary_under_judgement_is_held_not_replaced_unless_configured(prepare
     assert registry.history("xgboost", CANARY)[-1].reason.startswith("registered from dt=")
 
 
+def test_a_stalled_canary_is_handed_over_to_the_days_candidate(prepared):
+    """release.stalled_canary_days: a canary at one share for that many days without a decision
+    gives way to the day's gated candidate (fresher days), and the ledger says why; a forced
+    canary is never handed over."""
+    from reckit_assets.core.monitoring.rollout import Rollout, write_rollout
+    from reckit_assets.core.steps.models import _stalled
+
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    prod = registry.alias("xgboost", PRODUCTION)
+    judged = "xgboost-stalled-copy"
+    registry.register("xgboost", judged, registry.load_files("xgboost", prod), {"kind": "xgboost"})
+    registry.set_alias("xgboost", CANARY, judged, "test", "a canary being judged")
+    stalled = Rollout("xgboost", judged, "2026-09-27", 0.5, "2026-10-01")  # 3 days at 50%
+    write_rollout(registry.storage, "xgboost", stalled)
+    result = _release(lake, instance, "2026-10-04")
+    assert result.success, failed_checks(result)
+    new_version = (
+        result.asset_materializations_for_node("xgboost_registered")[0].metadata["version"].value
+    )
+    assert registry.alias("xgboost", CANARY) == new_version != judged
+    reason = registry.history("xgboost", CANARY)[-1].reason
+    assert reason.startswith("registered from dt=2026-10-04")
+    assert f"canary {judged} stalled: 3 days at share 0.5" in reason
+    # the rule's edges, on the same registry: one day short, switched off, a forced canary
+    assert _stalled(registry, "xgboost", judged, stalled, "2026-10-03", 3) == ""
+    assert _stalled(registry, "xgboost", judged, stalled, "2026-10-04", 0) == ""
+    forced = "xgboost-forced-copy"
+    files = registry.load_files("xgboost", prod)
+    registry.register("xgboost", forced, files, {"kind": "xgboost", "override": "a person"})
+    assert _stalled(registry, "xgboost", forced, stalled, "2026-10-09", 3) == ""
+
+
 TINY = {
     "ops": {
         "xgboost_candidate": {"config": {"n_estimators": 40}},

@@ -29,6 +29,12 @@ class ReleasePolicy:
     # wait for a stale canary, and in steady state the canary finishes its judgement. A forced
     # registration (with its audited reason) always replaces.
     canary_in_judgement: CanaryInJudgement = "replace_if_better"
+    # ``replace_if_better`` also hands over a *stalled* canary: one that has served at the same
+    # share for this many days (its judge steps the share up every day it cannot decide, so
+    # only the top share stays put) without a decision is replaced by the day's gated candidate,
+    # trained on fresher days; the judgement restarts with it. 0: never (the canary then runs
+    # until the judge's ``max_days``). A forced canary is never handed over.
+    stalled_canary_days: Annotated[int, Field(ge=0)] = 3
     # Production's age (dt minus the day its version was trained for): the daily
     # ``production_staleness`` check warns past the first limit and fails past the second.
     stale_warn_days: Annotated[int, Field(ge=0)] = 10

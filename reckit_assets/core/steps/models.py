@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 import pandas as pd
 
@@ -20,7 +21,7 @@ from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage, sha256_bytes
-from reckit_assets.core.monitoring.rollout_state import read_rollout
+from reckit_assets.core.monitoring.rollout_state import Rollout, read_rollout
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
     CANARY,
@@ -512,8 +513,13 @@ def register(
     if judged is not None and (rollout is None or rollout.version != judged):
         judged = None
     better = judged is not None and _better_than_the_canary(registry, kind, judged, report)
+    stalled = (
+        _stalled(registry, kind, judged, rollout, dt, policy.stalled_canary_days)
+        if judged is not None and policy.canary_in_judgement == "replace_if_better"
+        else ""
+    )
     holds = policy.canary_in_judgement == "hold" or (
-        policy.canary_in_judgement == "replace_if_better" and not better
+        policy.canary_in_judgement == "replace_if_better" and not better and not stalled
     )
     if judged is not None and holds and not force:
         if info["version"] in aliases.values():
@@ -526,6 +532,8 @@ def register(
             f"{policy.canary_in_judgement}"
             + (
                 ", and this candidate's gain over production is not shown beyond the canary's"
+                f" and the canary is not stalled ({policy.stalled_canary_days} days at one share, "
+                "release.stalled_canary_days)"
                 if not better
                 else ""
             )
@@ -540,6 +548,8 @@ def register(
         }
     if dt >= newest and info["version"] not in aliases.values():
         why = f"{REGISTERED_FROM}{dt}" + (f" (override: {reason})" if failed else "")
+        if stalled and not force:
+            why += f" (replaces {stalled})"
         # CAS on what the decision above was based on (``expected``): production for a first
         # version must still be empty, canary must still be where it was read.
         moved = registry.set_alias(
@@ -572,6 +582,25 @@ def _better_than_the_canary(registry: Registry, kind: str, canary: str, report: 
         return False  # a person forced this canary (audited): the judge decides it, not a retrain
     recorded = (manifest.get("metrics") or {}).get("gain")
     return low > max(float((recorded or {}).get("diff", 0.0)), 0.0)
+
+
+def _stalled(
+    registry: Registry, kind: str, canary: str, rollout: Rollout | None, dt: str, days: int
+) -> str:
+    """Why the canary under judgement counts as stalled (served at one share for ``days`` days
+    or more on ``dt`` without a decision), or "" when it does not (or ``days`` is 0, or a person
+    forced it: the judge decides a forced canary)."""
+    if days <= 0 or rollout is None:
+        return ""
+    if (registry.manifest(kind, canary) or {}).get("override"):
+        return ""
+    at_share = (date.fromisoformat(dt) - date.fromisoformat(rollout.share_since)).days
+    if at_share < days:
+        return ""
+    return (
+        f"canary {canary} stalled: {at_share} days at share {rollout.share:g} since "
+        f"{rollout.share_since} without a decision (release.stalled_canary_days: {days})"
+    )
 
 
 def _registration_move(registry: Registry, kind: str, version: str) -> dict | None:
