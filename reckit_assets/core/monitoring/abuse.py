@@ -229,7 +229,9 @@ def screen(
     ):  # fmt: skip
         flagged = {per_user.index[i]: describe(i) for i in np.flatnonzero(flags)}
         mask = frame["user_id"].isin(flagged)
-        n = take(mask, name, frame["user_id"].map(flagged).fillna(""))
+        # object dtype: on Arrow-backed ids (what read_landed gives) an all-missing map is a
+        # double column that cannot take "" (a real ratings day crashed here)
+        n = take(mask, name, frame["user_id"].astype(object).map(flagged).fillna(""))
         outcomes.append(
             Outcome(
                 name,

@@ -95,6 +95,20 @@ def test_clean_simulated_days_lose_no_event(sim):
         assert all(o.passed for o in out.outcomes) and len(out.kept) == len(attributed)
 
 
+def test_a_clean_day_read_back_from_the_landing_zone_is_screened_whole(tmp_path):
+    """Ids as the landing reader types them (Arrow-backed strings): a clean real MovieLens day
+    crashed here (an all-missing per-user reason column could not take "")."""
+    day = simulate_day(SIM, 3)
+    store = LocalStorage(tmp_path)
+    write_partition(store, "events", day.dt, day.events)
+    events = read_landed(store, "events", day.dt).frame
+    assert str(events["user_id"].dtype) != "object"  # the dtype that broke it
+    attributed = attribute(events, day.dt).landed
+    out = screen(attributed, AbuseRules(), log=events, users=set(day.users["user_id"]),
+                 items=set(day.items["item_id"]))  # fmt: skip
+    assert out.counts["quarantined"] == 0 and len(out.kept) == len(attributed)
+
+
 def test_a_clean_day_lands_whole_and_writes_no_quarantine(clean):
     day, report, landed, apart = clean
     assert report["quarantined"] == 0 and len(landed) == report["attributable"]
