@@ -81,10 +81,6 @@ class CallerBudget:
             self._used[caller] = used + n
             return None
 
-    def used(self, caller: str) -> int:
-        with self._lock:
-            return self._used.get(caller, 0)
-
 
 class FeedbackIntake:
     """Checks feedback batches and buffers what passes in the attributed or the apart log."""

@@ -225,20 +225,26 @@ def test_second_passing_version_goes_to_canary_and_production_is_the_baseline(pr
     assert registry.manifest("xgboost", canary)["metrics"]["production_version"] == prod
 
 
-def test_a_canary_under_judgement_is_held_not_replaced_unless_configured(prepared):
-    """release.canary_in_judgement: a daily candidate does not restart a running judgement."""
+def _canary_under_judgement(lake, instance, version: str, share_since: str, share: float):
+    """Release 2026-10-03 (production), then make a copy of production the canary under
+    judgement at ``share`` since ``share_since``: (registry, its rollout)."""
     from reckit_assets.core.monitoring.rollout import Rollout, write_rollout
 
-    lake, instance = prepared
     assert _release(lake, instance, "2026-10-03").success
     registry = _registry(lake)
     prod = registry.alias("xgboost", PRODUCTION)
+    registry.register("xgboost", version, registry.load_files("xgboost", prod), {"kind": "xgboost"})
+    registry.set_alias("xgboost", CANARY, version, "test", "a canary being judged")
+    rollout = Rollout("xgboost", version, share_since, share, share_since)
+    write_rollout(registry.storage, "xgboost", rollout)
+    return registry, rollout
+
+
+def test_a_canary_under_judgement_is_held_not_replaced_unless_configured(prepared):
+    """release.canary_in_judgement: a daily candidate does not restart a running judgement."""
+    lake, instance = prepared
     judged = "xgboost-judged-copy"
-    registry.register("xgboost", judged, registry.load_files("xgboost", prod), {"kind": "xgboost"})
-    registry.set_alias("xgboost", CANARY, judged, "test", "a canary being judged")
-    write_rollout(
-        registry.storage, "xgboost", Rollout("xgboost", judged, "2026-10-04", 0.05, "2026-10-04")
-    )
+    registry, _ = _canary_under_judgement(lake, instance, judged, "2026-10-04", 0.05)
     held = _release(lake, instance, "2026-10-04")
     assert held.success, failed_checks(held)
     assert registry.alias("xgboost", CANARY) == judged  # held: the judgement goes on
@@ -266,18 +272,13 @@ def test_a_stalled_canary_is_handed_over_to_the_days_candidate(prepared):
     """release.stalled_canary_days: a canary at one share for that many days without a decision
     gives way to the day's gated candidate (fresher days), and the ledger says why; a forced
     canary is never handed over."""
-    from reckit_assets.core.monitoring.rollout import Rollout, write_rollout
     from reckit_assets.core.steps.models import _stalled
 
     lake, instance = prepared
-    assert _release(lake, instance, "2026-10-03").success
-    registry = _registry(lake)
-    prod = registry.alias("xgboost", PRODUCTION)
     judged = "xgboost-stalled-copy"
-    registry.register("xgboost", judged, registry.load_files("xgboost", prod), {"kind": "xgboost"})
-    registry.set_alias("xgboost", CANARY, judged, "test", "a canary being judged")
-    stalled = Rollout("xgboost", judged, "2026-09-27", 0.5, "2026-10-01")  # 3 days at 50%
-    write_rollout(registry.storage, "xgboost", stalled)
+    # 3 days at 50% on 2026-10-04
+    registry, stalled = _canary_under_judgement(lake, instance, judged, "2026-10-01", 0.5)
+    prod = registry.alias("xgboost", PRODUCTION)
     result = _release(lake, instance, "2026-10-04")
     assert result.success, failed_checks(result)
     new_version = (

@@ -408,16 +408,26 @@ def test_feedback_alerts_fire_on_a_refused_caller_and_a_surge_not_on_steady_traf
             for k, v in rules["ReckitFeedbackCallerSurge"]["annotations"].items()
         },
     }
-    _promtool_test(
+    fired = _promtool_test(
         tmp_path,
         series,
         [("ReckitFeedbackCallerOverBudget", [budget]), ("ReckitFeedbackCallerSurge", [surge])],
         at="2180m",
     )
+    assert "SUCCESS" in fired, fired
     # before the surge and the refusal: nothing fires
-    _promtool_test(
+    quiet = _promtool_test(
         tmp_path,
         series,
         [("ReckitFeedbackCallerOverBudget", []), ("ReckitFeedbackCallerSurge", [])],
         at="2000m",
     )
+    assert "SUCCESS" in quiet, quiet
+    # and a wrong expectation is reported as a failure, so the checks above can fail
+    promtool = _tool("promtool", ".ci/system-packages prometheus")
+    wrong = tmp_path / "alerts_test.yaml"
+    spec = yaml.safe_load(wrong.read_text())
+    spec["tests"][0]["alert_rule_test"][1]["exp_alerts"] = [surge]  # no surge at minute 2000
+    wrong.write_text(yaml.safe_dump(spec))
+    out = _run([promtool, "test", "rules", str(wrong)])
+    assert out.returncode != 0 and "FAILED" in out.stdout + out.stderr
