@@ -4,8 +4,8 @@ Runs the core data steps (landing checks, validation, activity, features, sample
 checks) day by day on local Parquet, as the Dagster assets do, without Dagster:
 
 - clean simulated runs: several seeds at 10k and 100k impressions per day;
-- realistic variations that must pass (simulate.VARIATIONS), each a whole run at 10k;
-- every defect class (simulate.DEFECTS) injected into the last day of each clean run: it must
+- realistic variations that must pass (defects.VARIATIONS), each a whole run at 10k;
+- every defect class (defects.DEFECTS) injected into the last day of each clean run: it must
   be blocked, and by the check that names it.
 
 A day counts as blocked when any of its blocking checks fails (or a step refuses it).
@@ -32,16 +32,15 @@ from reckit_assets.core.ingest.quality import Thresholds
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import LocalStorage, Storage
 from reckit_assets.core.steps import data as steps
-from reckit_assets.simulation.simulate import (
+from reckit_assets.simulation.defects import (
     DEFECTS,
     VARIATIONS,
     Landed,
-    SimulationConfig,
     apply_variation,
     inject_defect,
     land,
-    simulate_day,
 )
+from reckit_assets.simulation.simulate import SimulationConfig, simulate_day
 
 START = "2026-10-01"
 

@@ -122,7 +122,7 @@ def to_landing(ratings: pd.DataFrame, days: int, start: str = START) -> list[dic
 
 def land_all(days: list[dict], landing_dir: Path) -> None:
     from reckit_assets.core.io.storage import LocalStorage
-    from reckit_assets.simulation.simulate import Landed, land
+    from reckit_assets.simulation.defects import Landed, land
 
     landing = LocalStorage(landing_dir)
     for d in days:

@@ -119,9 +119,9 @@ def _summary(latencies: list[float], seconds: float, errors: int) -> dict:
 
 
 def floor(registry_uri: str, payloads: list[dict], seconds: float) -> dict:
-    from serving.app import Service
     from serving.config import ServingConfig
     from serving.schemas import RankRequest
+    from serving.service import Service
 
     service = Service(
         ServingConfig(registry_uri=registry_uri, feedback_uri=None, poll_seconds=3600)

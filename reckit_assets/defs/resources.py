@@ -92,13 +92,13 @@ class ModelProcesses(dg.ConfigurableResource):
         *args: Any,
         what: str,
         log: Callable[[str], None] | None = None,
-        server: str = isolation.FULL,
+        uses_torch: bool = False,
         **kwargs: Any,
     ) -> T:
         """``fn(*args, **kwargs)`` (with ``log=`` when given) here or in its own process,
-        forked from ``server`` (see ``isolation.call``)."""
+        forked from the model server, or the torch one (see ``isolation.call``)."""
         if self.isolate:
-            return isolation.call(fn, *args, what=what, log=log, server=server, **kwargs)
+            return isolation.call(fn, *args, what=what, log=log, uses_torch=uses_torch, **kwargs)
         return fn(*args, **kwargs, **({"log": log} if log is not None else {}))
 
 

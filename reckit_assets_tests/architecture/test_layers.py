@@ -159,3 +159,48 @@ def test_serving_imports_neither_the_simulated_world_nor_test_support():
             if bad:
                 offenders.append(f"serving/{rel}:{node.lineno} imports {bad[0]}")
     assert offenders == [], "\n".join(offenders)
+
+
+# multiprocessing's internals: what a Python release may change without notice (its public API is
+# get_context, Process, Pipe, Connection, set_forkserver_preload and the forkserver module's
+# ensure_running).
+MULTIPROCESSING_INTERNALS = (
+    "multiprocessing.popen_fork",
+    "multiprocessing.popen_forkserver",
+    "multiprocessing.popen_spawn_posix",
+    "multiprocessing.reduction",
+    "multiprocessing.resource_tracker",
+    "multiprocessing.spawn",
+    "multiprocessing.util",
+    "multiprocessing.context",
+)
+
+
+def test_the_product_uses_no_multiprocessing_internals():
+    """No module of the product imports multiprocessing's internals, or names a private
+    attribute of multiprocessing (``multiprocessing.x._y``)."""
+    import serving
+
+    offenders = []
+    for root in (PACKAGE_ROOT, Path(serving.__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            if "tests" in path.relative_to(root).parts:
+                continue
+            source = path.read_text()
+            for node in ast.walk(ast.parse(source, filename=str(path))):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+                elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                    names = [ast.unparse(node)]
+                bad = [
+                    n
+                    for n in names
+                    if n.startswith(MULTIPROCESSING_INTERNALS)
+                    or (n.startswith(("multiprocessing.", "forkserver.")) and "._" in n)
+                ]
+                if bad:
+                    offenders.append(f"{path.name}:{node.lineno} {bad[0]}")
+    assert offenders == []

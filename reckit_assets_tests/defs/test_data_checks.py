@@ -9,7 +9,7 @@ import pytest
 from reckit_assets.core.ingest import landing
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.frames import read_frame
-from reckit_assets.simulation import simulate
+from reckit_assets.simulation import defects
 from reckit_assets_tests.conftest import FIRST_DAY as DT
 from reckit_assets_tests.defs.pipeline import (
     DATA_ASSETS,
@@ -114,11 +114,11 @@ def test_empty_day_is_blocked_by_volume_at_landing(simulated):
 def _reland_day(lake, dt: str, day) -> None:
     for table in ("events", "users", "items"):  # test setup only: the pipeline never does this
         lake.landing.delete_prefix(f"{table}/dt={dt}")
-    simulate.land(lake.landing, dt, day)
+    defects.land(lake.landing, dt, day)
 
 
 def _landed(lake, dt: str):
-    return simulate.Landed(
+    return defects.Landed(
         read_frame(lake.landing, f"events/dt={dt}/part-00000.parquet"),
         read_frame(lake.landing, f"users/dt={dt}/part-00000.parquet"),
         read_frame(lake.landing, f"items/dt={dt}/part-00000.parquet"),
@@ -139,9 +139,9 @@ def test_each_defect_fails_the_check_that_names_it(simulated, defect, message):
     instance = dg.DagsterInstance.ephemeral()
     assert run_days(simulated.resources(), instance, DT, "2026-10-03").success
     day4 = "2026-10-04"
-    _reland_day(simulated, day4, simulate.inject_defect(_landed(simulated, day4), defect))
+    _reland_day(simulated, day4, defects.inject_defect(_landed(simulated, day4), defect))
     result = run_days(simulated.resources(), instance, day4)
-    expected = simulate.DEFECTS[defect][1]
+    expected = defects.DEFECTS[defect][1]
     failed = failed_checks(result)
     assert expected in failed and message in failed[expected], failed
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == expected)
@@ -238,7 +238,7 @@ def test_a_blocked_day_never_fails_the_days_that_read_it(simulated):
     instance = dg.DagsterInstance.ephemeral()
     assert run_days(simulated.resources(), instance, DT).success
     day2 = "2026-10-02"
-    bad = simulate.inject_defect(_landed(simulated, day2), "unknown_event_type_33pct")
+    bad = defects.inject_defect(_landed(simulated, day2), "unknown_event_type_33pct")
     _reland_day(simulated, day2, bad)
     blocked = run_days(simulated.resources(), instance, day2)
     assert not blocked.success and "unknown_event_type_rate" in failed_checks(blocked)
@@ -267,7 +267,7 @@ def test_a_volume_spike_is_a_warning_and_the_day_is_used(simulated):
         for col in ("event_id", "request_id"):
             extra[col] = extra[col].astype(str) + f"-x{k}"
         copies.append(extra)
-    spiked = simulate.Landed(pd.concat([landed.events, *copies]), landed.users, landed.items)
+    spiked = defects.Landed(pd.concat([landed.events, *copies]), landed.users, landed.items)
     _reland_day(simulated, day4, spiked)
     result = run_days(simulated.resources(), instance, day4)
     assert result.success, step_errors(result)
@@ -286,7 +286,7 @@ def test_a_waiver_accepts_one_blocked_check_audited_and_reruns_the_day(simulated
     instance = dg.DagsterInstance.ephemeral()
     assert run_days(simulated.resources(), instance, DT, "2026-10-03").success
     day4 = "2026-10-04"
-    _reland_day(simulated, day4, simulate.inject_defect(_landed(simulated, day4), "price_x1000"))
+    _reland_day(simulated, day4, defects.inject_defect(_landed(simulated, day4), "price_x1000"))
     assert "value_range" in failed_checks(run_days(simulated.resources(), instance, day4))
 
     import os

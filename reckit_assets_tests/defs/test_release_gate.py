@@ -515,15 +515,15 @@ def test_report_holds_the_gate_table(prepared):
     assert "trivial baseline (item_ctr_prior)" in markdown
 
 
-_CALLS: list[tuple[str, str]] = []
+_CALLS: list[str] = []
 
 
 class _Recorded(ModelProcesses):
-    """The model processes, noting which server each computation asks for."""
+    """The model processes, noting each computation they are asked for."""
 
-    def call(self, fn, /, *args, what, log=None, server="full", **kwargs):
-        _CALLS.append((what, server))
-        return super().call(fn, *args, what=what, log=log, server=server, **kwargs)
+    def call(self, fn, /, *args, what, log=None, **kwargs):
+        _CALLS.append(what)
+        return super().call(fn, *args, what=what, log=log, **kwargs)
 
 
 def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(prepared):
@@ -550,22 +550,24 @@ def test_a_candidate_and_its_evaluation_are_the_same_bytes_in_a_model_process(pr
         # The trainer's progress lines reach the run's log from the model process too.
         assert any("xgb done: best round" in line for line in lines), isolate
     assert versions[True] == versions[False]
-    # Every computation of the XGBoost steps (training, evaluation, their plots) forked from the
-    # LIGHT server: none waits for torch.
-    assert sorted(what.split(" dt=")[0] for what, _ in _CALLS) == [
+    # Every computation of the XGBoost steps (training, evaluation, their plots) goes to a model
+    # process: the run's own process never imports the ML stack.
+    assert sorted(what.split(" dt=")[0] for what in _CALLS) == [
         "xgboost evaluation",
         "xgboost reliability diagram",
         "xgboost training",
         "xgboost training curve",
     ]
-    assert {server for _, server in _CALLS} == {"light"}
 
 
-def test_the_xgboost_and_item2vec_model_processes_never_import_torch(prepared):
-    """They fork from the LIGHT model server, which never imports torch (it serves while the
-    FULL one does); a step of theirs that imported it would pay ~2.5 s of imports itself."""
+def test_the_xgboost_and_item2vec_steps_never_import_torch(prepared):
+    """Where a step has a process or a pod of its own (no model server), an XGBoost or item2vec
+    step that imported torch would pay ~2.5 s of imports: each computation, in a fresh
+    interpreter, leaves torch unimported."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from reckit_assets.core.steps import models as model_steps
-    from reckit_assets.core.training import isolation
     from reckit_assets_tests.core.training import probe
 
     lake, instance = prepared
@@ -596,11 +598,11 @@ def test_the_xgboost_and_item2vec_model_processes_never_import_torch(prepared):
         dt,
         config.config.gate,
     )
-    for what, (fn, *args) in calls.items():
-        server = model_steps.model_server(what.split()[0])
-        assert server == isolation.LIGHT
-        imported = isolation.call(probe.new_modules, fn, *args, what=what, server=server)
-        assert "torch" not in imported, f"{what} imported torch: {imported}"
+    fresh = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=fresh, max_tasks_per_child=1) as pool:
+        for what, (fn, *args) in calls.items():
+            loaded = pool.submit(probe.loaded_after, ("torch",), fn, *args).result()
+            assert loaded == [], f"{what} imported torch"
 
 
 def test_a_finished_daily_run_records_the_days_summary_without_a_run(prepared):

@@ -31,7 +31,7 @@ from reckit_assets.core.release.registry import (
     version_id,
 )
 from reckit_assets.core.steps import data as data_steps
-from reckit_assets.core.training import isolation, tuning
+from reckit_assets.core.training import tuning
 from reckit_assets.core.training.base import load_model, no_log
 
 CODE_VERSION = "1"
@@ -39,12 +39,6 @@ RANKERS = ("xgboost", "deepfm")
 KINDS = (*RANKERS, "item2vec")
 TORCH_KINDS = ("deepfm",)  # trained and scored with torch; the others never import it
 IMPORT_ORDER = ("item2vec", "xgboost", "deepfm")  # by the import time of their libraries
-
-
-def model_server(kind: str) -> str:
-    """The model server a model's training and evaluation fork from (``core.training.isolation``):
-    the one with torch loaded only for the models that use it."""
-    return isolation.FULL if kind in TORCH_KINDS else isolation.LIGHT
 
 
 class NotEnoughDataError(RuntimeError):

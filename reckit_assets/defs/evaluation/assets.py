@@ -8,7 +8,6 @@ from reckit_assets.core.evaluation import gate, plots
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.core.training import isolation
 from reckit_assets.defs.config import GateOverrides, ProjectConfig, config_metadata, overrides_of
 from reckit_assets.defs.environments import model_step_tags
 from reckit_assets.defs.partitions import Structure
@@ -80,7 +79,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             rule_sources=effective.sources,
             override=override,
             what=f"{kind} evaluation dt={dt}",
-            server=model_steps.model_server(kind),
+            uses_torch=kind in model_steps.TORCH_KINDS,
         )
         manifest = warehouse.publish(store, name, dt, artifact)
         failed = [o.name for o in outcomes if not o.passed]
@@ -88,7 +87,6 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
             plots.reliability_markdown,
             json.loads(artifact.blobs["report.json"]),
             what=f"{kind} reliability diagram dt={dt}",
-            server=isolation.LIGHT,
         )
         return dg.MaterializeResult(
             data_version=dg.DataVersion(manifest["data_version"]),

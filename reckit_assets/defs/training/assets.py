@@ -7,7 +7,7 @@ from reckit_assets.core.io import warehouse
 from reckit_assets.core.release import staleness
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.core.training import isolation, tuning
+from reckit_assets.core.training import tuning
 from reckit_assets.defs.config import (
     TRAINING_OVERRIDES,
     ProjectConfig,
@@ -139,7 +139,7 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                 tuned=tuned,
                 what=f"{kind} training dt={dt}",
                 log=context.log.info,
-                server=model_steps.model_server(kind),
+                uses_torch=kind in model_steps.TORCH_KINDS,
             )
         except model_steps.NotEnoughDataError as exc:
             # Never silent: the run log and the asset's UI page say why, and for how many days.
@@ -181,7 +181,6 @@ def build_candidate(kind: str, s: Structure) -> dg.AssetsDefinition:
                     info["best_iteration"],
                     f"{kind} dt={dt}",
                     what=f"{kind} training curve dt={dt}",
-                    server=isolation.LIGHT,
                 )
             ),
             **config_metadata(effective, (kind, "training")),

@@ -12,7 +12,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.steps import data as data_steps
 from reckit_assets.core.steps import models as model_steps
-from reckit_assets.core.training import isolation, tuning
+from reckit_assets.core.training import tuning
 from reckit_assets.defs.config import ProjectConfig, config_metadata
 from reckit_assets.defs.partitions import Structure
 from reckit_assets.defs.resources import ModelProcesses, ReckitStorage
@@ -55,7 +55,6 @@ def build(s: Structure) -> list[dg.AssetsDefinition]:
             log=context.log.info,
             landing=storage.landing(),
             what=f"{tuning.ASSET} week={week}",
-            server=isolation.LIGHT,
         )
         manifest = warehouse.publish(store, tuning.ASSET, week, artifact)
         info = artifact.info

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
-
-
-def new_modules(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[str]:
-    """The top-level modules ``fn(*args, **kwargs)`` imported."""
-    before = {name.partition(".")[0] for name in sys.modules}
-    fn(*args, **kwargs)
-    return sorted({name.partition(".")[0] for name in sys.modules} - before)
 
 
 def loaded(modules: tuple[str, ...]) -> list[str]:
@@ -21,3 +15,19 @@ def loaded(modules: tuple[str, ...]) -> list[str]:
 
 def parent() -> int:
     return os.getppid()
+
+
+def loaded_after(modules: tuple[str, ...], fn: Callable[..., Any], *args: Any) -> list[str]:
+    """Which of ``modules`` are imported once ``fn(*args)`` has run (and unpickled, here)."""
+    fn(*args)
+    return loaded(modules)
+
+
+def logged(n: int, log: Callable[[str], None]) -> int:
+    for k in range(n):
+        log(f"line {k}")
+    return n
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,7 +1,7 @@
 """KServe's V1 and V2 (Open Inference Protocol) data planes over the served models.
 
 So that reckit's Go ``KServeClient`` (``service/kserve.go``, V1 and V2) and other KServe / Triton
-HTTP clients work unmodified. Both routers score through :meth:`serving.app.Service.score_rows`,
+HTTP clients work unmodified. Both routers score through :meth:`serving.service.Service.score_rows`,
 the path ``/predict`` and ``/predictions/{model}`` take, so a row scores identically on every
 protocol; item2vec answers with the vectors ``/predictions/item2vec`` gives.
 
@@ -33,16 +33,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from starlette.responses import Response
 
 from serving.errors import ServiceError
+from serving.responses import answer, responses
 from serving.schemas import FeatureRow, Id, Short
 
 if TYPE_CHECKING:
-    from serving.app import Service
     from serving.models import LoadedModel
+    from serving.service import Service
     from serving.state import ServingState
 
 ModelName = Annotated[str, Path(max_length=256)]
-Answer = Callable[..., Response]
-Responses = Callable[..., dict]
 
 V2_DATATYPES = (
     "BOOL",
@@ -306,7 +305,7 @@ def _platform(model: LoadedModel) -> str:
 
 
 # -- V1 ----------------------------------------------------------------------------------------
-def v1_router(service: Service, answer: Answer, responses: Responses) -> APIRouter:
+def v1_router(service: Service) -> APIRouter:
     """KServe V1: ``GET /v1/models[/{name}]``, ``POST /v1/models/{name}:predict``."""
     router = APIRouter(route_class=KServeRoute, tags=["KServe V1"])
 
@@ -533,7 +532,7 @@ def _select(outputs: list[dict], requested: list[InferRequestedOutput] | None) -
 
 
 # -- V2 ------------------------------------------------------------------------------------------
-def v2_router(service: Service, answer: Answer, responses: Responses) -> APIRouter:
+def v2_router(service: Service) -> APIRouter:
     """KServe V2 / Open Inference Protocol: health, server and model metadata, readiness, infer
     (with or without ``/versions/{version}``)."""
     router = APIRouter(route_class=KServeRoute, tags=["KServe V2 (Open Inference Protocol)"])
