@@ -352,190 +352,248 @@ def _degraded_canary(store, registry, dt: str, first_day: str) -> str:
 
 def run_loop(cfg: LoopConfig) -> dict:
     """Run the whole loop; returns the summary written to report.md and timeline.json."""
-    out = cfg.out.resolve()
-    data = out / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ["RECKIT_DATA_DIR"] = str(data)
-    os.environ["RECKIT_PARTITIONS_START"] = cfg.start
-    for key in ("RECKIT_LANDING_URI", "RECKIT_WAREHOUSE_URI", "RECKIT_REGISTRY_URI"):
-        os.environ.pop(key, None)
+    loop = _Loop(cfg)
+    try:
+        for day_no in range(1, cfg.days + 1):
+            loop.day(day_no)
+    finally:
+        loop.prometheus.stop()
+    return loop.finish()
 
-    import dagster as dg
 
-    from reckit_assets.config import load_config
-    from reckit_assets.core.ingest.landing import write_partition
-    from reckit_assets.core.io.storage import LocalStorage
-    from reckit_assets.core.monitoring.rollout import read_rollout, sync_rollout
-    from reckit_assets.core.release.registry import PRODUCTION, Registry
-    from reckit_assets.definitions import build_defs
-    from reckit_assets.defs.monitoring.sensors import REASON_TAG
-    from reckit_assets.defs.resources import Monitoring
-    from reckit_assets.settings import load_settings
+class _Loop:
+    """The loop's state across days: the code location, the service, the registry, and what
+    the report is made of (the timeline of events and one record per day)."""
 
-    settings = load_settings()
-    judge_config = load_config(settings.config_file).config.judge  # reckit.yaml's `judge`
-    defs = build_defs(settings)
-    landing, store = LocalStorage(settings.landing_uri), LocalStorage(settings.warehouse_uri)
-    registry = Registry(LocalStorage(settings.registry_uri))
-    feedback_uri = str(data / "feedback")
-    drift_dt = cfg.dt(cfg.drift_from) if cfg.drift_from else None
-    sim = SimulationConfig(
-        start=cfg.start,
-        days=cfg.days,
-        n_users=cfg.users,
-        n_items=cfg.items,
-        impressions_per_day=cfg.impressions,
-        seed=cfg.seed,
-        drift_from=drift_dt,
-        messy=False,
-    )
-    all_assets = list(defs.assets)
-    data_sel = dg.AssetSelection.groups("ingest", "features", "samples")
-    model_sel = dg.AssetSelection.assets(
-        f"{MODEL}_candidate", f"{MODEL}_evaluation", f"{MODEL}_registered"
-    )
-    mon_sel = dg.AssetSelection.assets("online_metrics", "canary_release", "production_guard")
-    instance = dg.DagsterInstance.ephemeral()
-    port = _free_port()
-    prom = _Prometheus()
-    service = _Service(settings.registry_uri, feedback_uri, port)
-    windows: dict[str, list[float]] = {}
-    rng = np.random.default_rng([cfg.seed, 99])
-    timeline: list[dict] = []
-    days: list[dict] = []
-    sensor_cursor = None
-    seen_moves = 0
-    t0 = time.monotonic()
+    def __init__(self, cfg: LoopConfig) -> None:
+        self.cfg = cfg
+        self.out = cfg.out.resolve()
+        data = self.out / "data"
+        if data.exists():
+            shutil.rmtree(data)
+        self.out.mkdir(parents=True, exist_ok=True)
+        os.environ["RECKIT_DATA_DIR"] = str(data)
+        os.environ["RECKIT_PARTITIONS_START"] = cfg.start
+        for key in ("RECKIT_LANDING_URI", "RECKIT_WAREHOUSE_URI", "RECKIT_REGISTRY_URI"):
+            os.environ.pop(key, None)
 
-    def resources() -> dict:
-        res = dict(defs.resources)
+        # Imported once the environment above is set: the settings read it.
+        import dagster as dg
+
+        from reckit_assets.config import load_config
+        from reckit_assets.core.io.storage import LocalStorage
+        from reckit_assets.core.release.registry import Registry
+        from reckit_assets.definitions import build_defs
+        from reckit_assets.settings import load_settings
+
+        settings = load_settings()
+        self.judge_config = load_config(settings.config_file).config.judge  # reckit.yaml's
+        self.defs = build_defs(settings)
+        self.landing = LocalStorage(settings.landing_uri)
+        self.store = LocalStorage(settings.warehouse_uri)
+        self.registry = Registry(LocalStorage(settings.registry_uri))
+        self.feedback_uri = str(data / "feedback")
+        self.drift_dt = cfg.dt(cfg.drift_from) if cfg.drift_from else None
+        self.sim = SimulationConfig(
+            start=cfg.start,
+            days=cfg.days,
+            n_users=cfg.users,
+            n_items=cfg.items,
+            impressions_per_day=cfg.impressions,
+            seed=cfg.seed,
+            drift_from=self.drift_dt,
+            messy=False,
+        )
+        self.all_assets = list(self.defs.assets)
+        self.data_selection = dg.AssetSelection.groups("ingest", "features", "samples")
+        self.model_selection = dg.AssetSelection.assets(
+            f"{MODEL}_candidate", f"{MODEL}_evaluation", f"{MODEL}_registered"
+        )
+        self.monitoring_selection = dg.AssetSelection.assets(
+            "online_metrics", "canary_release", "production_guard"
+        )
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.port = _free_port()
+        self.prometheus = _Prometheus()
+        self.service = _Service(settings.registry_uri, self.feedback_uri, self.port)
+        self.windows: dict[str, list[float]] = {}  # the service's hours of each served day
+        self.rng = np.random.default_rng([cfg.seed, 99])
+        self.timeline: list[dict] = []
+        self.days: list[dict] = []
+        self.sensor_cursor: str | None = None
+        self.seen_moves = 0
+        self.t0 = time.monotonic()
+
+    def resources(self) -> dict:
+        from reckit_assets.defs.resources import Monitoring
+
+        res = dict(self.defs.resources)
         res["monitoring"] = Monitoring(
-            feedback_uri=feedback_uri,
-            prometheus_url=prom.url,
+            feedback_uri=self.feedback_uri,
+            prometheus_url=self.prometheus.url,
             models=MODEL,
-            service_windows=json.dumps(windows),
+            service_windows=json.dumps(self.windows),
         )
         return res
 
-    def run(selection, dt: str, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    def run(self, day_no: int, selection, dt: str, tags: dict | None = None):
+        """Materialize ``selection`` for ``dt`` as a run would; failed checks go on the
+        timeline."""
+        import dagster as dg
+
         result = dg.materialize(
-            all_assets,
+            self.all_assets,
             selection=selection,
             partition_key=dt,
-            resources=resources(),
-            instance=instance,
+            resources=self.resources(),
+            instance=self.instance,
             raise_on_error=False,
             tags=tags or {},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         for e in result.get_asset_check_evaluations():
             if not e.passed:
-                timeline.append(
+                self.timeline.append(
                     {"day": day_no, "dt": dt, "kind": "check_failed",
                      "what": f"{e.asset_key.to_user_string()}.{e.check_name}",
                      "reason": e.description or ""}
                 )  # fmt: skip
         return result
 
-    try:
-        for day_no in range(1, cfg.days + 1):
-            dt = cfg.dt(day_no)
-            world = simulate_day(sim, day_no - 1)
-            write_partition(landing, "users", dt, world.users)
-            write_partition(landing, "items", dt, world.items)
-            record = {"day": day_no, "dt": dt, "drifted": bool(drift_dt and dt >= drift_dt)}
-            if day_no <= cfg.bootstrap_days:
-                write_partition(landing, "events", dt, world.events)  # the legacy policy's log
-                record["policy"] = "legacy (logged)"
-            else:
-                rollout = read_rollout(registry.storage, MODEL)
-                share = rollout.share if rollout and rollout.started <= dt else 0.0
-                start = time.time()
-                figures: dict = {}
+    def day(self, day_no: int) -> None:
+        """One day: its traffic lands (logged, or served by the service), the pipeline runs it,
+        and the release decisions of the day are recorded."""
+        from reckit_assets.core.ingest.landing import write_partition
 
-                def work(client, world=world, figures=figures) -> int:
-                    figures.update(_serve_day(client, world, rng, cfg.rank_batch))
-                    return figures.pop("requests")
+        cfg, dt = self.cfg, self.cfg.dt(day_no)
+        world = simulate_day(self.sim, day_no - 1)
+        write_partition(self.landing, "users", dt, world.users)
+        write_partition(self.landing, "items", dt, world.items)
+        record = {"day": day_no, "dt": dt, "drifted": bool(self.drift_dt and dt >= self.drift_dt)}
+        if day_no <= cfg.bootstrap_days:
+            write_partition(self.landing, "events", dt, world.events)  # the legacy policy's log
+            record["policy"] = "legacy (logged)"
+        else:
+            self.serve(day_no, dt, world, record)
+        result = self.run(day_no, self.data_selection, dt)
+        if not result.success:
+            raise RuntimeError(f"day {day_no} {dt}: data pipeline failed")
+        if day_no == cfg.bootstrap_days:  # the first model: production
+            self.run(day_no, self.model_selection, dt, {"reckit/trigger": "bootstrap"})
+        if day_no > cfg.bootstrap_days:
+            self.judge_and_release(day_no, dt, record)
+        if cfg.bad_canary_on and day_no == cfg.bad_canary_on:
+            from reckit_assets.core.monitoring.rollout import sync_rollout
 
-                prom.start(out / "prometheus" / dt, port)
-                end = service.run_day(share, work, prom.wait_for)
-                windows[dt] = [start - 1.0, end]
-                record |= {"policy": "served", "canary_share": share, **figures}
-                result = run(dg.AssetSelection.assets("feedback_landing"), dt)
-                if not result.success:
-                    raise RuntimeError(f"day {day_no}: feedback landing failed")
-            result = run(data_sel, dt)
-            if not result.success:
-                raise RuntimeError(f"day {day_no} {dt}: data pipeline failed")
-            if day_no == cfg.bootstrap_days:  # the first model: production
-                run(model_sel, dt, {"reckit/trigger": "bootstrap"})
-            trained = {dt} if day_no >= cfg.bootstrap_days else set()
-            if day_no > cfg.bootstrap_days:
-                run(mon_sel, dt)
-                decisions = json.loads(
-                    store.read_bytes(f"canary_release/dt={dt}/decisions.json")
-                ).get(MODEL, {})
-                if "verdict" in decisions:
-                    v = decisions["verdict"]
-                    timeline.append(
-                        {"day": day_no, "dt": dt, "kind": "verdict", "verdict": v["decision"],
-                         "action": decisions["action"], "reason": "; ".join(v["reasons"]),
-                         "figures": {k: v["figures"].get(k) for k in (
-                             "ctr_canary", "ctr_production", "likelihood_ratio", "ci_low",
-                             "ci_high", "share", "version_canary")}}
-                    )  # fmt: skip
-                guard = json.loads(store.read_bytes(f"production_guard/dt={dt}/guard.json"))[MODEL]
-                record["guard"] = {k: guard.get(k) for k in ("rollback", "retrain", "reasons")}
-                # The daily cadence, after the judge has looked at today's traffic: a candidate
-                # every day, gated on the day just served; when released it becomes the canary
-                # (or waits, per release.canary_in_judgement).
-                result = run(model_sel, dt, {"reckit/trigger": "daily"})
-                record["release_outcome"] = _release_outcome(store, dt)
-                record["red"] = not result.success
-                sync_rollout(registry, MODEL, dt, judge_config)
-                context = dg.build_sensor_context(
-                    instance=instance, cursor=sensor_cursor, resources=resources(), definitions=defs
-                )
-                sensed = defs.get_sensor_def("retraining_sensor")(context)
-                sensor_cursor = sensed.cursor or sensor_cursor
-                for req in sensed.run_requests or []:
-                    timeline.append(
-                        {"day": day_no, "dt": dt, "kind": "retrain_request",
-                         "partition": req.partition_key, "reason": req.tags[REASON_TAG]}
-                    )  # fmt: skip
-                    if req.partition_key in trained:
-                        continue  # the daily run trained this day already: same candidate
-                    run(model_sel, req.partition_key, dict(req.tags))
-                    sync_rollout(registry, MODEL, dt, judge_config)
-            if cfg.bad_canary_on and day_no == cfg.bad_canary_on:
-                version = _degraded_canary(store, registry, dt, cfg.start)
-                sync_rollout(registry, MODEL, dt, judge_config)  # its traffic starts tomorrow
-                record["bad_canary"] = version
-            for move in registry.history(MODEL)[seen_moves:]:
-                timeline.append({"day": day_no, "dt": dt, "kind": "alias_move", **move.as_dict()})
-                seen_moves += 1
-            record["aliases"] = registry.aliases(MODEL)
-            record["seconds"] = round(time.monotonic() - t0, 1)
-            days.append(record)
-            print(json.dumps({k: record.get(k) for k in (
-                "day", "dt", "policy", "canary_share", "expected_ctr", "oracle_ctr",
-                "aliases", "seconds")}), flush=True)  # fmt: skip
-    finally:
-        prom.stop()
-    summary = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
-        "prometheus": shutil.which("prometheus") is not None,
-        "seconds": round(time.monotonic() - t0, 1),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "production": registry.alias(MODEL, PRODUCTION),
-        "ledger": [m.as_dict() for m in registry.history(MODEL)],
-    }
-    (out / "timeline.json").write_text(
-        json.dumps({"summary": summary, "timeline": timeline, "days": days}, indent=1, default=str)
-    )
-    from reckit_assets.simulation.loop_report import write_report
+            version = _degraded_canary(self.store, self.registry, dt, cfg.start)
+            sync_rollout(self.registry, MODEL, dt, self.judge_config)  # serves from tomorrow
+            record["bad_canary"] = version
+        for move in self.registry.history(MODEL)[self.seen_moves :]:
+            self.timeline.append({"day": day_no, "dt": dt, "kind": "alias_move", **move.as_dict()})
+            self.seen_moves += 1
+        record["aliases"] = self.registry.aliases(MODEL)
+        record["seconds"] = round(time.monotonic() - self.t0, 1)
+        self.days.append(record)
+        print(json.dumps({k: record.get(k) for k in (
+            "day", "dt", "policy", "canary_share", "expected_ctr", "oracle_ctr",
+            "aliases", "seconds")}), flush=True)  # fmt: skip
 
-    write_report(out, cfg, days, timeline, summary)
-    return {"summary": summary, "timeline": timeline, "days": days}
+    def serve(self, day_no: int, dt: str, world, record: dict) -> None:
+        """The day's slates ranked by the service (the canary at its rollout share), the users'
+        clicks sent back as feedback, and the feedback log landed as the day's events."""
+        import dagster as dg
+
+        from reckit_assets.core.monitoring.rollout import read_rollout
+
+        rollout = read_rollout(self.registry.storage, MODEL)
+        share = rollout.share if rollout and rollout.started <= dt else 0.0
+        start = time.time()
+        figures: dict = {}
+
+        def work(client) -> int:
+            figures.update(_serve_day(client, world, self.rng, self.cfg.rank_batch))
+            return figures.pop("requests")
+
+        self.prometheus.start(self.out / "prometheus" / dt, self.port)
+        end = self.service.run_day(share, work, self.prometheus.wait_for)
+        self.windows[dt] = [start - 1.0, end]
+        record |= {"policy": "served", "canary_share": share, **figures}
+        result = self.run(day_no, dg.AssetSelection.assets("feedback_landing"), dt)
+        if not result.success:
+            raise RuntimeError(f"day {day_no}: feedback landing failed")
+
+    def judge_and_release(self, day_no: int, dt: str, record: dict) -> None:
+        """After a served day: online metrics, the canary judge and the production guard, then
+        the day's candidate (gated on the day just served; released, it becomes the canary or
+        waits, per release.canary_in_judgement), and what the retraining sensor asks for."""
+        from reckit_assets.core.monitoring.rollout import sync_rollout
+
+        self.run(day_no, self.monitoring_selection, dt)
+        decisions = json.loads(self.store.read_bytes(f"canary_release/dt={dt}/decisions.json")).get(
+            MODEL, {}
+        )
+        if "verdict" in decisions:
+            v = decisions["verdict"]
+            self.timeline.append(
+                {"day": day_no, "dt": dt, "kind": "verdict", "verdict": v["decision"],
+                 "action": decisions["action"], "reason": "; ".join(v["reasons"]),
+                 "figures": {k: v["figures"].get(k) for k in (
+                     "ctr_canary", "ctr_production", "likelihood_ratio", "ci_low",
+                     "ci_high", "share", "version_canary")}}
+            )  # fmt: skip
+        guard = json.loads(self.store.read_bytes(f"production_guard/dt={dt}/guard.json"))[MODEL]
+        record["guard"] = {k: guard.get(k) for k in ("rollback", "retrain", "reasons")}
+        result = self.run(day_no, self.model_selection, dt, {"reckit/trigger": "daily"})
+        record["release_outcome"] = _release_outcome(self.store, dt)
+        record["red"] = not result.success
+        sync_rollout(self.registry, MODEL, dt, self.judge_config)
+        self.retrain_requests(day_no, dt)
+
+    def retrain_requests(self, day_no: int, dt: str) -> None:
+        """The retraining sensor's requests, each on the timeline; run unless it asks for the
+        day the daily run trained already (the same candidate)."""
+        import dagster as dg
+
+        from reckit_assets.core.monitoring.rollout import sync_rollout
+        from reckit_assets.defs.monitoring.sensors import REASON_TAG
+
+        context = dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.sensor_cursor,
+            resources=self.resources(),
+            definitions=self.defs,
+        )
+        sensed = self.defs.get_sensor_def("retraining_sensor")(context)
+        self.sensor_cursor = sensed.cursor or self.sensor_cursor
+        for req in sensed.run_requests or []:
+            self.timeline.append(
+                {"day": day_no, "dt": dt, "kind": "retrain_request",
+                 "partition": req.partition_key, "reason": req.tags[REASON_TAG]}
+            )  # fmt: skip
+            if req.partition_key == dt:
+                continue  # the daily run trained this day already: same candidate
+            self.run(day_no, self.model_selection, req.partition_key, dict(req.tags))
+            sync_rollout(self.registry, MODEL, dt, self.judge_config)
+
+    def finish(self) -> dict:
+        """The summary, timeline.json and report.md."""
+        from reckit_assets.core.release.registry import PRODUCTION
+        from reckit_assets.simulation.loop_report import write_report
+
+        cfg = self.cfg
+        summary = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+            "prometheus": shutil.which("prometheus") is not None,
+            "seconds": round(time.monotonic() - self.t0, 1),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "production": self.registry.alias(MODEL, PRODUCTION),
+            "ledger": [m.as_dict() for m in self.registry.history(MODEL)],
+        }
+        timeline, days = self.timeline, self.days
+        (self.out / "timeline.json").write_text(
+            json.dumps(
+                {"summary": summary, "timeline": timeline, "days": days}, indent=1, default=str
+            )
+        )
+        write_report(self.out, cfg, days, timeline, summary)
+        return {"summary": summary, "timeline": timeline, "days": days}

@@ -85,6 +85,15 @@ def test_a_killed_process_fails_the_call_naming_the_signal():
     assert isolation.call(_pid, what="after") != os.getpid()
 
 
+@pytest.mark.parametrize("uses_torch", [False, True])
+def test_the_memory_a_computation_takes_goes_back_to_the_system_when_it_ends(uses_torch):
+    before = probe.resident_bytes()
+    pid, resident = isolation.call(probe.allocate, 400_000_000, what="big", uses_torch=uses_torch)
+    assert resident >= 400_000_000  # it was held, by the model process ...
+    assert _gone(pid)  # ... which has ended, so it is the system's again
+    assert probe.resident_bytes() - before < 100_000_000  # never this process's
+
+
 def test_every_preloaded_module_imports():
     # multiprocessing skips a preload module that fails to import, silently: a typo here would
     # make every model step import it again.
