@@ -134,6 +134,8 @@ def main() -> None:
     import pandas as pd
 
     from reckit_assets.core.evaluation import gate
+    from reckit_assets.core.evaluation import outcomes as gate_outcomes
+    from reckit_assets.core.evaluation import production as gate_production
     from reckit_assets.core.evaluation import report as evaluation
     from reckit_assets.core.evaluation.metrics import auc
     from reckit_assets.core.io import warehouse
@@ -181,14 +183,18 @@ def main() -> None:
             holdout, ("candidate", cand), ("production", prod) if prod else None, prior
         )
         state = (
-            gate.ProductionState("present", "production") if prod else gate.ProductionState("never")
+            gate_production.ProductionState("present", "production")
+            if prod
+            else gate_production.ProductionState("never")
         )
         report["production_state"] = state.as_dict()
         if os.environ.get("BENCH_REPORTS"):  # for re-judging under other rules, offline
             with open(os.environ["BENCH_REPORTS"], "a") as out:
                 out.write(json.dumps({"scenario": scenario, "report": report}, default=float))
                 out.write("\n")
-        report["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
+        report["identity"] = gate_production.identity(
+            "candidate", "c", {"f": "1"}, "cpu", "x", state
+        )
         if prod:
             deltas.setdefault(scenario, []).append(
                 report["candidate"]["auc"] - report["production"]["auc"]
@@ -198,7 +204,7 @@ def main() -> None:
             blocked = [o.name for o in outcomes if not o.passed]
             results.setdefault(scenario, {}).setdefault(mode, []).append(bool(blocked))
             if mode == "bootstrap":
-                decided = gate.decide(outcomes)[0]
+                decided = gate_outcomes.decide(outcomes)[0]
                 kinds = OUTCOMES.setdefault(scenario, {})
                 kinds[decided] = kinds.get(decided, 0) + 1
             for name in blocked:
@@ -300,6 +306,7 @@ def main() -> None:
 def rejudge(path: str) -> None:
     """Judge the reports saved by a run (``BENCH_REPORTS``) again with the current rules."""
     from reckit_assets.core.evaluation import gate
+    from reckit_assets.core.evaluation import production as gate_production
 
     rules = {"bootstrap": gate.GateRules(), "ratio": gate.GateRules(mode="ratio")}
     results: dict = {}
@@ -309,8 +316,10 @@ def rejudge(path: str) -> None:
         for line in lines:
             row = json.loads(line)
             scenario, report = row["scenario"], row["report"]
-            state = gate.ProductionState(**report["production_state"])
-            report["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
+            state = gate_production.ProductionState(**report["production_state"])
+            report["identity"] = gate_production.identity(
+                "candidate", "c", {"f": "1"}, "cpu", "x", state
+            )
             if report.get("production"):
                 deltas.setdefault(scenario, []).append(
                     report["candidate"]["auc"] - report["production"]["auc"]

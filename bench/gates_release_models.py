@@ -64,6 +64,8 @@ def main() -> None:
     from statsmodels.stats.proportion import proportion_confint
 
     from reckit_assets.core.evaluation import gate
+    from reckit_assets.core.evaluation import outcomes as gate_outcomes
+    from reckit_assets.core.evaluation import production as gate_production
     from reckit_assets.core.evaluation import report as evaluation
     from reckit_assets.core.evaluation.metrics import auc
     from reckit_assets.core.features.sequences import corpus
@@ -99,7 +101,7 @@ def main() -> None:
     failing: dict[tuple[str, str], dict[str, int]] = {}
 
     def _record(kind: str, scenario: str, rule_outcomes) -> None:
-        outcomes.setdefault((kind, scenario), []).append(gate.decide(rule_outcomes)[0])
+        outcomes.setdefault((kind, scenario), []).append(gate_outcomes.decide(rule_outcomes)[0])
         for o in rule_outcomes:
             if not o.passed:
                 counts = failing.setdefault((kind, scenario), {})
@@ -129,9 +131,9 @@ def main() -> None:
         rep = evaluation.ranker_report(
             holdout, ("candidate", cand), ("production", prod), ("item_ctr_prior", ItemCTRPrior())
         )
-        state = gate.ProductionState("present", "production")
+        state = gate_production.ProductionState("present", "production")
         rep["production_state"] = state.as_dict()
-        rep["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
+        rep["identity"] = gate_production.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
         _record(kind, scenario, gate.ranker_gate(rep, rules))
 
     def judge_embedding(scenario, kind, dt, cand, prod) -> None:
@@ -142,9 +144,9 @@ def main() -> None:
             ("production", prod),
             PopularityRecommender().fit(train_corpus),
         )
-        state = gate.ProductionState("present", "production")
+        state = gate_production.ProductionState("present", "production")
         rep["production_state"] = state.as_dict()
-        rep["identity"] = gate.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
+        rep["identity"] = gate_production.identity("candidate", "c", {"f": "1"}, "cpu", "x", state)
         rep["dt"] = dt
         _record(kind, scenario, gate.embedding_gate(rep, rules))
 

@@ -41,13 +41,28 @@ kept for compatibility; the trivial-baseline, holdout and identity rules apply i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Annotated, Any, Literal
+from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.evaluation.metrics import p_below
+from reckit_assets.core.evaluation.outcomes import (
+    BROKEN,
+    HELD,
+    REJECTED,
+    fmt,
+    mark,
+    minimum_detectable,
+    noop,
+    not_evaluated,
+    rounded,
+    rows_to_decide,
+    table_row,
+    worse_beyond,
+)
+from reckit_assets.core.evaluation.production import ProductionState, identity, no_production
 
 RANKER_CHECKS = (
     ("holdout_usable", "The holdout has enough rows, positives and negatives to decide on"),
@@ -72,8 +87,6 @@ EMBEDDING_CHECKS = (
     ("production_out_of_time", "Day dt is not in production's training window (a fair test)"),
 )
 
-RELEASED, HELD, REJECTED, BROKEN, NOOP = "released", "held", "rejected", "broken", "noop"
-SEVERITY = {RELEASED: 0, NOOP: 0, HELD: 1, REJECTED: 2, BROKEN: 3}
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Count = Annotated[int, Field(ge=1)]
@@ -174,264 +187,6 @@ def rules_in_force(rules: GateRules, sources: dict[str, str] | None = None) -> d
     }
 
 
-# -- production's state and the candidate's identity ------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProductionState:
-    """What the registry's ``production`` alias says, as the gate needs it.
-
-    ``never``: no model of this kind was ever in production (a first model). ``cleared``: it was
-    and a person cleared it; the next candidate is NOT a first model: registration must take the
-    release policy's new-version path (canary), never production directly. ``present``: a
-    version is serving and is the reference of every ``*_vs_production`` rule.
-    """
-
-    state: Literal["never", "cleared", "present"]
-    version: str | None = None
-    partition: str | None = None
-    training_window: list[str] = field(default_factory=list)
-    file_sha256: dict[str, str] = field(default_factory=dict)
-    # Content hash of the candidate artifact this version was registered from (the warehouse's
-    # data version of ``<kind>_candidate``): registration rewrites some files (reckit's
-    # feature_meta.json), so the registry's own file hashes cannot be compared with a candidate's.
-    content_version: str | None = None
-    cleared: dict | None = None  # by, at, reason, last_version of the clearing move
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def production_state(
-    current: str | None, moves: list[dict], manifest: dict | None = None
-) -> ProductionState:
-    """From the alias (``current``), its history (``moves``: dicts with ``to_version``,
-    ``from_version``, ``by``, ``reason``, ``at``; oldest first) and the current version's
-    manifest. An alias with history but no version now was cleared."""
-    if current is not None:
-        manifest = manifest or {}
-        return ProductionState(
-            "present",
-            current,
-            manifest.get("partition"),
-            list(manifest.get("training_window", [])),
-            {n: f["sha256"] for n, f in manifest.get("files", {}).items()},
-            manifest.get("candidate_data_version")
-            or manifest.get("metrics", {}).get("candidate", {}).get("artifact_data_version"),
-        )
-    if not moves:
-        return ProductionState("never")
-    last = moves[-1]
-    last_version = next((m.get("to_version") for m in reversed(moves) if m.get("to_version")), None)
-    return ProductionState(
-        "cleared",
-        cleared={
-            "by": last.get("by"),
-            "at": last.get("at"),
-            "reason": last.get("reason"),
-            "last_version": last_version,
-        },
-    )
-
-
-def _no_production(state: ProductionState) -> str:
-    if state.state == "cleared":
-        c = state.cleared or {}
-        return (
-            f"production was cleared by {c.get('by')} at {c.get('at')} ({c.get('reason')!r}; "
-            f"last version {c.get('last_version')}): nothing to compare with; not a first "
-            "model, so it cannot go straight to production"
-        )
-    return "no production version yet (a first model)"
-
-
-def identity(
-    candidate: str,
-    content_version: str | None,
-    candidate_sha256: dict[str, str],
-    trained_on: str,
-    dt: str,
-    state: ProductionState,
-) -> tuple[Outcome, bool]:
-    """Is the candidate production? Returns (outcome, no-op).
-
-    The same file contents (``content_version``, the candidate artifact's content hash, equal
-    to the one production was registered from; or else the sha256 of every candidate file equal
-    to production's file of that name) means the same model: the evaluation is a no-op that
-    passes, saying so, and registration must release nothing. One case fails: the same version
-    id with different bytes from CPU training, which is deterministic here, so something
-    changed that the version id does not cover. CUDA training is not guaranteed to be
-    byte-reproducible: there the same id with other bytes is the same version (production's
-    files are kept).
-    """
-    name = "distinct_from_production"
-    meta: dict[str, Any] = {"candidate": candidate, "production": state.version or "none"}
-    if state.state != "present":
-        return Outcome(name, True, _no_production(state), meta), False
-    prod = state.version
-    same_id = candidate == prod
-    same_bytes = (content_version is not None and content_version == state.content_version) or (
-        bool(candidate_sha256)
-        and all(state.file_sha256.get(n) == h for n, h in candidate_sha256.items())
-    )
-    meta.update(same_version_id=same_id, same_file_sha256=same_bytes)
-    rerun = (
-        f" (a rerun of dt={dt}, the day production was trained for)"
-        if state.partition == dt
-        else ""
-    )
-    if same_bytes:
-        how = "is" if same_id else "has the same files (sha256) as"
-        return (
-            Outcome(
-                name,
-                True,
-                f"no-op: candidate {candidate} {how} production {prod}{rerun}; nothing to "
-                "release, nothing compared",
-                meta,
-            ),
-            True,
-        )
-    if same_id:
-        if trained_on.startswith("cuda"):
-            return (
-                Outcome(
-                    name,
-                    True,
-                    f"no-op: candidate {candidate} is production{rerun}; its files differ "
-                    f"because {trained_on} training is not byte-reproducible; production's "
-                    "files are kept, nothing to release",
-                    {**meta, "trained_on": trained_on},
-                ),
-                True,
-            )
-        return (
-            _mark(
-                Outcome(
-                    name,
-                    False,
-                    f"candidate {candidate} has production's version id but different files, "
-                    f"trained on {trained_on} (deterministic): an input the version id does not "
-                    "cover changed; investigate before releasing",
-                    {**meta, "trained_on": trained_on},
-                ),
-                BROKEN,
-            ),
-            False,
-        )
-    return Outcome(name, True, f"candidate {candidate} vs production {prod}", meta), False
-
-
-def out_of_time(dt: str, state: ProductionState) -> Outcome:
-    """Production scored on a day it was trained on looks better than it is (a backfill of an
-    old day): such a comparison is refused rather than silently biased against the candidate."""
-    name = "production_out_of_time"
-    if state.state != "present":
-        return Outcome(name, True, _no_production(state))
-    inside = dt in state.training_window
-    outcome = Outcome(
-        name,
-        not inside,
-        (
-            f"production {state.version} was trained on dt={dt}: scoring it there is in-sample; "
-            "gate this day against a version trained before it"
-            if inside
-            else f"dt={dt} is out of time for production {state.version}"
-        ),
-        {"production_window": ", ".join(state.training_window)},
-    )
-    # No fair comparison today (a backfill of a day production trained on): held, not broken.
-    return _mark(outcome, HELD)
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _r(value: Any, digits: int = 4) -> Any:
-    """Rounded for reading (check metadata and the report's gate table)."""
-    if isinstance(value, float):
-        return value if not math.isfinite(value) else round(value, digits)
-    return value
-
-
-def _f(value: float | None, digits: int = 4, sign: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "undefined"
-    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
-
-
-def _row(
-    rule: str, threshold: str, config_key: str, value: Any, ci: dict | None = None, **extra
-) -> dict:
-    """The metadata every gate outcome carries: one row of the report's gate table."""
-    meta = {"rule": rule, "threshold": threshold, "config_key": config_key, "value": _r(value)}
-    if ci is not None:
-        meta["ci_low"], meta["ci_high"] = _r(ci["ci_low"]), _r(ci["ci_high"])
-    meta.update({k: _r(v) for k, v in extra.items()})
-    return meta
-
-
-def _mark(outcome: Outcome, failed_as: str) -> Outcome:
-    """Record what a failure of ``outcome`` means (held / rejected / broken); only a broken one
-    blocks. A passing outcome is left as is."""
-    if not outcome.passed:
-        outcome.metadata["outcome"] = failed_as
-        outcome.blocking = failed_as == BROKEN
-        outcome.description += f" [{failed_as}]"
-    return outcome
-
-
-def _worse_beyond(ci: dict, bound: float, larger_is_worse: bool = False) -> bool:
-    """The whole CI lies beyond ``bound`` on the bad side: shown worse (a rejection)."""
-    if larger_is_worse:
-        return ci.get("ci_low", -math.inf) > bound
-    return ci.get("ci_high", math.inf) < bound
-
-
-def decide(outcomes: list[Outcome], noop: bool = False) -> tuple[str, list[str]]:
-    """The candidate's release outcome (the worst of its failing rules) and the reasons."""
-    if noop:
-        return NOOP, []
-    failed = [o for o in outcomes if not o.passed]
-    if not failed:
-        return RELEASED, []
-    worst = max((o.metadata.get("outcome", BROKEN) for o in failed), key=SEVERITY.__getitem__)
-    return worst, [
-        f"{o.name}: {o.description}" for o in failed if o.metadata.get("outcome", BROKEN) == worst
-    ]
-
-
-def minimum_detectable(ci: dict, level: float, power: float = 0.8) -> float | None:
-    """The smallest true difference this holdout would detect with ``power`` at one-sided
-    ``(1 - level) / 2``: (z_alpha + z_power) x the bootstrap standard error."""
-    from scipy import stats
-
-    se = ci.get("se")
-    if se is None or not math.isfinite(se):
-        return None
-    return float((stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(power)) * se)
-
-
-def rows_to_decide(ci: dict, needed_half_width: float, rows: int) -> int | None:
-    """How many holdout rows would shrink the CI's half-width to ``needed_half_width`` (the
-    standard error falls as 1/sqrt(rows)); None when it cannot be said."""
-    half = (ci.get("ci_high", math.nan) - ci.get("ci_low", math.nan)) / 2
-    if not (math.isfinite(half) and half > 0 and needed_half_width > 0 and rows > 0):
-        return None
-    return math.ceil(rows * (half / needed_half_width) ** 2)
-
-
-def _skipped(name: str, why: str) -> Outcome:
-    # Follows from another rule's failure, which carries the outcome: this one only informs.
-    return Outcome(
-        name, False, f"not evaluated: {why}", {"rule": "not evaluated", "outcome": HELD}, False
-    )
-
-
-def noop(names: list[str], why: str) -> list[Outcome]:
-    return [Outcome(n, True, f"no-op: {why}", {"rule": "no-op"}) for n in names]
-
-
 # -- rankers ------------------------------------------------------------------------------------
 
 
@@ -463,7 +218,7 @@ def holdout_usable(report: dict, rules: GateRules) -> Outcome:
         "holdout_usable",
         not problems and not one_class and rows > 0,
         text,
-        _row(
+        table_row(
             "holdout rows / positives / negatives",
             f">= {rules.min_holdout_rows} / {rules.min_holdout_positives} / "
             f"{rules.min_holdout_negatives}",
@@ -475,7 +230,7 @@ def holdout_usable(report: dict, rules: GateRules) -> Outcome:
 
 def _mark_outcome(name: str, passed: bool, text: str, meta: dict) -> Outcome:
     """An unusable holdout decides nothing: the evaluation is broken (the run is red)."""
-    return _mark(Outcome(name, passed, text, meta), BROKEN)
+    return mark(Outcome(name, passed, text, meta), BROKEN)
 
 
 def ranker_gate(report: dict, rules: GateRules) -> list[Outcome]:
@@ -493,16 +248,21 @@ def ranker_gate(report: dict, rules: GateRules) -> list[Outcome]:
     if is_noop:
         return [*noop([usable.name], ident.description), ident, *noop(names, ident.description)]
     if not usable.passed:
-        return [usable, ident, *(_skipped(n, usable.description) for n in names)]
+        return [usable, ident, *(not_evaluated(n, usable.description) for n in names)]
     if not ident.passed:
         why = "the candidate's identity check failed"
-        return [usable, ident, *(_skipped(n, why) for n in names[:3]), *_vs_trivial(report, rules)]
+        return [
+            usable,
+            ident,
+            *(not_evaluated(n, why) for n in names[:3]),
+            *_vs_trivial(report, rules),
+        ]
     return [usable, ident, *_vs_production(report, rules, state), *_vs_trivial(report, rules)]
 
 
 def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> list[Outcome]:
     if state.state != "present":
-        why = _no_production(state)
+        why = no_production(state)
         return [
             Outcome(n, True, why, {"rule": "no production to compare with"})
             for n in ("auc_vs_production", "logloss_vs_production", "slices_vs_production")
@@ -523,7 +283,7 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
                 c_auc >= need,
                 f"candidate AUC {c_auc:.4f} vs {who} {p_auc:.4f}: needs >= {need:.4f} "
                 f"({rules.min_auc_ratio} x, {key('min_auc_ratio')}; mode ratio)",
-                _row(
+                table_row(
                     "AUC candidate / production",
                     f">= {rules.min_auc_ratio}",
                     key("min_auc_ratio"),
@@ -541,7 +301,7 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
                 c_ll <= limit,
                 f"candidate logloss {c_ll:.5f} vs {who} {p_ll:.5f}: needs <= {limit:.5f} "
                 f"({rules.max_logloss_ratio} x, {key('max_logloss_ratio')}; mode ratio)",
-                _row(
+                table_row(
                     "logloss candidate / production",
                     f"<= {rules.max_logloss_ratio}",
                     key("max_logloss_ratio"),
@@ -558,11 +318,11 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
             Outcome(
                 "auc_vs_production",
                 a["ci_low"] >= -rules.auc_margin,
-                f"candidate − {who} AUC {_f(a['diff'], sign=True)}, {level} CI "
-                f"[{_f(a['ci_low'], sign=True)}, {_f(a['ci_high'], sign=True)}]: lower bound "
+                f"candidate − {who} AUC {fmt(a['diff'], sign=True)}, {level} CI "
+                f"[{fmt(a['ci_low'], sign=True)}, {fmt(a['ci_high'], sign=True)}]: lower bound "
                 f"needs >= −{rules.auc_margin} ({key('auc_margin')}); AUC {c_auc:.4f} vs "
                 f"{p_auc:.4f}",
-                _row(
+                table_row(
                     "AUC candidate − production, lower CI bound",
                     f">= −{rules.auc_margin}",
                     key("auc_margin"),
@@ -579,13 +339,13 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
             Outcome(
                 "logloss_vs_production",
                 lg["ci_high"] <= limit,
-                f"candidate − {who} logloss {_f(lg['diff'], 5, True)}, {level} CI "
-                f"[{_f(lg['ci_low'], 5, True)}, {_f(lg['ci_high'], 5, True)}]: upper bound "
+                f"candidate − {who} logloss {fmt(lg['diff'], 5, True)}, {level} CI "
+                f"[{fmt(lg['ci_low'], 5, True)}, {fmt(lg['ci_high'], 5, True)}]: upper bound "
                 f"needs <= {limit:.5f} ({rules.logloss_margin} x production's {p_ll:.5f}, "
                 f"{key('logloss_margin')})",
-                _row(
+                table_row(
                     "logloss candidate − production, upper CI bound",
-                    f"<= {_f(limit, 5)}",
+                    f"<= {fmt(limit, 5)}",
                     key("logloss_margin"),
                     lg["diff"],
                     lg,
@@ -594,13 +354,13 @@ def _vs_production(report: dict, rules: GateRules, state: ProductionState) -> li
                 ),
             )
         )
-    out.append(_mark(_slices(report, rules, who), REJECTED))
+    out.append(mark(_slices(report, rules, who), REJECTED))
     if rules.mode == "ratio":
         for o in out[:2]:
-            _mark(o, REJECTED)  # a point-estimate rule has no "not shown": a failure rejects
+            mark(o, REJECTED)  # a point-estimate rule has no "not shown": a failure rejects
     else:
-        _mark(out[0], REJECTED if _worse_beyond(a, -rules.auc_margin) else HELD)
-        _mark(out[1], REJECTED if _worse_beyond(lg, limit, larger_is_worse=True) else HELD)
+        mark(out[0], REJECTED if worse_beyond(a, -rules.auc_margin) else HELD)
+        mark(out[1], REJECTED if worse_beyond(lg, limit, larger_is_worse=True) else HELD)
         _add_mde(out[0], a, rules, rules.auc_margin, report)
         _add_mde(out[1], lg, rules, limit, report)
     return out
@@ -616,11 +376,11 @@ def _add_mde(o: Outcome, ci: dict, rules: GateRules, margin: float, report: dict
     # between the point estimate and the margin (when the estimate is on the right side of it).
     gap = abs(abs(ci.get("diff", math.nan)) - margin) if margin else math.nan
     need = rows_to_decide(ci, gap, rows) if math.isfinite(gap) else None
-    o.metadata["minimum_detectable_effect"] = _r(mde) if mde is not None else "unknown"
+    o.metadata["minimum_detectable_effect"] = rounded(mde) if mde is not None else "unknown"
     o.metadata["rows_to_decide"] = need if need is not None else "unknown"
     o.description += (
         f"; not shown either way on this holdout: minimum detectable effect "
-        f"{_f(mde)} at 80% power"
+        f"{fmt(mde)} at 80% power"
         + (
             f", ~{need} rows (~{need / rows:.1f} days like this one) would decide it"
             if need and rows
@@ -661,7 +421,7 @@ def _slices(report: dict, rules: GateRules, who: str) -> Outcome:
             True,
             f"no slice has >= {rules.slice_min_rows} rows, {rules.slice_min_positives} positives "
             f"and {rules.slice_min_negatives} negatives{skipped_text}",
-            _row(
+            table_row(
                 "slices significantly > tolerance below production",
                 "none",
                 key("slice_alpha"),
@@ -700,7 +460,7 @@ def _slices(report: dict, rules: GateRules, who: str) -> Outcome:
             f"{worst[0]} {worst[1]['diff']:+.4f}"
         )
         + skipped_text,
-        _row(
+        table_row(
             "slices with AUC significantly > tolerance below production",
             f"none (tolerance {tol}, α {rules.slice_alpha})",
             key("slice_auc_tolerance"),
@@ -727,8 +487,8 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
     else:
         beat = a["ci_low"] > rules.trivial_auc_margin
         how = (
-            f"lower bound of the {level} CI [{_f(a['ci_low'], sign=True)}, "
-            f"{_f(a['ci_high'], sign=True)}] must be > {rules.trivial_auc_margin} "
+            f"lower bound of the {level} CI [{fmt(a['ci_low'], sign=True)}, "
+            f"{fmt(a['ci_high'], sign=True)}] must be > {rules.trivial_auc_margin} "
             f"({key('trivial_auc_margin')})"
         )
     auc_out = Outcome(
@@ -739,7 +499,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
         + ("" if floor_ok else ": BELOW the floor")
         + ("" if beat else ": does not beat the trivial baseline")
         + (": the candidate's scores are CONSTANT on the holdout" if constant else ""),
-        _row(
+        table_row(
             "AUC candidate − trivial baseline, lower CI bound",
             f"> {rules.trivial_auc_margin} and AUC >= {rules.auc_floor}",
             f"{key('trivial_auc_margin')}, {key('auc_floor')}",
@@ -757,8 +517,8 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
         limit = rules.logloss_margin * b_ll
         ok = lg["ci_high"] <= limit
         how = (
-            f"upper bound of the {level} CI [{_f(lg['ci_low'], 5, True)}, "
-            f"{_f(lg['ci_high'], 5, True)}] must be <= {limit:.5f} ({rules.logloss_margin} x "
+            f"upper bound of the {level} CI [{fmt(lg['ci_low'], 5, True)}, "
+            f"{fmt(lg['ci_high'], 5, True)}] must be <= {limit:.5f} ({rules.logloss_margin} x "
             f"the baseline's, {key('logloss_margin')})"
         )
     ll_out = Outcome(
@@ -766,7 +526,7 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
         ok,
         f"candidate logloss {c_ll:.5f} vs {who} {b_ll:.5f} (diff {lg['diff']:+.5f}): {how}"
         + ("" if ok else ": does not beat the trivial baseline"),
-        _row(
+        table_row(
             "logloss candidate − trivial baseline, upper CI bound",
             f"<= {rules.logloss_margin} x baseline's" if rules.mode != "ratio" else "< 0",
             key("logloss_margin"),
@@ -780,15 +540,15 @@ def _vs_trivial(report: dict, rules: GateRules) -> list[Outcome]:
     # stopped at round 0 on a new site whose first days carry no feature history): it is shown
     # no better than the prior, a rejection, and the description says it is constant. (A model
     # that cannot score at all, NaN or a crash, fails the evaluation step: broken.)
-    if constant or rules.mode == "ratio" or not floor_ok or _worse_beyond(a, 0.0):
-        _mark(auc_out, REJECTED)
+    if constant or rules.mode == "ratio" or not floor_ok or worse_beyond(a, 0.0):
+        mark(auc_out, REJECTED)
     else:
-        _mark(auc_out, HELD)
+        mark(auc_out, HELD)
         _add_mde(auc_out, a, rules, rules.trivial_auc_margin, report)
-    if rules.mode == "ratio" or _worse_beyond(lg, rules.logloss_margin * b_ll, True):
-        _mark(ll_out, REJECTED)
+    if rules.mode == "ratio" or worse_beyond(lg, rules.logloss_margin * b_ll, True):
+        mark(ll_out, REJECTED)
     else:
-        _mark(ll_out, HELD)
+        mark(ll_out, HELD)
     return [auc_out, ll_out]
 
 
@@ -808,7 +568,7 @@ def pairs_usable(report: dict, rules: GateRules) -> Outcome:
             f"sessions < {rules.min_next_item_pairs} ({key('min_next_item_pairs')}): hit rate "
             "and recall cannot be judged"
         ),
-        _row(
+        table_row(
             "next-item pairs",
             f">= {rules.min_next_item_pairs}",
             key("min_next_item_pairs"),
@@ -828,7 +588,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
     if is_noop:
         return [*noop([usable.name], ident.description), ident, *noop(names, ident.description)]
     if not usable.passed:
-        return [usable, ident, *(_skipped(n, usable.description) for n in names)]
+        return [usable, ident, *(not_evaluated(n, usable.description) for n in names)]
     k = report["k"]
     cand, base, prod = report["candidate"], report["baseline"], report.get("production")
     level = f"{rules.confidence:.0%}"
@@ -836,9 +596,9 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
     for metric, check in ((f"hit_rate@{k}", "hit_rate"), (f"recall@{k}", "recall")):
         name = f"{check}_vs_production"
         if not ident.passed:
-            out.append(_skipped(name, "the candidate's identity check failed"))
+            out.append(not_evaluated(name, "the candidate's identity check failed"))
         elif state.state != "present":
-            out.append(Outcome(name, True, _no_production(state), {"rule": "no production"}))
+            out.append(Outcome(name, True, no_production(state), {"rule": "no production"}))
         else:
             c, p = cand[metric], prod[metric]
             d = report["diff"]["production"][check]
@@ -861,7 +621,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                     f"({key('min_hit_rate_ratio')}; mode ratio)"
                 )
             else:
-                failed_as = REJECTED if _worse_beyond(d, -rules.hit_rate_margin) else HELD
+                failed_as = REJECTED if worse_beyond(d, -rules.hit_rate_margin) else HELD
                 ok = d["ci_low"] >= -rules.hit_rate_margin
                 text = (
                     f"candidate − {who} {metric} {d['diff']:+.4f}, {level} CI "
@@ -869,12 +629,12 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                     f"−{rules.hit_rate_margin} ({key('hit_rate_margin')}); {c:.4f} vs {p:.4f}"
                 )
             out.append(
-                _mark(
+                mark(
                     Outcome(
                         name,
                         ok,
                         text,
-                        _row(
+                        table_row(
                             f"{metric} candidate − production, lower CI bound",
                             f">= −{rules.hit_rate_margin}"
                             if rules.mode != "ratio"
@@ -913,7 +673,7 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
             else:
                 beat = d["ci_low"] > 0
             ok = beat and c >= floor
-            worse = exact["p_worse"] < alpha if exact is not None else _worse_beyond(d, 0.0)
+            worse = exact["p_worse"] < alpha if exact is not None else worse_beyond(d, 0.0)
             shown_worse = rules.mode == "ratio" or c < floor or worse
             failed_as = REJECTED if shown_worse else HELD
             text = (
@@ -934,12 +694,12 @@ def embedding_gate(report: dict, rules: GateRules) -> list[Outcome]:
                 + ("" if c >= floor else ": BELOW the floor")
             )
         out.append(
-            _mark(
+            mark(
                 Outcome(
                     f"{check}_vs_trivial_baseline",
                     ok,
                     text,
-                    _row(
+                    table_row(
                         f"{metric} candidate − popularity, lower CI bound",
                         "> 0" + (f" and >= {floor}" if floor else ""),
                         key("hit_rate_floor") if floor else key("confidence"),

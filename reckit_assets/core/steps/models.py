@@ -17,6 +17,8 @@ import pandas as pd
 
 from reckit_assets.core.checks import Outcome
 from reckit_assets.core.evaluation import gate
+from reckit_assets.core.evaluation import outcomes as gate_outcomes
+from reckit_assets.core.evaluation import production as gate_production
 from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
@@ -248,13 +250,13 @@ def load_candidate(store: Storage, kind: str, dt: str) -> tuple[dict, dict[str, 
     return found["info"], files
 
 
-def production_state(registry: Registry, kind: str) -> gate.ProductionState:
+def production_state(registry: Registry, kind: str) -> gate_production.ProductionState:
     """The ``production`` alias as the gate sees it: never set, cleared by a person, or present
     (with the version's partition, training window and file hashes)."""
     current = registry.alias(kind, PRODUCTION)
     moves = [m.as_dict() for m in registry.history(kind, PRODUCTION)]
     manifest = registry.manifest(kind, current) if current else None
-    return gate.production_state(current, moves, manifest)
+    return gate_production.production_state(current, moves, manifest)
 
 
 def evaluate(
@@ -278,7 +280,7 @@ def evaluate(
     artifact_version = warehouse.require(store, candidate_asset(kind), dt)["data_version"]
     candidate = (info["version"], load_model(kind, files))
     state = production_state(registry, kind)
-    ident = gate.identity(
+    ident = gate_production.identity(
         info["version"],
         artifact_version,
         {name: sha256_bytes(data) for name, data in files.items()},
@@ -336,28 +338,28 @@ def evaluate(
         outcomes = gate.ranker_gate(report, rules)
         markdown = evaluation.ranker_markdown(report)
     outcomes.append(
-        gate.noop(["production_out_of_time"], ident[0].description)[0]
+        gate_outcomes.noop(["production_out_of_time"], ident[0].description)[0]
         if noop
-        else gate.out_of_time(dt, state)
+        else gate_production.out_of_time(dt, state)
     )
     del report["identity"]
     report["candidate"]["artifact_data_version"] = artifact_version
     report["gate"] = [dataclasses.asdict(o) for o in outcomes]
     report["passed"] = all(o.passed for o in outcomes)
     report["noop"] = noop
-    report["outcome"], report["outcome_reasons"] = gate.decide(outcomes, noop)
+    report["outcome"], report["outcome_reasons"] = gate_outcomes.decide(outcomes, noop)
     report["rules"] = gate.rules_in_force(rules, rule_sources)
     report["rules_override"] = override
     report["kind"] = kind
     markdown += (
         "\n\n### Release gate: "
         + {
-            gate.NOOP: "no-op (the candidate is production)",
-            gate.RELEASED: "passed: released",
-            gate.HELD: "HELD: not shown better or not shown non-inferior on this holdout "
+            gate_outcomes.NOOP: "no-op (the candidate is production)",
+            gate_outcomes.RELEASED: "passed: released",
+            gate_outcomes.HELD: "HELD: not shown better or not shown non-inferior on this holdout "
             "(nothing better today; not registered, the run stays green)",
-            gate.REJECTED: "REJECTED: shown worse (not registered, the run stays green)",
-            gate.BROKEN: "BROKEN: nothing can be decided (the run is red)",
+            gate_outcomes.REJECTED: "REJECTED: shown worse (not registered, the run stays green)",
+            gate_outcomes.BROKEN: "BROKEN: nothing can be decided (the run is red)",
         }[report["outcome"]]
         + f"\n\nProduction: {state.state}"
         + (f" ({state.version})" if state.version else "")
@@ -436,8 +438,10 @@ def register(
             f"now {production_now}; rematerialize {evaluation_asset(kind)} first"
         )
     failed = [g for g in report["gate"] if not g["passed"]]
-    outcome = report.get("outcome") or (gate.RELEASED if not failed else gate.BROKEN)
-    if failed and not force and outcome in (gate.HELD, gate.REJECTED):
+    outcome = report.get("outcome") or (
+        gate_outcomes.RELEASED if not failed else gate_outcomes.BROKEN
+    )
+    if failed and not force and outcome in (gate_outcomes.HELD, gate_outcomes.REJECTED):
         # A normal outcome: nothing better today (held) or shown worse (rejected). Nothing is
         # registered and the caller records why; a run stays green.
         return {

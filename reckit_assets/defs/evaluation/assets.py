@@ -94,7 +94,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
                 **artifact.info,
                 "report": dg.MetadataValue.md(artifact.blobs["report.md"].decode()),
                 "gate": "passed" if not failed else f"failed: {', '.join(failed)}",
-                # released / held / rejected / broken / noop (core.evaluation.gate.decide)
+                # released / held / rejected / broken / noop (core.evaluation.outcomes.decide)
                 "release_outcome": artifact.info.get("outcome", "unknown"),
                 "rules_loosened_at_launch": dg.MetadataValue.json(override or {}),
                 **({"calibration": dg.MetadataValue.md(calibration)} if calibration else {}),

@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 
 from reckit_assets.core.evaluation import gate
+from reckit_assets.core.evaluation import outcomes as gate_outcomes
+from reckit_assets.core.evaluation import production as gate_production
 from reckit_assets.core.evaluation import report as evaluation
 
 DEFAULT = gate.GateRules()
-PROD = gate.ProductionState("present", "xgboost-2026-10-03-aaaa", "2026-10-03", ["2026-10-02"])
+PROD = gate_production.ProductionState(
+    "present", "xgboost-2026-10-03-aaaa", "2026-10-03", ["2026-10-02"]
+)
 
 
 class Column:
@@ -73,9 +77,11 @@ def judge(frame, cand: str, prod: str | None, rules=DEFAULT, state=PROD) -> dict
             ),
         )
     report = copy.deepcopy(_REPORTS[cache_key][1])
-    state = state if prod else gate.ProductionState("never")
+    state = state if prod else gate_production.ProductionState("never")
     report["production_state"] = state.as_dict()
-    report["identity"] = gate.identity("cand", "c1", {"m": "1"}, "cpu", "2026-10-04", state)
+    report["identity"] = gate_production.identity(
+        "cand", "c1", {"m": "1"}, "cpu", "2026-10-04", state
+    )
     report["dt"] = "2026-10-04"
     outcomes = gate.ranker_gate(report, rules)
     assert [o.name for o in outcomes] == [n for n, _ in gate.RANKER_CHECKS[:-1]]
@@ -200,12 +206,12 @@ def test_item2vec_zero_vs_zero_fails_and_a_real_improvement_passes():
     nothing = Recs({})
     oracle = Recs({s[i]: [s[i + 1]] for s in sessions for i in range(2)})
     popular = Recs({s[0]: ["i1"] for s in sessions})
-    state = gate.ProductionState("present", "item2vec-prod")
+    state = gate_production.ProductionState("present", "item2vec-prod")
 
     def run(cand, prod, base):
         report = evaluation.embedding_report(sessions, ("c", cand), ("item2vec-prod", prod), base)
         report["production_state"] = state.as_dict()
-        report["identity"] = gate.identity("c", "c1", {"v": "1"}, "cpu", "d", state)
+        report["identity"] = gate_production.identity("c", "c1", {"v": "1"}, "cpu", "d", state)
         return {o.name: o for o in gate.embedding_gate(report, gate.GateRules())}
 
     zero = run(nothing, nothing, nothing)
@@ -217,7 +223,7 @@ def test_item2vec_zero_vs_zero_fails_and_a_real_improvement_passes():
 
     few = run(oracle, popular, popular)  # same data, stricter minimum of pairs
     report = evaluation.embedding_report(sessions[:5], ("c", oracle), None, popular)
-    report["production_state"] = gate.ProductionState("never").as_dict()
+    report["production_state"] = gate_production.ProductionState("never").as_dict()
     out = {o.name: o for o in gate.embedding_gate(report, gate.GateRules())}
     assert not out["holdout_usable"].passed
     assert "gate.min_next_item_pairs" in out["holdout_usable"].description
@@ -229,7 +235,7 @@ def test_identity_by_version_id_and_by_file_hashes():
         PROD, file_sha256={"model.json": "abc", "meta.json": "m"}, content_version="c-prod"
     )
     same_day = dataclasses.replace(prod, partition="2026-10-04")
-    outcome, noop = gate.identity(
+    outcome, noop = gate_production.identity(
         prod.version,
         "c-prod",
         {"model.json": "abc", "meta.json": "x"},
@@ -240,18 +246,26 @@ def test_identity_by_version_id_and_by_file_hashes():
     assert outcome.passed and noop and outcome.description.startswith("no-op")
     assert "rerun of dt=2026-10-04" in outcome.description
     # Another version id, the same content: the same model, nothing to release.
-    outcome, noop = gate.identity("other", "c-prod", {"x": "1"}, "cpu", "2026-10-05", prod)
+    outcome, noop = gate_production.identity(
+        "other", "c-prod", {"x": "1"}, "cpu", "2026-10-05", prod
+    )
     assert outcome.passed and noop and "same files (sha256)" in outcome.description
     # ... also when only the file hashes say so (a version registered without its content hash)
-    outcome, noop = gate.identity("other", None, {"model.json": "abc"}, "cpu", "d", prod)
+    outcome, noop = gate_production.identity("other", None, {"model.json": "abc"}, "cpu", "d", prod)
     assert outcome.passed and noop
     # The same id with other bytes: deterministic CPU training -> something changed; refuse.
-    outcome, noop = gate.identity(prod.version, "c-new", {"model.json": "zzz"}, "cpu", "d", prod)
+    outcome, noop = gate_production.identity(
+        prod.version, "c-new", {"model.json": "zzz"}, "cpu", "d", prod
+    )
     assert not outcome.passed and not noop and "different files" in outcome.description
     # ... CUDA training is not byte-reproducible: the same version, handled as a no-op.
-    outcome, noop = gate.identity(prod.version, "c-new", {"model.json": "zzz"}, "cuda:0", "d", prod)
+    outcome, noop = gate_production.identity(
+        prod.version, "c-new", {"model.json": "zzz"}, "cuda:0", "d", prod
+    )
     assert outcome.passed and noop and "not byte-reproducible" in outcome.description
-    outcome, noop = gate.identity("new", "c-new", {"model.json": "new"}, "cpu", "d", prod)
+    outcome, noop = gate_production.identity(
+        "new", "c-new", {"model.json": "new"}, "cpu", "d", prod
+    )
     assert outcome.passed and not noop
 
 
@@ -261,22 +275,24 @@ def test_a_noop_evaluation_passes_every_rule_saying_so(frame):
         frame, ("cand", Column("good")), None, ("item_ctr_prior", Column("item_ctr"))
     )
     report["production_state"] = state.as_dict()
-    report["identity"] = gate.identity(state.version, None, {"m": "1"}, "cpu", "2026-10-04", state)
+    report["identity"] = gate_production.identity(
+        state.version, None, {"m": "1"}, "cpu", "2026-10-04", state
+    )
     outcomes = gate.ranker_gate(report, gate.GateRules())
     assert all(o.passed and o.description.startswith("no-op") for o in outcomes)
     assert "| no-op |" in evaluation.gate_markdown(outcomes)
 
 
 def test_production_state_tells_cleared_from_never():
-    assert gate.production_state(None, []).state == "never"
+    assert gate_production.production_state(None, []).state == "never"
     moves = [
         {"to_version": "v1", "from_version": None, "by": "pipeline", "reason": "first", "at": "t1"},
         {"to_version": None, "from_version": "v1", "by": "oncall", "reason": "bad", "at": "t2"},
     ]
-    cleared = gate.production_state(None, moves)
+    cleared = gate_production.production_state(None, moves)
     assert cleared.state == "cleared"
     assert cleared.cleared == {"by": "oncall", "at": "t2", "reason": "bad", "last_version": "v1"}
-    present = gate.production_state(
+    present = gate_production.production_state(
         "v1",
         moves[:1],
         {
@@ -287,7 +303,7 @@ def test_production_state_tells_cleared_from_never():
     )
     assert (present.state, present.file_sha256) == ("present", {"a": "x"})
     assert present.content_version == "c1"
-    outcome, _ = gate.identity("v2", None, {"a": "y"}, "cpu", "d2", cleared)
+    outcome, _ = gate_production.identity("v2", None, {"a": "y"}, "cpu", "d2", cleared)
     assert "cleared by oncall" in outcome.description
     assert "cannot go straight to production" in outcome.description
 
@@ -325,48 +341,48 @@ def test_gate_table_rounds_figures_and_names_config_keys(frame):
 
 def test_outcomes_released_rejected_held_and_broken(frame):
     released = list(judge(frame, "twin", "good").values())
-    assert gate.decide(released) == (gate.RELEASED, [])
+    assert gate_outcomes.decide(released) == (gate_outcomes.RELEASED, [])
 
     # Shown worse than production beyond the margin: rejected (green: a WARN, not registered).
     worse = judge(frame, "worse", "good")
     auc = worse["auc_vs_production"]
-    assert auc.metadata["outcome"] == gate.REJECTED and not auc.blocking
-    assert gate.decide(list(worse.values()))[0] == gate.REJECTED
+    assert auc.metadata["outcome"] == gate_outcomes.REJECTED and not auc.blocking
+    assert gate_outcomes.decide(list(worse.values()))[0] == gate_outcomes.REJECTED
 
     # Equally good, but a margin of 0 cannot be shown on this holdout: held, with the holdout's
     # minimum detectable effect and the rows that would decide it.
     strict = judge(frame, "twin", "good", gate.GateRules(auc_margin=0.0, logloss_margin=0.0))
     held = strict["auc_vs_production"]
-    assert not held.passed and held.metadata["outcome"] == gate.HELD and not held.blocking
+    assert not held.passed and held.metadata["outcome"] == gate_outcomes.HELD and not held.blocking
     assert "minimum detectable effect" in held.description
     assert held.metadata["minimum_detectable_effect"] > 0
-    assert gate.decide(list(strict.values()))[0] == gate.HELD
+    assert gate_outcomes.decide(list(strict.values()))[0] == gate_outcomes.HELD
 
     # Worse than the trivial baseline with significance: rejected; not shown better: held.
     assert judge(frame, "awful", None)["auc_vs_trivial_baseline"].metadata["outcome"] == (
-        gate.REJECTED
+        gate_outcomes.REJECTED
     )
     tiny = holdout(n=600, users=300, seed=3)
     close = judge(tiny, "item_ctr", None)["auc_vs_trivial_baseline"]  # the prior itself
-    assert not close.passed and close.metadata["outcome"] == gate.HELD
+    assert not close.passed and close.metadata["outcome"] == gate_outcomes.HELD
 
 
 def test_broken_outcomes_block_the_run():
     empty = holdout().head(0)
     out = judge(empty, "good", None)
     assert out["holdout_usable"].blocking and out["holdout_usable"].blocks
-    assert gate.decide(list(out.values()))[0] == gate.BROKEN
+    assert gate_outcomes.decide(list(out.values()))[0] == gate_outcomes.BROKEN
     # A constant scorer learned nothing: rejected (green), saying it is constant.
     flat = holdout(seed=4).assign(flat=0.1)
     constant = judge(flat, "flat", None)["auc_vs_trivial_baseline"]
     assert not constant.blocks and "CONSTANT" in constant.description
-    assert constant.metadata["outcome"] == gate.REJECTED
+    assert constant.metadata["outcome"] == gate_outcomes.REJECTED
     # Production's version id with other bytes (CPU, deterministic): broken.
-    ident, _ = gate.identity("v1", "c2", {"m": "2"}, "cpu", "2026-10-04", PROD_SAME_ID)
-    assert ident.blocks and ident.metadata["outcome"] == gate.BROKEN
+    ident, _ = gate_production.identity("v1", "c2", {"m": "2"}, "cpu", "2026-10-04", PROD_SAME_ID)
+    assert ident.blocks and ident.metadata["outcome"] == gate_outcomes.BROKEN
 
 
-PROD_SAME_ID = gate.ProductionState(
+PROD_SAME_ID = gate_production.ProductionState(
     "present", "v1", "2026-10-03", ["2026-10-02"], {"m": "1"}, content_version="c1"
 )
 
