@@ -1,0 +1,138 @@
+"""Off-policy estimates of a candidate ranker's CTR from traffic a logging policy served.
+
+The logging policy explores: on a share ``epsilon`` of requests it shows the slate in a uniformly
+random order, otherwise in its own order. So the probability that item ``i`` of a slate of ``n``
+was shown at position ``k`` is known exactly:
+
+    p(i, k) = (1 - epsilon) * [the logging order puts i at k] + epsilon / n
+
+Clicks follow a position-based model (an item's click probability depends on the item and on the
+position it is shown at, not on the other items), which is how the simulator and most
+recommendation click logs are modelled. A candidate's ranking puts item ``i`` at ``t(i)``; an
+item shown at exactly ``t(i)`` is evidence of how it does there, weighted by ``1 / p(i, t(i))``:
+
+- **IPS**: clicks per impression = sum over slates of ``sum_i w_i y_i`` over the impressions,
+  ``w_i = [shown at t(i)] / p(i, t(i))``: unbiased while every ``p(i, t(i)) > 0``
+  (``epsilon > 0``).
+- **SNIPS**: the same, divided by the sum of the weights instead of the impressions (whose
+  expected value it is): a little biased, much less variable.
+- **DR** (doubly robust): a reward model's prediction ``r(i, t(i))`` plus the IPS-weighted
+  residual ``w_i (y_i - r(i, t(i)))``: unbiased when the propensities are right, whatever the
+  reward model; less variable when it is good.
+
+Confidence intervals: slates are independent, so each estimate is a mean (IPS, DR) or a ratio of
+means (SNIPS: delta method) of per-slate sums, with a normal interval (scipy's ``norm``).
+Validated against the simulator's truth in ``bench/off_policy.py`` (coverage, bias, variance,
+the CTR that exploring costs; docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+ESTIMATORS = ("ips", "snips", "dr")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A CTR estimate (clicks per impression) with its normal confidence interval."""
+
+    name: str
+    value: float
+    std_error: float
+    ci_low: float
+    ci_high: float
+    slates: int
+    matched: int  # impressions shown where the candidate would show them: the evidence
+
+    def covers(self, truth: float) -> bool:
+        return self.ci_low <= truth <= self.ci_high
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def propensities(
+    logging_position: np.ndarray,
+    target_position: np.ndarray,
+    slate_size: np.ndarray,
+    epsilon: float,
+) -> np.ndarray:
+    """p(i, t(i)): the probability the logging policy showed each item where the candidate
+    would (its own order, or a uniformly random one on a share ``epsilon`` of slates)."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon={epsilon}: expected a share in [0, 1]")
+    same = np.asarray(logging_position) == np.asarray(target_position)
+    return (1.0 - epsilon) * same + epsilon / np.asarray(slate_size, dtype=float)
+
+
+def estimate(
+    slate: np.ndarray,
+    shown_position: np.ndarray,
+    clicked: np.ndarray,
+    target_position: np.ndarray,
+    propensity: np.ndarray,
+    reward_model: np.ndarray | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Estimate]:
+    """IPS, SNIPS and (with a reward model) DR estimates of the candidate's CTR.
+
+    One row per logged impression: its ``slate`` (any integer id), the ``shown_position``, whether
+    it was ``clicked``, the ``target_position`` the candidate gives the item and the logging
+    policy's ``propensity`` of showing it there (:func:`propensities`). ``reward_model``: the
+    predicted click probability of the item at its target position (for DR).
+    """
+    slate = np.asarray(slate)
+    p = np.asarray(propensity, dtype=float)
+    y = np.asarray(clicked, dtype=float)
+    matched = np.asarray(shown_position) == np.asarray(target_position)
+    unsupported = int(np.sum(p <= 0))
+    if unsupported:
+        raise ValueError(
+            f"{unsupported} of {len(p)} impressions: the logging policy never shows the item "
+            "where the candidate would (propensity 0), so the candidate's CTR is not identified "
+            "from this log; exploration (epsilon > 0) gives every position a chance"
+        )
+    w = np.where(matched, 1.0 / p, 0.0)
+    _, groups = np.unique(slate, return_inverse=True)
+    n_slates = int(groups.max()) + 1 if len(groups) else 0
+    if n_slates < 2:
+        raise ValueError(f"{n_slates} slates: at least 2 are needed for an interval")
+
+    def per_slate(values: np.ndarray) -> np.ndarray:
+        return np.bincount(groups, weights=values, minlength=n_slates)
+
+    impressions = per_slate(np.ones_like(y))
+    clicks_w, weights = per_slate(w * y), per_slate(w)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    n_matched = int(matched.sum())
+    out = {
+        "ips": _mean_ratio("ips", clicks_w, impressions, z, n_matched, fixed_denominator=True),
+        "snips": _mean_ratio("snips", clicks_w, weights, z, n_matched, fixed_denominator=False),
+    }
+    if reward_model is not None:
+        r = np.asarray(reward_model, dtype=float)
+        dr = per_slate(r + w * (y - r))
+        out["dr"] = _mean_ratio("dr", dr, impressions, z, n_matched, fixed_denominator=True)
+    return out
+
+
+def _mean_ratio(
+    name: str, num: np.ndarray, den: np.ndarray, z: float, matched: int, fixed_denominator: bool
+) -> Estimate:
+    """sum(num) / sum(den) over slates, with the standard error of a mean (the denominator is
+    the fixed number of impressions) or of a ratio of means (delta method)."""
+    s = len(num)
+    mean_den = float(np.mean(den))
+    if mean_den <= 0:
+        nan = float("nan")
+        return Estimate(name, nan, nan, nan, nan, s, matched)
+    value = float(np.sum(num) / np.sum(den))
+    if fixed_denominator:
+        se = float(np.std(num, ddof=1) / np.sqrt(s) / mean_den)
+    else:
+        se = float(np.std(num - value * den, ddof=1) / np.sqrt(s) / mean_den)
+    return Estimate(name, value, se, value - z * se, value + z * se, s, matched)
