@@ -120,11 +120,11 @@ def start() -> None:
     """
     global _started_at
     with _LOCK:
-        _CONTEXT.set_forkserver_preload([*main_imports(), *PRELOAD])
-        forkserver.ensure_running()
-        if _started_at is None:
+        if _started_at is None:  # the preload once (it reads the main script); Python keeps it
+            _CONTEXT.set_forkserver_preload([*main_imports(), *PRELOAD])
             _started_at = time.monotonic()
             atexit.register(_at_exit)
+        forkserver.ensure_running()
         _start_torch_server()
 
 
