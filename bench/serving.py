@@ -27,6 +27,15 @@ The client shares the machine's cores with the server: on 2 cores, its CPU is pa
     python bench/serving.py                 # ~2 min, most of it building the registry
     python bench/serving.py --compare-ref eeb1e80   # + the same wrk load on that ref's server
     python bench/serving.py --keep /tmp/b   # reuse (or keep) the registry under /tmp/b
+    python bench/serving.py --compare-evidence --rounds 3   # + the evidence's cost, see below
+
+``--compare-evidence`` alternates the same wrk load (``--rps``, ``--rounds`` times) between two
+servers of this tree on the same registry: evidence off (``RECKIT_DECISION_LOG_SHARE=0``: no
+decision log, no shadow scoring, no exploration; no ``shadow`` alias) and evidence on (every
+ranking logged, 5 % of them with their feature vectors, 5 % served in random order, a second
+xgboost version scoring every logged ranking as ``shadow``; a copy of production's files under
+another version name when the registry has only one). Per run: wrk's figures, the decision-log
+rows written, the rankings the shadow scored and dropped, and its scoring time.
 """
 
 from __future__ import annotations
@@ -45,10 +54,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from reckit_assets.core.release.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the
@@ -473,6 +486,197 @@ def compare(ref: str, env: dict, bodies: list[bytes], args: argparse.Namespace) 
     return out
 
 
+# Evidence off: nothing logged, so nothing shadow-scored (service.py scores shadows only for
+# logged rankings), and no ranking served in random order (drawn apart from logging).
+EVIDENCE_OFF = {"RECKIT_DECISION_LOG_SHARE": "0", "RECKIT_EXPLORATION_SHARE": "0"}
+EVIDENCE_ON = {
+    "RECKIT_DECISION_LOG_SHARE": "1",
+    "RECKIT_FEATURE_LOG_SHARE": "0.05",
+    "RECKIT_EXPLORATION_SHARE": "0.05",
+    "RECKIT_SHADOW_SHARE": "1",
+}
+
+
+def _shadow_version(registry: Registry) -> str:
+    """A real xgboost version for the shadow alias: the registry's first one that is not in
+    production, else production's files copied under another version name (its reckit meta
+    restamped with that name): the same model, so the same scoring cost."""
+    from reckit_assets.core.release.registry import PRODUCTION
+    from reckit_assets.core.training.xgb_ranker import META_FILE
+
+    production = registry.alias("xgboost", PRODUCTION)
+    others = [m["version"] for m in registry.versions("xgboost") if m["version"] != production]
+    if others:
+        return others[0]
+    version = f"{production}-shadow"
+    files = registry.load_files("xgboost", production)
+    meta = {**json.loads(files[META_FILE]), "model_version": version}
+    files[META_FILE] = json.dumps(meta, indent=2, sort_keys=True).encode()
+    manifest = registry.manifest("xgboost", production)
+    registry.register(
+        "xgboost",
+        version,
+        files,
+        {"kind": "xgboost", "partition": manifest.get("partition"), "copy_of": production},
+    )
+    return version
+
+
+def _set_shadow(registry: Registry, version: str | None) -> None:
+    """Point the ranker's ``shadow`` alias at ``version`` (None: clear it), if not there yet."""
+    from reckit_assets.core.release.registry import SHADOW
+
+    if registry.alias("xgboost", SHADOW) != version:
+        registry.set_alias("xgboost", SHADOW, version, "bench", "bench/serving.py evidence")
+
+
+def _metric(text: str, sample: str) -> float:
+    """Sum of ``sample`` (e.g. ``..._total``, ``..._count``) over all its label sets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == sample
+    )
+
+
+def _bucket_quantile(before: str, after: str, histogram: str, q: float) -> float | None:
+    """Upper bound (ms) of the bucket of ``histogram`` (all label sets) holding its ``q``-th
+    percentile between two scrapes of /metrics; None when nothing was observed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def buckets(text: str) -> dict[float, float]:
+        out: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == f"{histogram}_bucket":
+                    le = float(s.labels["le"])
+                    out[le] = out.get(le, 0.0) + s.value
+        return out
+
+    b0, b1 = buckets(before), buckets(after)
+    diff = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
+    if not diff or diff[-1][1] == 0:
+        return None
+    return next(le * 1000.0 for le, n in diff if n >= q / 100.0 * diff[-1][1])
+
+
+def _evidence_counters(text: str) -> dict[str, float]:
+    return {
+        "decisions_logged": _metric(text, "reckit_serving_decisions_logged_total"),
+        "shadow_scored": _metric(text, "reckit_serving_shadow_seconds_count"),
+        "shadow_dropped": _metric(text, "reckit_serving_shadow_dropped_total"),
+        "shadow_errors": _metric(text, "reckit_serving_shadow_errors_total"),
+    }
+
+
+def _settled_metrics(url: str, seconds: float = 15.0) -> str:
+    """/metrics once every logged ranking is shadow-scored or dropped (the shadow's queue is
+    empty; with ``RECKIT_SHADOW_SHARE=1`` each one is one or the other), or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = httpx.get(f"{url}/metrics").text
+        c = _evidence_counters(text)
+        if c["shadow_scored"] + c["shadow_dropped"] >= c["decisions_logged"]:
+            return text
+        if time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
+def _decision_rows(feedback: Path, since: float, until: float) -> dict:
+    """What the decision log holds under ``feedback``: all rows (warm-up included) and, for the
+    rankings served between ``since`` and ``until`` (epoch seconds), how they were logged."""
+    from reckit_assets.core.monitoring.decisions import PREFIX
+
+    columns = ["request_id", "served_at", "explored", "feature_logged", "shadow_version"]
+    files = sorted((feedback / PREFIX).rglob("*.parquet"))
+    if not files:
+        return {"decision_rows": 0, "decision_files": 0, "decision_rankings_in_wrk_window": 0}
+    frame = pd.concat([pd.read_parquet(f, columns=columns) for f in files], ignore_index=True)
+    served = frame["served_at"].astype("int64") / 1e3  # ms -> s
+    window = frame[(served >= since) & (served <= until)]
+    rankings = window.groupby("request_id").first()
+    n = max(len(rankings), 1)
+    return {
+        "decision_rows": len(frame),
+        "decision_files": len(files),
+        "decision_rankings_in_wrk_window": len(rankings),
+        "decision_rows_in_wrk_window": len(window),
+        "features_logged_share": float(rankings["feature_logged"].sum()) / n,
+        "explored_share": float(rankings["explored"].sum()) / n,
+        "shadow_scored_share": float(rankings["shadow_version"].notna().sum()) / n,
+    }
+
+
+def _evidence_run(name: str, env: dict, bodies: list[bytes], args: argparse.Namespace) -> dict:
+    """One server of this tree with ``env``, warmed up, under wrk; its own feedback folder."""
+    from reckit_assets.core.release.registry import SHADOW
+
+    feedback = Path(tempfile.mkdtemp(prefix=f"reckit-serving-bench-evidence-{name}-"))
+    server, url = _start_server(ROOT, {**env, "RECKIT_FEEDBACK_URI": str(feedback)})
+    try:
+        health = httpx.get(f"{url}/health").json()
+        shadow = health["models"].get("xgboost", {}).get(SHADOW)
+        if (shadow is not None) != (name == "on"):
+            raise SystemExit(
+                f"evidence {name}: shadow {shadow!r} loaded; failing: {health['failing']}"
+            )
+        for body in bodies[:200]:  # warm-up
+            httpx.post(f"{url}/v1/rank", content=body, headers=JSON)
+        before = _settled_metrics(url)
+        server0 = _cpu_seconds(server.pid)
+        since = time.time()
+        run = wrk_fixed_rate(
+            url, server.pid, bodies, args.rps, args.wrk_seconds, args.wrk_connections, 2.0
+        )
+        until = time.time()
+        after = _settled_metrics(url)  # the shadow's queue drained: its CPU counted below
+        drained = _cpu_seconds(server.pid) - server0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)  # the decision log's last flush
+    c0, c1 = _evidence_counters(before), _evidence_counters(after)
+    run.update({f"{k}_in_wrk_window": c1[k] - c0[k] for k in c1})
+    run["shadow_version"] = shadow
+    run["shadow_p99_le_ms"] = _bucket_quantile(before, after, "reckit_serving_shadow_seconds", 99)
+    run["shadow_p50_le_ms"] = _bucket_quantile(before, after, "reckit_serving_shadow_seconds", 50)
+    run["server_cpu_ms_per_request_with_shadow_drain"] = drained * 1000.0 / max(run["requests"], 1)
+    run.update(_decision_rows(feedback, since, until))
+    shutil.rmtree(feedback, ignore_errors=True)
+    return run
+
+
+def compare_evidence(
+    registry_uri: str, env: dict, bodies: list[bytes], args: argparse.Namespace
+) -> dict:
+    """The same wrk run against two servers of this tree, evidence off and on, alternated
+    ``--rounds`` times on the same machine and registry: what the evidence costs the ranking."""
+    from reckit_assets.core.io.storage import LocalStorage
+    from reckit_assets.core.release.registry import SHADOW, Registry
+
+    registry = Registry(LocalStorage(registry_uri))
+    was = registry.alias("xgboost", SHADOW)
+    shadow = _shadow_version(registry)
+    out: dict = {"shadow_version": shadow, "off_env": EVIDENCE_OFF, "on_env": EVIDENCE_ON}
+    out.update(off=[], on=[])
+    try:
+        for _ in range(args.rounds):
+            for name, settings in (("off", EVIDENCE_OFF), ("on", EVIDENCE_ON)):
+                _set_shadow(registry, shadow if name == "on" else None)
+                out[name].append(_evidence_run(name, {**env, **settings}, bodies, args))
+    finally:
+        _set_shadow(registry, was)  # a kept registry is left as it was found
+    p99 = {k: float(np.median([r["p99_ms"] for r in out[k]])) for k in ("off", "on")}
+    out["median_p99_ms"] = p99
+    out["p99_ratio_on_off"] = p99["on"] / p99["off"] if p99["off"] else None
+    out["worst_p99_on_ms"] = max(r["p99_ms"] for r in out["on"])
+    out["target_met_on"] = all(r["p99_ms"] <= 20.0 and r["errors"] == 0 for r in out["on"])
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -490,7 +694,15 @@ def main() -> int:
         help="also run wrk against the server of this git ref (e.g. the previous release), "
         "alternating with this tree's, and print both",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="alternations for --compare-ref")
+    parser.add_argument(
+        "--compare-evidence",
+        action="store_true",
+        help="also run wrk against this tree's server with the evidence off and on (decision "
+        "log, feature logging, exploration, shadow scoring), alternating, and print both",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternations for --compare-ref/--compare-evidence"
+    )
     args = parser.parse_args()
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="reckit-serving-bench-"))
@@ -567,6 +779,8 @@ def main() -> int:
     results["in_process_floor"] = floor(registry_uri, payloads, min(args.seconds, 5.0))
     if args.compare_ref:
         results["compare"] = compare(args.compare_ref, env, bodies, args)
+    if args.compare_evidence:
+        results["compare_evidence"] = compare_evidence(registry_uri, env, bodies, args)
     results["load_average_after"] = os.getloadavg()
     _print(results, args)
     out = Path(__file__).resolve().parent / "out" / "serving.json"
@@ -651,8 +865,55 @@ def _print(r: dict, args: argparse.Namespace) -> None:
                     f"{run['server_cpu_ms_per_request']:.2f} ms/req  others "
                     f"{run['other_processes_cores']:.2f} cores"
                 )
+    if "compare_evidence" in r:
+        _print_evidence(r["compare_evidence"], args)
     target = w["p99_ms"] <= 20.0 and w["errors"] == 0
     print(f"target p99 <= 20 ms at {args.rps:.0f} req/s (wrk): {'met' if target else 'NOT met'}")
+
+
+def _print_evidence(e: dict, args: argparse.Namespace) -> None:
+    def le(value: float | None) -> str:
+        return "-" if value is None else f"<={value:g}"
+
+    print()
+    print(
+        f"evidence off vs on, wrk at {args.rps:.0f} req/s for {args.wrk_seconds:.0f} s, "
+        f"alternating servers of this tree; shadow: xgboost {e['shadow_version']}"
+    )
+    print(f"  off: {e['off_env']}")
+    print(f"  on:  {e['on_env']}")
+    print(
+        f"  {'run':<6} {'req/s':>6} {'err':>4} {'p50 ms':>7} {'p99 ms':>7} {'srv p99':>8} "
+        f"{'CPU ms/req':>10} {'+drain':>7} {'others':>6} {'rankings':>8} {'rows':>8} "
+        f"{'shadow':>6} {'dropped':>7} {'shadow p99':>10}"
+    )
+    for k, (off, on) in enumerate(zip(e["off"], e["on"], strict=True), start=1):
+        for name, run in ((f"off {k}", off), (f"on {k}", on)):
+            print(
+                f"  {name:<6} {run['rps']:>6.1f} {run['errors']:>4} {run['p50_ms']:>7.2f} "
+                f"{run['p99_ms']:>7.2f} {le(run['server_p99_le_ms']):>8} "
+                f"{run['server_cpu_ms_per_request']:>10.2f} "
+                f"{run['server_cpu_ms_per_request_with_shadow_drain']:>7.2f} "
+                f"{run['other_processes_cores']:>6.2f} "
+                f"{run['decision_rankings_in_wrk_window']:>8} {run['decision_rows']:>8} "
+                f"{run['shadow_scored_in_wrk_window']:>6.0f} "
+                f"{run['shadow_dropped_in_wrk_window']:>7.0f} {le(run['shadow_p99_le_ms']):>10}"
+            )
+    print(
+        "  (rankings: logged in the wrk window; rows: all decision-log rows written, warm-up "
+        "included; shadow/dropped: in the wrk window, from /metrics; +drain: server CPU until "
+        "the shadow's queue emptied)"
+    )
+    p99 = e["median_p99_ms"]
+    ratio = e["p99_ratio_on_off"]
+    print(
+        f"  median client p99: off {p99['off']:.2f} ms, on {p99['on']:.2f} ms; on/off "
+        f"{'-' if ratio is None else f'{ratio:.2f}x'}"
+    )
+    print(
+        f"  p99 <= 20 ms with the evidence on (every run, no errors): "
+        f"{'met' if e['target_met_on'] else 'NOT met'} (worst {e['worst_p99_on_ms']:.2f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ reckit materialize --from D [--to D]   run the daily pipeline for a range of day
 reckit config show [--json]        every effective setting and where it came from
 reckit data accept --dt D --check C --reason R   waive one blocked check of one day (audited)
 reckit report --from D [--to D]    per day: data gate, each model's release outcome, production
-reckit loop --days 20 [--drift-from D] [--bad-canary-on D]   closed-loop simulation
+reckit loop --days 20 [--drift-from D] [--bad-canary-on D] [--skew-bug-on D] [--shadow-on D]
 """
 
 from __future__ import annotations
@@ -315,6 +315,9 @@ def _loop(args: argparse.Namespace) -> int:
         days=args.days,
         drift_from=args.drift_from,
         bad_canary_on=args.bad_canary_on,
+        skew_bug_on=args.skew_bug_on,
+        shadow_on=args.shadow_on,
+        **({} if args.exploration is None else {"exploration": args.exploration}),
         users=args.users,
         items=args.items,
         impressions=args.impressions,
@@ -547,6 +550,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop.add_argument("--days", type=int, default=20)
     loop.add_argument("--drift-from", type=int, default=None, help="day number drift starts")
     loop.add_argument("--bad-canary-on", type=int, default=None, help="day number of a bad canary")
+    loop.add_argument(
+        "--skew-bug-on",
+        type=int,
+        default=None,
+        help="day number after which the service serves a mis-scaled online feature",
+    )
+    loop.add_argument(
+        "--shadow-on",
+        type=int,
+        default=None,
+        help="day number from which a released version scores live traffic in shadow first",
+    )
+    loop.add_argument(
+        "--exploration",
+        type=float,
+        default=None,
+        help="share of rankings the service serves in a random order (RECKIT_EXPLORATION_SHARE; "
+        "default LoopConfig.exploration)",
+    )
     loop.add_argument("--users", type=int, default=3000)
     loop.add_argument("--items", type=int, default=600)
     loop.add_argument("--impressions", type=int, default=30000, help="impressions per day")

@@ -34,8 +34,10 @@ from reckit_assets.core.evaluation.gate import GateRules
 from reckit_assets.core.ingest.arrival import ArrivalPolicy
 from reckit_assets.core.ingest.quality import Thresholds
 from reckit_assets.core.monitoring.abuse import AbuseRules
+from reckit_assets.core.monitoring.decisions import SkewRules
 from reckit_assets.core.monitoring.judge import JudgeConfig
 from reckit_assets.core.monitoring.rollout import GuardConfig
+from reckit_assets.core.monitoring.shadow import ShadowRules
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.training.base import TrainingWindow
 from reckit_assets.core.training.deepfm import DeepFMParams
@@ -76,6 +78,8 @@ class ReckitConfig(BaseModel):
     guard: GuardConfig = Field(default_factory=GuardConfig)
     abuse: AbuseRules = Field(default_factory=AbuseRules)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    skew: SkewRules = Field(default_factory=SkewRules)
+    shadow: ShadowRules = Field(default_factory=ShadowRules)
 
     @field_validator("partitions")
     @classmethod

@@ -30,6 +30,7 @@ from reckit_assets.defs.jobs import (
     build_retraining_job,
 )
 from reckit_assets.defs.monitoring import assets as monitoring
+from reckit_assets.defs.monitoring import evidence
 from reckit_assets.defs.monitoring.sensors import build_retraining_sensor, run_failure_alert
 from reckit_assets.defs.partitions import structure_for
 from reckit_assets.defs.release import assets as release
@@ -58,6 +59,7 @@ def build_defs(settings: Settings, config: ReckitConfig | None = None) -> dg.Def
             *evaluation.build(s),
             *release.build(s),
             *monitoring.build(s),
+            *evidence.build(s),
             *day_summary.build(s),
         ],
         jobs=[daily, build_monitoring_job(), retraining, tuning_job],

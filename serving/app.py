@@ -49,6 +49,7 @@ def create_app(config: ServingConfig | None = None, registry: Registry | None = 
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(service.shadow.close)  # its rankings reach the last flush
             await service.flush()  # served traffic is not lost on a clean shutdown
 
     app = FastAPI(

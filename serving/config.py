@@ -36,6 +36,20 @@
                                or ``reject`` (422 naming them); default ``zero``
 ``RECKIT_SERVED_IMPRESSIONS``  ranked positions logged as impressions when served: ``all``
                                (default), a number N (the top N), or ``0``/``none``
+``RECKIT_EXPLORATION_SHARE``   share of rankings served in a uniformly random order instead of the
+                               model's (default 0: none); every served ranking's decision log
+                               row records the propensity of each item at its position, so a
+                               candidate's CTR can be estimated off-policy from the traffic
+``RECKIT_DECISION_LOG_SHARE``  share of rankings whose decision is logged (default 1; drawn at
+                               random, so estimates over the logged share stay unbiased)
+``RECKIT_FEATURE_LOG_SHARE``   share of rankings whose scored feature vectors are logged beside
+                               the decision (default 0.01), for the pipeline's ``serving_skew``
+``RECKIT_SHADOW_SHARE``       share of the logged rankings the registry's ``shadow`` version also
+                               scores, off the request's path (default 1; serving/shadow.py)
+``RECKIT_SHADOW_QUEUE``       rankings waiting for the shadow at most (default 256; beyond it a
+                               ranking is logged without shadow scores, counted)
+``RECKIT_DECISION_LOG_DAY``    pins the decision log's day partition (YYYY-MM-DD) instead of the
+                               serving day's UTC date: for replays of past days (``reckit loop``)
 ``RECKIT_MAX_CANDIDATES``      candidates per ranking / rows per prediction request (default 500)
 ``RECKIT_MAX_BODY_BYTES``      request body limit (default 1 MiB)
 ``RECKIT_MAX_FEEDBACK_EVENTS`` events per feedback request (default 5000)
@@ -64,6 +78,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 DEFAULT_MODELS = ("xgboost", "item2vec")
 # Registry models that answer similarity queries rather than scoring feature rows.
@@ -108,6 +123,12 @@ class ServingConfig:
     body_timeout_seconds: float = 10.0
     missing_features: str = "zero"  # "zero" (reckit's fill) or "reject"
     served_impressions: int | None = None  # top positions logged at serve time; None: all
+    exploration_share: float = 0.0  # rankings served in a uniformly random order
+    decision_log_share: float = 1.0  # rankings whose decision is logged (serving/decisions.py)
+    feature_log_share: float = 0.01  # of the logged ones: their scored feature vectors too
+    decision_log_day: str | None = None  # None: the serving day's UTC date
+    shadow_share: float = 1.0  # of the logged rankings: scored by the shadow too
+    shadow_queue: int = 256
     gil_switch_ms: float = 1.0
     # (caller, key) pairs; empty: /v1/rank is open (the local demo), see serving/README.md
     api_keys: tuple[tuple[str, str], ...] = ()
@@ -134,8 +155,23 @@ class ServingConfig:
             raise ConfigError("RECKIT_SERVING_MODELS: at least one model must be served")
         if len(set(self.models)) != len(self.models):
             raise ConfigError(f"RECKIT_SERVING_MODELS: {','.join(self.models)} lists a model twice")
-        if not 0.0 <= self.canary_share <= 1.0:
-            raise ConfigError(f"RECKIT_CANARY_SHARE must be in [0, 1], got {self.canary_share}")
+        shares = {
+            "RECKIT_CANARY_SHARE": self.canary_share,
+            "RECKIT_EXPLORATION_SHARE": self.exploration_share,
+            "RECKIT_FEATURE_LOG_SHARE": self.feature_log_share,
+            "RECKIT_DECISION_LOG_SHARE": self.decision_log_share,
+            "RECKIT_SHADOW_SHARE": self.shadow_share,
+        }
+        for name, value in shares.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
+        if self.decision_log_day is not None:
+            try:
+                date.fromisoformat(self.decision_log_day)
+            except ValueError:
+                raise ConfigError(
+                    f"RECKIT_DECISION_LOG_DAY={self.decision_log_day!r} is not a date (YYYY-MM-DD)"
+                ) from None
         checks = {
             "RECKIT_POLL_SECONDS": self.poll_seconds,
             "RECKIT_MAX_CANDIDATES": self.max_candidates,
@@ -152,6 +188,7 @@ class ServingConfig:
             "RECKIT_HEADER_TIMEOUT_SECONDS": self.header_timeout_seconds,
             "RECKIT_MAX_PENDING_CONNECTIONS": self.max_pending_connections,
             "RECKIT_MAX_PENDING_PER_CLIENT": self.max_pending_per_client,
+            "RECKIT_SHADOW_QUEUE": self.shadow_queue,
         }
         for name, value in checks.items():
             if value <= 0:
@@ -288,6 +325,12 @@ class ServingConfig:
             body_timeout_seconds=number("RECKIT_BODY_TIMEOUT_SECONDS", float, 10.0),
             missing_features=(text("RECKIT_MISSING_FEATURES") or "zero").lower(),
             served_impressions=served_impressions,
+            exploration_share=number("RECKIT_EXPLORATION_SHARE", float, 0.0),
+            decision_log_share=number("RECKIT_DECISION_LOG_SHARE", float, 1.0),
+            feature_log_share=number("RECKIT_FEATURE_LOG_SHARE", float, 0.01),
+            decision_log_day=text("RECKIT_DECISION_LOG_DAY"),
+            shadow_share=number("RECKIT_SHADOW_SHARE", float, 1.0),
+            shadow_queue=int(number("RECKIT_SHADOW_QUEUE", int, 256)),
             gil_switch_ms=number("RECKIT_GIL_SWITCH_MS", float, 1.0),
             api_keys=tuple(api_keys),
             trusted_proxies=proxies,

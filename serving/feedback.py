@@ -295,7 +295,7 @@ class FeedbackLog:
         self.prefix = prefix.strip("/")
         self.flush_rows = flush_rows
         self.max_buffered = max_buffered
-        self.host = _safe(host or socket.gethostname())
+        self.host = safe_host(host or socket.gethostname())
         self.pid = os.getpid()
         # The pid alone repeats across container restarts (often 1): the start time keeps a
         # restarted server from overwriting the files of the previous one.
@@ -438,7 +438,7 @@ def _frame(rows: list[dict], served: list[ServedList] = ()) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
-def _safe(host: str) -> str:
+def safe_host(host: str) -> str:
     """A hostname fit for a file name (the key's ``<host>`` part)."""
     cleaned = "".join(c if c.isalnum() or c in "-." else "-" for c in host)
     return cleaned.strip("-.") or "host"

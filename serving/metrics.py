@@ -175,6 +175,33 @@ class ServingMetrics:
             ["model_version", "alias"],
             registry=r,
         )
+        self.decisions_logged = Counter(
+            "reckit_serving_decisions_logged",
+            "Rankings written to the decision log (serving/decisions.py), by version, alias and "
+            "whether they were served in a random order (exploration)",
+            ["model_version", "alias", "explored"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "reckit_serving_shadow_dropped",
+            "Rankings drawn for shadow scoring but logged without it: the shadow queue was full "
+            "(RECKIT_SHADOW_QUEUE)",
+            ["model_version"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "reckit_serving_shadow_errors",
+            "Shadow scorings that raised or gave non-finite scores (users never see them)",
+            ["model_version"],
+            registry=r,
+        )
+        self.shadow_seconds = Histogram(
+            "reckit_serving_shadow_seconds",
+            "Time the shadow model took to score one ranking, off the request's path",
+            ["model_version"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
         self.missing_features = Counter(
             "reckit_serving_missing_features",
             "Feature values absent from /predict rows and filled with 0.0 (RECKIT_MISSING_FEATURES"

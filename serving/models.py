@@ -66,14 +66,26 @@ class LoadedModel:
         return frozenset(c for c in self.input_columns if c in DENSE_COLUMNS)
 
     def score_request(
-        self, features: OnlineFeatures, user_id: str, item_ids: Sequence[str], device: str | None
+        self,
+        features: OnlineFeatures,
+        user_id: str,
+        item_ids: Sequence[str],
+        device: str | None,
+        capture: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Scores for one ranking request, features gathered from the online snapshot."""
+        """Scores for one ranking request, features gathered from the online snapshot.
+        ``capture``: the exact values scored (items x ``input_columns``) are appended to it."""
         booster = _xgb_booster(self.model)
         if booster is not None:
             x = features.dense_matrix(user_id, item_ids, self.input_columns)
+            if capture is not None:
+                capture.append(x)
             return np.asarray(booster.inplace_predict(x), dtype=np.float64)
-        return self.score(features.assemble(user_id, item_ids, device, self.input_columns))
+        frame = features.assemble(user_id, item_ids, device, self.input_columns)
+        if capture is not None:
+            columns = frame.loc[:, list(self.input_columns)]
+            capture.append(columns.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64))
+        return self.score(frame)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Click probabilities, one per row of ``frame`` (which holds ``input_columns``)."""

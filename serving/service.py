@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -12,10 +13,12 @@ from datetime import UTC, datetime
 import numpy as np
 
 from reckit_assets.core.io.uri import storage_from_uri
-from reckit_assets.core.release.registry import Registry
+from reckit_assets.core.release.registry import SHADOW, Registry
 from serving.auth import Callers
 from serving.config import ServingConfig
+from serving.decisions import Decision, DecisionLog
 from serving.errors import ServiceError
+from serving.features import OnlineFeatures
 from serving.feedback import (
     UNATTRIBUTED_PREFIX,
     Engagements,
@@ -31,6 +34,7 @@ from serving.models import LoadedModel, check_feature_rows
 from serving.schemas import (
     RankRequest,
 )
+from serving.shadow import ShadowScorer
 from serving.state import ModelManager, ReloadReport, ServingState
 
 log = logging.getLogger("serving")
@@ -51,6 +55,10 @@ class Service:
         self.unattributed = FeedbackLog(
             storage, config.feedback_flush_rows, prefix=UNATTRIBUTED_PREFIX
         )
+        self.decisions = DecisionLog(storage, config.feedback_flush_rows)
+        self.shadow = ShadowScorer(self.decisions, self.metrics, config.shadow_queue)
+        self._rng = np.random.default_rng()
+        self._rng_lock = threading.Lock()
         self.limiter = RateLimiter(
             {"rank": config.rate_limit_rank, "feedback": config.rate_limit_feedback},
             config.rate_limit_burst_seconds,
@@ -87,7 +95,7 @@ class Service:
 
     async def flush(self) -> int:
         written = 0
-        for feedback_log in (self.feedback, self.unattributed):
+        for feedback_log in (self.feedback, self.unattributed, self.decisions):
             before = feedback_log.last_error
             n = await asyncio.to_thread(feedback_log.flush)
             self.metrics.feedback_rows_written.inc(n)
@@ -147,11 +155,19 @@ class Service:
         if features is None:
             raise ServiceError(503, "no online feature snapshot is loaded yet", model.version)
         device = req.context.device
-        scores = model.score_request(features, req.user_id, req.item_ids, device)
-        order = np.argsort(-scores, kind="stable")  # ties keep the caller's order
+        logged, explored, captured = self._draw()
+        capture: list[np.ndarray] | None = [] if captured else None
+        scores = model.score_request(features, req.user_id, req.item_ids, device, capture)
+        policy = np.argsort(-scores, kind="stable")  # ties keep the caller's order
+        order = self._rng_permutation(n) if explored else policy
         ranked = [req.item_ids[i] for i in order]
         request_id = uuid.uuid4().hex
         now = time.time()
+        if logged:
+            self._log_decision(
+                request_id, now, req, model, alias, features, scores, policy, order, explored,
+                capture[0][order] if capture else None, state.get(self.config.ranker, SHADOW),
+            )  # fmt: skip
         served = ServedRequest(
             model.name,
             model.version,
@@ -200,6 +216,61 @@ class Service:
                 "new_items": new_items,
             },
         }
+
+    def _draw(self) -> tuple[bool, bool, bool]:
+        """(log this ranking's decision, serve it in a random order, log its features)."""
+        c = self.config
+        with self._rng_lock:
+            u = self._rng.random(3)
+        logged = self.decisions.enabled and u[0] < c.decision_log_share
+        return logged, bool(u[1] < c.exploration_share), logged and bool(u[2] < c.feature_log_share)
+
+    def _rng_permutation(self, n: int) -> np.ndarray:
+        with self._rng_lock:
+            return self._rng.permutation(n)
+
+    def _log_decision(
+        self,
+        request_id: str,
+        now: float,
+        req: RankRequest,
+        model: LoadedModel,
+        alias: str,
+        features: OnlineFeatures,
+        scores: np.ndarray,
+        policy: np.ndarray,
+        order: np.ndarray,
+        explored: bool,
+        matrix: np.ndarray | None,
+        shadow: LoadedModel | None,
+    ) -> None:
+        policy_position = np.empty(len(policy), dtype=np.int64)
+        policy_position[policy] = np.arange(len(policy))
+        decision = Decision(
+            request_id=request_id,
+            served_at=now,
+            user_id=req.user_id,
+            device=req.context.device,
+            model=model.name,
+            model_version=model.version,
+            alias=alias,
+            item_ids=[req.item_ids[i] for i in order],
+            policy_positions=policy_position[order],
+            scores=scores[order],
+            exploration_share=self.config.exploration_share,
+            explored=explored,
+            features_dt=features.dt,
+            features_version=features.data_version,
+            feature_columns=tuple(model.input_columns) if matrix is not None else (),
+            features=matrix,
+            day=self.config.decision_log_day,
+        )
+        with self._rng_lock:
+            shadowed = shadow is not None and self._rng.random() < self.config.shadow_share
+        queued = shadowed and self.shadow.submit(decision, shadow, features)  # logs it when done
+        if not queued and self.decisions.append(decision):
+            self._flush_soon()
+        self.metrics.decisions_logged.labels(model.version, alias, str(explored).lower()).inc()
 
     def ranker_model(self, state: ServingState, name: str | None = None) -> LoadedModel:
         """The production version of ``name`` (default: the configured ranker), or a 4xx/503."""
@@ -324,6 +395,12 @@ class Service:
                 "Events waiting for a flush",
                 [],
                 [(self.feedback.buffered + self.unattributed.buffered,)],
+            ),
+            (
+                "reckit_serving_decision_log_buffered_rows",
+                "Decision-log rows (one per ranked item of a logged ranking) waiting for a flush",
+                [],
+                [(self.decisions.buffered,)],
             ),
             (
                 "reckit_serving_served_requests_remembered",

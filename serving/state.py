@@ -20,14 +20,13 @@ from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.io.uri import storage_from_uri
 from reckit_assets.core.monitoring.rollout_state import read_rollout
 from reckit_assets.core.monitoring.salting import in_canary
-from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry
+from reckit_assets.core.release.registry import ALIASES, CANARY, PRODUCTION, SHADOW, Registry
 from serving.config import ServingConfig
 from serving.features import OnlineFeatures
 from serving.models import LoadedModel, ModelLoadError, load_version
 
 log = logging.getLogger("serving")
 
-ALIASES = (PRODUCTION, CANARY)
 FALLBACK_ATTEMPTS = 3  # earlier production versions tried, newest first, by a fresh replica
 FEATURES_SLOT = "online_features"
 
@@ -196,6 +195,8 @@ class ModelManager:
         wanted = {alias: aliases.get(alias) for alias in ALIASES}
         if wanted[CANARY] == wanted[PRODUCTION]:
             wanted[CANARY] = None  # a canary of the production version is no canary
+        if wanted[SHADOW] in (wanted[PRODUCTION], wanted[CANARY]):
+            wanted[SHADOW] = None  # nor is a shadow of a version users are served
         for alias in ALIASES:
             self.wanted[f"{name}/{alias}"] = wanted[alias]
         out: dict[str, LoadedModel] = {}
@@ -213,7 +214,7 @@ class ModelManager:
                     )
                 elif alias == PRODUCTION:
                     self._fail(report, slot, f"{slot}: no {alias} version in the registry")
-                else:  # the canary ended (or never was)
+                else:  # the canary (or shadow) ended, or never was
                     self._clear(slot)
                     if have is not None:
                         report.changed.append(f"{slot}: {have.version} -> none")

@@ -178,3 +178,19 @@ def land(landing: Storage, dt: str, day: Landed) -> None:
             landing.write_bytes(f"{prefix}/_SUCCESS", b"")
         else:
             write_partition(landing, table, dt, df)
+
+
+SERVING_BUG_FACTOR = 100.0  # a rate served as a percentage
+
+
+def serving_feature_bug(features, column: str, factor: float = SERVING_BUG_FACTOR) -> None:
+    """A serving-side feature bug for ``reckit loop --skew-bug-on``: the online snapshot the
+    service holds serves ``column`` multiplied by ``factor`` (a unit mismatch: a rate served as
+    a percentage), while training keeps computing it right. Reaches into the loaded
+    ``serving.features.OnlineFeatures``' value arrays: a fault injected into a running service,
+    not an API of it."""
+    for values in (features._user_values, features._item_values, features._pair_values):
+        if column in values:
+            values[column] = values[column] * factor
+            return
+    raise KeyError(f"{column!r} is not an online feature the service gathers per user or item")

@@ -44,6 +44,7 @@ from reckit_assets.simulation.simulate import SimulationConfig, simulate_day
 
 MODEL = "xgboost"
 BY = "reckit loop"
+SHADOW_POLICY_ENV = "RECKIT__RELEASE__NEW_VERSION_ALIAS"
 
 
 @dataclass
@@ -52,6 +53,11 @@ class LoopConfig:
     days: int = 20
     drift_from: int | None = None  # 1-based day number from which preferences shift
     bad_canary_on: int | None = None  # 1-based day number after which a bad canary is registered
+    skew_bug_on: int | None = None  # from the day after it, the service mis-scales a feature
+    skew_bug_feature: str = "user_ctr"
+    shadow_on: int | None = None  # from this day, released versions go to shadow before canary
+    exploration: float = 0.1  # RECKIT_EXPLORATION_SHARE: rankings served in a random order
+    feature_log_share: float = 0.2  # RECKIT_FEATURE_LOG_SHARE
     users: int = 3000
     items: int = 600
     impressions: int = 30000
@@ -159,12 +165,21 @@ class _Service:
     """The real service (uvicorn, in a thread) on a fixed loopback port, restarted per day with
     the canary share the rollout state asks for (the deployment applying the traffic split)."""
 
-    def __init__(self, registry_uri: str, feedback_uri: str, port: int) -> None:
+    def __init__(
+        self,
+        registry_uri: str,
+        feedback_uri: str,
+        port: int,
+        exploration: float,
+        feature_log_share: float,
+    ) -> None:
         self.registry_uri, self.feedback_uri, self.port = registry_uri, feedback_uri, port
+        self.exploration, self.feature_log_share = exploration, feature_log_share
 
-    def run_day(self, share: float, work, settle) -> float:
-        """Serve one day; returns the moment the day's counts were all scraped (before the
-        server stops: after that Prometheus marks its series stale)."""
+    def run_day(self, dt: str, share: float, work, settle, fault=None) -> float:
+        """Serve day ``dt`` (its decision log partition); returns the moment the day's counts
+        were all scraped (before the server stops: after that Prometheus marks its series
+        stale). ``fault(service)``: applied once the service is ready (an injected bug)."""
         import httpx
         import uvicorn
 
@@ -189,13 +204,15 @@ class _Service:
             # impressions come from the client's feedback (as reckit's clients send them), not
             # from serve-time logging, so each shown item is counted once
             served_impressions=0,
+            exploration_share=self.exploration,
+            feature_log_share=self.feature_log_share,
+            decision_log_day=dt,  # a replay: the simulated day, not the wall clock's
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(config), log_level="warning", access_log=False)
-        )
+        app = create_app(config)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         try:
@@ -210,6 +227,8 @@ class _Service:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the service did not become healthy within 60 s")
                     time.sleep(0.1)
+                if fault is not None:
+                    fault(app.state.service)
                 settle(work(client))  # until Prometheus has scraped the day's last counts
                 return time.time()
         finally:
@@ -320,6 +339,42 @@ def _release_outcome(store, dt: str) -> str:
     return json.loads(store.read_bytes(key)).get("outcome", "?")
 
 
+def _off_policy(store, dt: str) -> dict | None:
+    """The day's candidate's off-policy CTR estimates (its evaluation report), if made."""
+    key = f"{MODEL}_evaluation/dt={dt}/report.json"
+    if not store.exists(key):
+        return None
+    report = json.loads(store.read_bytes(key))
+    found = report.get("off_policy")
+    if not found:
+        return None
+    out = {"version": report["candidate"]["version"], "logged_ctr": found.get("logged_ctr")}
+    if "candidate" not in found:
+        return out | {"reason": found.get("reason")}
+    return out | {
+        k: {f: found["candidate"][k][f] for f in ("value", "ci_low", "ci_high")}
+        for k in found["candidate"]
+    }
+
+
+def _realised(store, dt: str) -> dict:
+    """Per served version: its CTR on the rankings it served in its own order (not explored),
+    from the day's served decisions."""
+    from reckit_assets.core.io import warehouse
+    from reckit_assets.core.monitoring.decisions import ASSET
+
+    if warehouse.manifest(store, ASSET, dt) is None:
+        return {}
+    rows = warehouse.read(store, ASSET, dt)
+    if rows.empty:
+        return {}
+    own = rows[~rows["explored"].astype(bool)]
+    return {
+        str(v): {"impressions": len(g), "ctr": float(g["clicked"].mean())}
+        for v, g in own.groupby("model_version")
+    }
+
+
 def _post_feedback(client, events: list[dict]) -> None:
     resp = client.post("/v1/feedback", json={"events": events})
     if resp.status_code != 200:
@@ -358,6 +413,7 @@ def run_loop(cfg: LoopConfig) -> dict:
             loop.day(day_no)
     finally:
         loop.prometheus.stop()
+        os.environ.pop(SHADOW_POLICY_ENV, None)
     return loop.finish()
 
 
@@ -374,7 +430,9 @@ class _Loop:
         self.out.mkdir(parents=True, exist_ok=True)
         os.environ["RECKIT_DATA_DIR"] = str(data)
         os.environ["RECKIT_PARTITIONS_START"] = cfg.start
-        for key in ("RECKIT_LANDING_URI", "RECKIT_WAREHOUSE_URI", "RECKIT_REGISTRY_URI"):
+        for key in (
+            "RECKIT_LANDING_URI", "RECKIT_WAREHOUSE_URI", "RECKIT_REGISTRY_URI", SHADOW_POLICY_ENV
+        ):  # fmt: skip
             os.environ.pop(key, None)
 
         # Imported once the environment above is set: the settings read it.
@@ -410,12 +468,19 @@ class _Loop:
             f"{MODEL}_candidate", f"{MODEL}_evaluation", f"{MODEL}_registered"
         )
         self.monitoring_selection = dg.AssetSelection.assets(
-            "online_metrics", "canary_release", "production_guard"
-        )
+            "online_metrics", "canary_release", "production_guard", "served_decisions",
+            "serving_skew", "shadow_evaluation",
+        )  # fmt: skip
         self.instance = dg.DagsterInstance.ephemeral()
         self.port = _free_port()
         self.prometheus = _Prometheus()
-        self.service = _Service(settings.registry_uri, self.feedback_uri, self.port)
+        self.service = _Service(
+            settings.registry_uri,
+            self.feedback_uri,
+            self.port,
+            cfg.exploration,
+            cfg.feature_log_share,
+        )
         self.windows: dict[str, list[float]] = {}  # the service's hours of each served day
         self.rng = np.random.default_rng([cfg.seed, 99])
         self.timeline: list[dict] = []
@@ -514,8 +579,16 @@ class _Loop:
             figures.update(_serve_day(client, world, self.rng, self.cfg.rank_batch))
             return figures.pop("requests")
 
+        fault = None
+        if self.cfg.skew_bug_on and day_no > self.cfg.skew_bug_on:
+            from reckit_assets.simulation.defects import serving_feature_bug
+
+            def fault(service) -> None:
+                serving_feature_bug(service.manager.state.features, self.cfg.skew_bug_feature)
+
+            record["skew_bug"] = self.cfg.skew_bug_feature
         self.prometheus.start(self.out / "prometheus" / dt, self.port)
-        end = self.service.run_day(share, work, self.prometheus.wait_for)
+        end = self.service.run_day(dt, share, work, self.prometheus.wait_for, fault)
         self.windows[dt] = [start - 1.0, end]
         record |= {"policy": "served", "canary_share": share, **figures}
         result = self.run(day_no, dg.AssetSelection.assets("feedback_landing"), dt)
@@ -541,10 +614,25 @@ class _Loop:
                      "ctr_canary", "ctr_production", "likelihood_ratio", "ci_low",
                      "ci_high", "share", "version_canary")}}
             )  # fmt: skip
+        record["realised"] = _realised(self.store, dt)
+        shadow_key = f"shadow_evaluation/dt={dt}/shadow.json"
+        if self.store.exists(shadow_key):
+            judged = json.loads(self.store.read_bytes(shadow_key)).get(MODEL)
+            if judged:
+                record["shadow"] = judged
+                self.timeline.append(
+                    {"day": day_no, "dt": dt, "kind": "shadow_day", "version": judged["version"],
+                     "verdict": judged["verdict"], "reason": judged["why"]}
+                )  # fmt: skip
         guard = json.loads(self.store.read_bytes(f"production_guard/dt={dt}/guard.json"))[MODEL]
         record["guard"] = {k: guard.get(k) for k in ("rollback", "retrain", "reasons")}
+        if self.cfg.shadow_on and day_no >= self.cfg.shadow_on:
+            # From this day the release policy puts a gated version in shadow first (a passing
+            # live day before canary): reckit.yaml's release.new_version_alias, by environment.
+            os.environ[SHADOW_POLICY_ENV] = "shadow"
         result = self.run(day_no, self.model_selection, dt, {"reckit/trigger": "daily"})
         record["release_outcome"] = _release_outcome(self.store, dt)
+        record["off_policy"] = _off_policy(self.store, dt)
         record["red"] = not result.success
         sync_rollout(self.registry, MODEL, dt, self.judge_config)
         self.retrain_requests(day_no, dt)

@@ -62,8 +62,83 @@ def _checks(cfg, days: list[dict], timeline: list[dict]) -> list[tuple[str, bool
                     f"{at_end:.1%}",
                 )
             )
+    if getattr(cfg, "skew_bug_on", None):
+        caught = next(
+            (
+                t
+                for t in timeline
+                if t["kind"] == "check_failed" and t["what"] == "serving_skew.features_match"
+            ),
+            None,
+        )
+        named = caught is not None and cfg.skew_bug_feature in caught["reason"]
+        out.append(
+            (
+                "serving skew caught the day after the bug, naming the feature",
+                named and caught["day"] == cfg.skew_bug_on + 1,
+                f"bug served from day {cfg.skew_bug_on + 1} ({cfg.skew_bug_feature}); first "
+                f"failed check on day {caught['day'] if caught else '-'}: "
+                f"{caught['reason'][:200] if caught else 'none'}",
+            )
+        )
+        early = [
+            t["day"]
+            for t in timeline
+            if t["kind"] == "check_failed"
+            and t["what"] == "serving_skew.features_match"
+            and t["day"] <= cfg.skew_bug_on
+        ]
+        out.append(("no skew block before the bug", not early, f"days: {early or 'none'}"))
+    if getattr(cfg, "shadow_on", None):
+        judged = [t for t in timeline if t["kind"] == "shadow_day" and t["verdict"] != "not judged"]
+        first = judged[0] if judged else None
+        day = next((d for d in days if first and d["day"] == first["day"]), {})
+        unseen = first is not None and first["version"] not in day.get("by_version", {})
+        scored = (day.get("shadow") or {}).get("rankings", 0)
+        out.append(
+            (
+                "a shadow version's day judged on live traffic without any user seeing it",
+                bool(first and unseen and scored),
+                f"first judged shadow day: {first['day'] if first else '-'} "
+                f"({first['version'] + ': ' + first['verdict'] if first else 'none'}); rankings it "
+                f"scored: {scored}; served versions that day: "
+                f"{sorted(day.get('by_version', {})) or '-'}",
+            )
+        )
     out += _release_checks(cfg, days, timeline)
     return out
+
+
+def _off_policy_table(days: list[dict]) -> list[str]:
+    """Each day's candidate: its off-policy CTR estimates from that day's logged traffic, and
+    its realised CTR (rankings in its own order) on the days it served afterwards."""
+    lines = [
+        "| day | candidate | logged CTR | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | "
+        "realised CTR once served (day: CTR, impressions) |",
+        "|---:|---|---:|---|---|---|---|",
+    ]
+
+    def cell(e: dict | None) -> str:
+        return "" if not e else f"{e['value']:.4f} [{e['ci_low']:.4f}, {e['ci_high']:.4f}]"
+
+    for d in days:
+        found = d.get("off_policy")
+        if not found:
+            continue
+        version = found["version"]
+        later = [
+            f"{x['day']}: {x['realised'][version]['ctr']:.4f} ({x['realised'][version]['impressions']})"
+            for x in days
+            if x["day"] > d["day"] and version in x.get("realised", {})
+        ]
+        logged = found.get("logged_ctr")
+        lines.append(
+            f"| {d['day']} | {version} | {'' if logged is None else f'{logged:.4f}'} | "
+            f"{cell(found.get('ips'))} | {cell(found.get('snips'))} | {cell(found.get('dr'))}"
+            f"{' ' + found['reason'] if 'reason' in found else ''} | "
+            f"{'; '.join(later[:4]) or 'not served'} |"
+        )
+    return lines
 
 
 def _partition_day(cfg, version: str) -> int | None:
@@ -191,7 +266,9 @@ def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary
         "",
         f"{cfg.days} days from {cfg.start}; {cfg.users} users, {cfg.items} items, "
         f"~{cfg.impressions} impressions a day; drift from day {cfg.drift_from}; bad canary on "
-        f"day {cfg.bad_canary_on}; Prometheus: {summary['prometheus']}; "
+        f"day {cfg.bad_canary_on}; skew bug after day {getattr(cfg, 'skew_bug_on', None)}; "
+        f"exploration share {getattr(cfg, 'exploration', 0)}; shadow from day "
+        f"{getattr(cfg, 'shadow_on', None)}; Prometheus: {summary['prometheus']}; "
         f"{summary['seconds']} s wall time.",
         "",
         "## Must-show checks",
@@ -221,10 +298,52 @@ def write_report(out: Path, cfg, days: list[dict], timeline: list[dict], summary
         "",
         *_versions_table(days),
     ]
+    lines += [
+        "",
+        "## Off-policy CTR of each day's candidate vs its realised CTR once served",
+        "",
+        f"Exploration share {getattr(cfg, 'exploration', 0)}: estimates from the day's logged "
+        "traffic (core/evaluation/off_policy.py); realised = clicks per impression on the "
+        "rankings it served in its own order.",
+        "",
+        *_off_policy_table(days),
+    ]
+    shadow_days = [d for d in days if d.get("shadow")]
+    if shadow_days:
+        lines += [
+            "",
+            "## Shadow days (scored live traffic, never served)",
+            "",
+            "| day | shadow | verdict | rankings | errors | latency p99 ms | score PSI | "
+            "Kendall tau vs served | same first item | off-policy SNIPS [95% CI] | why |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for d in shadow_days:
+            j = d["shadow"]
+            snips = (j.get("off_policy") or {}).get("snips")
+
+            def num(x, fmt=".3f"):
+                return "" if x is None else format(x, fmt)
+
+            lines.append(
+                f"| {d['day']} | {j['version']} | {j['verdict']} | {j['rankings']} | "
+                f"{num(j.get('error_share'), '.4f')} | {num(j.get('latency_p99_ms'), '.2f')} | "
+                f"{num(j.get('score_psi'))} | {num(j.get('kendall_tau_mean'))} | "
+                f"{num(j.get('same_first_item_share'))} | "
+                + (
+                    f"{snips['value']:.4f} [{snips['ci_low']:.4f}, {snips['ci_high']:.4f}]"
+                    if snips
+                    else ""
+                )
+                + f" | {j['why'][:120]} |"
+            )
     lines += ["", "## Timeline", ""]
     for t in timeline:
         if t["kind"] == "alias_move":
             what = f"{t['alias']}: {t['from_version']} -> {t['to_version']} by {t['by']}"
+            reason = t["reason"][:300]
+        elif t["kind"] == "shadow_day":
+            what = f"shadow {t['version']}: {t['verdict']}"
             reason = t["reason"][:300]
         elif t["kind"] == "verdict":
             what = f"verdict {t['verdict']} -> {t['action']}"

@@ -34,18 +34,27 @@ EXPECTED_DEPS = {
         f"{kind}_evaluation": {
             f"{kind}_candidate",
             "behaviour_sequences" if kind == "item2vec" else "training_samples",
+            # a ranker's off-policy CTR comes from the day's served decisions
+            *(() if kind == "item2vec" else ("served_decisions",)),
         }
         for kind in ("xgboost", "deepfm", "item2vec")
     },
     **{f"{kind}_registered": {f"{kind}_evaluation"} for kind in ("xgboost", "deepfm", "item2vec")},
     "feedback_landing": set(),
     "online_metrics": {"feedback_landing"},
+    "served_decisions": {"feedback_landing"},
+    "serving_skew": {"served_decisions", "training_samples"},
     **{
         name: {"online_metrics", *(f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec"))}
         for name in ("canary_release", "production_guard")
     },
+    "shadow_evaluation": {
+        "served_decisions",
+        *(f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec")),
+    },
     "daily_summary": set(),
 }
+EXPECTED_DEPS["canary_release"] = EXPECTED_DEPS["canary_release"] | {"shadow_evaluation"}
 EXPECTED_GROUPS = {
     "landing": {"landing_zone"},
     "ingest": {"landed_logs", "validated_events", "user_profiles", "item_catalog"},
@@ -54,8 +63,8 @@ EXPECTED_GROUPS = {
     "models": {f"{k}_candidate" for k in ("xgboost", "deepfm", "item2vec")},
     "evaluation": {f"{k}_evaluation" for k in ("xgboost", "deepfm", "item2vec")},
     "registry": {f"{k}_registered" for k in ("xgboost", "deepfm", "item2vec")},
-    "monitoring": {"feedback_landing", "online_metrics"},
-    "release": {"canary_release", "production_guard"},
+    "monitoring": {"feedback_landing", "online_metrics", "served_decisions", "serving_skew"},
+    "release": {"canary_release", "production_guard", "shadow_evaluation"},
     "summary": {"daily_summary"},
     "tuning": {"xgboost_tuning"},
 }
@@ -96,6 +105,7 @@ EXPECTED_BLOCKING_CHECKS = {
         "production_out_of_time",
     },
     "online_metrics": {"has_traffic", "figures_finite"},
+    "serving_skew": {"features_match"},
 }
 
 
@@ -152,7 +162,8 @@ def test_asset_graph_snapshot():
 
 # Informational checks: they warn or fail without stopping the run (a stale production is a
 # reason to look, not to stop today's candidate).
-NON_BLOCKING = {"production_staleness", "feedback_abuse"}
+# A failed shadow day is an outcome (the shadow is cleared), not a broken run.
+NON_BLOCKING = {"production_staleness", "feedback_abuse", "shadow_day"}
 
 
 def test_data_checks_are_blocking():
@@ -173,6 +184,7 @@ def test_data_checks_are_blocking():
             for kind in ("xgboost", "deepfm", "item2vec")
         },
         "feedback_landing": {"feedback_abuse"},
+        "shadow_evaluation": {"shadow_day"},
     }
 
 

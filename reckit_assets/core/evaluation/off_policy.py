@@ -28,9 +28,11 @@ the CTR that exploring costs; docs/benchmarks.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.stats import norm
 
 ESTIMATORS = ("ips", "snips", "dr")
@@ -59,14 +61,16 @@ def propensities(
     logging_position: np.ndarray,
     target_position: np.ndarray,
     slate_size: np.ndarray,
-    epsilon: float,
+    epsilon: float | np.ndarray,
 ) -> np.ndarray:
     """p(i, t(i)): the probability the logging policy showed each item where the candidate
-    would (its own order, or a uniformly random one on a share ``epsilon`` of slates)."""
-    if not 0.0 <= epsilon <= 1.0:
+    would (its own order, or a uniformly random one on a share ``epsilon`` of slates; one
+    epsilon, or one per row)."""
+    eps = np.asarray(epsilon, dtype=float)
+    if not np.all((eps >= 0.0) & (eps <= 1.0)):
         raise ValueError(f"epsilon={epsilon}: expected a share in [0, 1]")
     same = np.asarray(logging_position) == np.asarray(target_position)
-    return (1.0 - epsilon) * same + epsilon / np.asarray(slate_size, dtype=float)
+    return (1.0 - eps) * same + eps / np.asarray(slate_size, dtype=float)
 
 
 def estimate(
@@ -136,3 +140,72 @@ def _mean_ratio(
     else:
         se = float(np.std(num - value * den, ddof=1) / np.sqrt(s) / mean_den)
     return Estimate(name, value, se, value - z * se, value + z * se, s, matched)
+
+
+def ranker_estimates(
+    decisions: pd.DataFrame,
+    holdout: pd.DataFrame,
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    confidence: float = 0.95,
+) -> dict:
+    """A candidate ranker's CTR estimated from the day's served decisions (the service's
+    decision log with ``clicked``; ``core.monitoring.decisions``), next to the logging policy's
+    realised CTR.
+
+    The candidate ranks each logged slate by its scores of the slate's holdout rows (point-in-
+    time features of the same ``(request_id, item_id)``, scored as the service does, at
+    position 0); its reward model for DR is its own score of each item at its target position.
+    Only complete slates are used (every logged item found in the holdout). Without exploration
+    a candidate that would reorder a slate has no support there: the estimate is then refused
+    (``reason``), never made up.
+    """
+    keys = ["request_id", "item_id"]
+    out: dict = {"logged_rows": len(decisions), "confidence": confidence}
+    if decisions.empty:
+        return out | {"reason": "no served decisions for this day"}
+    rows = decisions.astype({"request_id": str, "item_id": str}).merge(
+        holdout.astype({"request_id": str, "item_id": str}).drop_duplicates(keys),
+        on=keys,
+        how="left",
+        suffixes=("", "_sample"),
+        indicator=True,
+    )
+    found = (rows["_merge"] == "both").groupby(rows["request_id"]).transform("all")
+    complete = found & (
+        rows.groupby("request_id")["item_id"].transform("size") == rows["slate_size"]
+    )
+    rows = rows[complete].drop(columns="_merge").reset_index(drop=True)
+    out |= {"slates": int(rows["request_id"].nunique()), "rows": len(rows)}
+    if out["slates"] < 2:
+        return out | {"reason": f"{out['slates']} complete slates found in the holdout"}
+    eps = rows["exploration_share"].to_numpy(float)
+    out["exploration_share"] = float(np.mean(eps))
+    out["explored_slates"] = int(rows.groupby("request_id")["explored"].first().sum())
+    out["logged_ctr"] = float(rows["clicked"].mean())
+    features = rows.assign(position=0)
+    score = np.asarray(predict(features), dtype=float)
+    order = pd.DataFrame({"r": rows["request_id"], "s": -score, "p": rows["policy_position"]})
+    target = order.sort_values(["r", "s", "p"], kind="stable").groupby("r").cumcount()
+    target = target.reindex(order.index).to_numpy()
+    reward = np.clip(np.asarray(predict(rows.assign(position=target)), dtype=float), 0.0, 1.0)
+    p = propensities(rows["policy_position"].to_numpy(), target, rows["slate_size"].to_numpy(), eps)
+    slate = rows["request_id"].to_numpy()
+    shown = rows["position"].to_numpy()
+    clicked = rows["clicked"].to_numpy(float)
+    out["agreement"] = float(np.mean(target == rows["policy_position"].to_numpy()))
+    if np.any(p <= 0):
+        return out | {
+            "reason": f"{int(np.sum(p <= 0))} of {len(p)} items would move where the logging "
+            "policy never shows them (no exploration: RECKIT_EXPLORATION_SHARE = 0)"
+        }
+    out["candidate"] = {
+        k: v.as_dict()
+        for k, v in estimate(slate, shown, clicked, target, p, reward, confidence).items()
+    }
+    own = rows["policy_position"].to_numpy()
+    p_own = propensities(own, own, rows["slate_size"].to_numpy(), eps)
+    out["logging_policy"] = {
+        k: v.as_dict()
+        for k, v in estimate(slate, shown, clicked, own, p_own, None, confidence).items()
+    }
+    return out

@@ -316,3 +316,28 @@ def rules_markdown(rules: dict[str, dict]) -> str:
     }
     parts = [f"`gate.{k}` = {v['value']} ({v['source']})" for k, v in shown.items()]
     return "Rules in force (others at their defaults): " + "; ".join(parts)
+
+
+def off_policy_markdown(found: dict) -> str:
+    """The candidate's off-policy CTR on the day's logged traffic (``off_policy.ranker_estimates``)
+    next to what the logging policy realised."""
+    head = "### Off-policy CTR on the day's served traffic"
+    if "candidate" not in found:
+        return f"{head}\n\nNot estimated: {found.get('reason', 'no estimate')}."
+    level = round(100 * found["confidence"])
+    rows = [
+        f"| {who} | {name.upper()} | {e['value']:.4f} | [{e['ci_low']:.4f}, {e['ci_high']:.4f}] "
+        f"| {e['matched']} |"
+        for who, by_name in (
+            ("candidate", found["candidate"]),
+            ("logging policy", found["logging_policy"]),
+        )
+        for name, e in by_name.items()
+    ]
+    return (
+        f"{head}\n\n{found['slates']} logged slates ({found['explored_slates']} explored, share "
+        f"{found['exploration_share']:.3f}); realised CTR {found['logged_ctr']:.4f}; the candidate "
+        f"keeps {100 * found['agreement']:.1f}% of items where the logging policy put them.\n\n"
+        f"| policy | estimator | CTR | {level}% CI | impressions where it would show them |\n"
+        "|---|---|---|---|---|\n" + "\n".join(rows)
+    )

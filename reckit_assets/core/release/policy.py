@@ -8,6 +8,9 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 Alias = Literal["production", "canary"]
+# ``shadow``: a released version first scores live traffic unseen (core.monitoring.shadow); a
+# passing shadow day moves it to canary.
+NewVersionAlias = Literal["production", "canary", "shadow"]
 CanaryInJudgement = Literal["hold", "replace", "replace_if_better"]
 
 
@@ -17,8 +20,9 @@ class ReleasePolicy:
 
     # A model's first ever version (no production yet) goes straight to this alias.
     first_version_alias: Alias = "production"
-    # Every later version that passed the gate goes to this alias.
-    new_version_alias: Alias = "canary"
+    # Every later version that passed the gate goes to this alias (``shadow``: a passing shadow
+    # day on live traffic before canary).
+    new_version_alias: NewVersionAlias = "canary"
     # A newly gated version while another canary is still being judged (the canary alias is set):
     # ``hold`` registers it but leaves the canary where it is, so the judge can finish (a daily
     # retrain replacing the canary every day would restart its judgement every day and never

@@ -40,7 +40,9 @@ from reckit_assets.core.io.storage import PreconditionFailed, Storage, sha256_by
 
 PRODUCTION = "production"
 CANARY = "canary"
-ALIASES = (PRODUCTION, CANARY)
+# Scores live traffic beside production, logged and judged, never shown to users.
+SHADOW = "shadow"
+ALIASES = (PRODUCTION, CANARY, SHADOW)
 ROLLBACK_PREFIX = "rollback: "
 LEDGER = "ledger.json"
 LEDGER_FORMAT = 1

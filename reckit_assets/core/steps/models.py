@@ -16,13 +16,14 @@ from datetime import date
 import pandas as pd
 
 from reckit_assets.core.checks import Outcome
-from reckit_assets.core.evaluation import gate
+from reckit_assets.core.evaluation import gate, off_policy
 from reckit_assets.core.evaluation import outcomes as gate_outcomes
 from reckit_assets.core.evaluation import production as gate_production
 from reckit_assets.core.evaluation import report as evaluation
 from reckit_assets.core.features.sequences import corpus
 from reckit_assets.core.io import warehouse
 from reckit_assets.core.io.storage import Storage, sha256_bytes
+from reckit_assets.core.monitoring import decisions
 from reckit_assets.core.monitoring.rollout_state import Rollout, read_rollout
 from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
@@ -337,6 +338,15 @@ def evaluate(
         )
         outcomes = gate.ranker_gate(report, rules)
         markdown = evaluation.ranker_markdown(report)
+        if warehouse.manifest(store, decisions.ASSET, dt) is not None:
+            # The candidate's CTR estimated from the day's logged traffic, next to its AUC.
+            report["off_policy"] = off_policy.ranker_estimates(
+                warehouse.read(store, decisions.ASSET, dt),
+                holdout,
+                candidate[1].predict,
+                rules.confidence,
+            )
+            markdown += "\n\n" + evaluation.off_policy_markdown(report["off_policy"])
     outcomes.append(
         gate_outcomes.noop(["production_out_of_time"], ident[0].description)[0]
         if noop

@@ -6,6 +6,7 @@ import dagster as dg
 
 from reckit_assets.core.evaluation import gate, plots
 from reckit_assets.core.io import warehouse
+from reckit_assets.core.monitoring import decisions
 from reckit_assets.core.release.registry import Registry
 from reckit_assets.core.steps import models as model_steps
 from reckit_assets.defs.config import GateOverrides, ProjectConfig, config_metadata, overrides_of
@@ -42,6 +43,22 @@ def _launch_override(
     return {"by": f"{who} (run {context.run_id})", "reason": reason, "loosened": loosened}
 
 
+def off_policy_metadata(report: dict) -> dict:
+    """The candidate's off-policy CTR (SNIPS, with its interval) beside its AUC, when the day's
+    served decisions allowed an estimate."""
+    found = report.get("off_policy")
+    if not found:
+        return {}
+    if "candidate" not in found:
+        return {"off_policy_ctr": f"not estimated: {found.get('reason')}"}
+    e = found["candidate"]["snips"]
+    return {
+        "off_policy_ctr": float(e["value"]),
+        "off_policy_ctr_ci": f"[{e['ci_low']:.4f}, {e['ci_high']:.4f}]",
+        "logged_ctr": float(found["logged_ctr"]),
+    }
+
+
 def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
     name = model_steps.evaluation_asset(kind)
     checks = gate.EMBEDDING_CHECKS if kind == "item2vec" else gate.RANKER_CHECKS
@@ -49,7 +66,12 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         group_name="evaluation",
-        deps=[model_steps.candidate_asset(kind), model_steps.input_asset(kind)],
+        deps=[
+            model_steps.candidate_asset(kind),
+            model_steps.input_asset(kind),
+            # the day's logged traffic: the candidate's off-policy CTR, next to its AUC
+            *([] if kind == "item2vec" else [decisions.ASSET]),
+        ],
         partitions_def=s.daily,
         code_version=model_steps.CODE_VERSION,
         kinds={"json", "markdown"},
@@ -96,6 +118,7 @@ def build_evaluation(kind: str, s: Structure) -> dg.AssetsDefinition:
                 "gate": "passed" if not failed else f"failed: {', '.join(failed)}",
                 # released / held / rejected / broken / noop (core.evaluation.outcomes.decide)
                 "release_outcome": artifact.info.get("outcome", "unknown"),
+                **off_policy_metadata(json.loads(artifact.blobs["report.json"])),
                 "rules_loosened_at_launch": dg.MetadataValue.json(override or {}),
                 **({"calibration": dg.MetadataValue.md(calibration)} if calibration else {}),
                 **config_metadata(effective, ("gate",)),

@@ -18,6 +18,7 @@ from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.monitoring import online, rollout
 from reckit_assets.core.monitoring.feedback import FeedbackLandingError, land_feedback
 from reckit_assets.core.monitoring.judge import judge
+from reckit_assets.core.monitoring.shadow import release_shadow
 from reckit_assets.core.release.registry import CANARY, PRODUCTION, Registry, RegistryError
 from reckit_assets.core.release.smoke import SmokeTestError, smoke_test
 from reckit_assets.defs.config import ProjectConfig, config_metadata
@@ -28,6 +29,7 @@ CODE_VERSION = "monitoring-1"
 ONLINE = "online_metrics"
 REGISTERED = [dg.AssetKey(f"{kind}_registered") for kind in ("xgboost", "deepfm", "item2vec")]
 SAMPLES = "training_samples"
+SHADOW_ASSET = "shadow_evaluation"
 ABUSE_CHECK = "feedback_abuse"  # non-blocking: quarantined events warn, the day lands
 MIN_ATTRIBUTED_SHARE = 0.5  # below this, the day's feedback is mostly unattributable: block
 
@@ -47,7 +49,8 @@ def _service_figures(monitoring: Monitoring, dt: str) -> dict[str, online.Servic
     return online.Prometheus(monitoring.prometheus_url).service_figures(start, end)
 
 
-def _offline_scores(registry: Registry, store: Storage, model: str, version: str):
+def offline_scores_of(registry: Registry, store: Storage, model: str, version: str):
+    """The version's scores on its offline holdout (None when it or its holdout is unknown)."""
     manifest = registry.manifest(model, version)
     if manifest is None or warehouse.manifest(store, SAMPLES, manifest["partition"]) is None:
         return None
@@ -219,7 +222,7 @@ def build(s: Structure) -> list:
             )
             scores = None
             if fig and model:
-                scores = _offline_scores(registry, store, model, row.model_version)
+                scores = offline_scores_of(registry, store, model, row.model_version)
             if fig and scores is not None and fig.score_bounds:
                 psi[row.model_version] = online.psi_counts(
                     online.histogram(scores, fig.score_bounds), fig.score_counts
@@ -271,9 +274,10 @@ def build(s: Structure) -> list:
         group_name="release",
         partitions_def=s.daily,
         code_version=CODE_VERSION,
-        deps=[online_metrics, *REGISTERED],
+        deps=[online_metrics, *REGISTERED, SHADOW_ASSET],
         kinds={"json"},
-        description="The canary judge, once a day per model: verdict over the canary's whole window "
+        description="A shadow whose live day passed (`shadow_evaluation`) moves to canary, a "
+        "failed one is cleared. Then the canary judge, once a day per model: verdict over the canary's whole window "
         "(same days for both arms) applied through the registry: promote, roll back, step the "
         "share up, or expire. Audited in the alias log: by the judge, the verdict's figures as reason.",
     )
@@ -288,12 +292,25 @@ def build(s: Structure) -> list:
         effective = project.load()
         cfg = effective.config.judge
         decisions = {}
+        shadows = (
+            json.loads(warehouse.read_file(store, SHADOW_ASSET, dt, "shadow.json"))
+            if warehouse.manifest(store, SHADOW_ASSET, dt) is not None
+            else {}
+        )
         for model in monitoring.model_names():
+            # A shadow whose live day passed becomes the canary (release.new_version_alias:
+            # shadow), before the canary's rollout is synced; a failed one is cleared.
+            shadow_step = release_shadow(
+                registry, model, shadows.get(model), _by(context, "shadow judge")
+            )
+            if shadow_step["action"] != "none":
+                context.log.info(f"{model}: shadow {shadow_step}")
             current, started = rollout.sync_rollout(registry, model, dt, cfg)
             if current is None or started or current.started > dt:
                 decisions[model] = {
                     "action": "none" if current is None else "started",
                     "rollout": current and current.__dict__,
+                    "shadow": shadow_step,
                 }
                 continue
             window = (current.started, dt)
@@ -315,7 +332,7 @@ def build(s: Structure) -> list:
             applied = rollout.apply_verdict(
                 registry, current, verdict, dt, _by(context, "canary judge"), cfg
             )
-            decisions[model] = {"verdict": verdict.as_dict(), **applied}
+            decisions[model] = {"verdict": verdict.as_dict(), **applied, "shadow": shadow_step}
             context.log.info(f"{model}: {verdict.summary()} -> {applied['action']}")
         blob = json.dumps(decisions, indent=2, sort_keys=True, default=str).encode()
         warehouse.publish(

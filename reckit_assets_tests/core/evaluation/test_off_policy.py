@@ -70,3 +70,57 @@ def test_without_exploration_a_ranking_never_shown_is_an_error_not_a_ctr():
         off_policy.estimate(slate, shown, np.ones(4), target, p)
     with pytest.raises(ValueError, match="at least 2"):
         off_policy.estimate(np.zeros(2), shown[:2], np.ones(2), shown[:2], np.ones(2))
+
+
+def _world(seed: int, slates: int, epsilon: float):
+    """Decisions and holdout whose candidate ranks by a feature ``x`` (the true logit)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    slate = np.repeat(np.arange(slates), SLATE)
+    logit = rng.normal(-2.0, 1.0, slates * SLATE)
+    policy = np.concatenate([rng.permutation(SLATE) for _ in range(slates)])
+    explored = (rng.random(slates) < epsilon)[slate]
+    shown = np.where(explored, np.concatenate([rng.permutation(SLATE) for _ in range(slates)]),
+                     policy)  # fmt: skip
+    clicked = rng.random(len(logit)) < 1 / (1 + np.exp(-(logit - SLOPE * shown)))
+    target = np.concatenate([np.argsort(np.argsort(-logit[s * SLATE : (s + 1) * SLATE]))
+                             for s in range(slates)])  # fmt: skip
+    truth = float(np.mean(1 / (1 + np.exp(-(logit - SLOPE * target)))))
+    ids = dict(request_id=[f"r{s}" for s in slate], item_id=[f"i{k}" for k in range(len(slate))])
+    decisions = pd.DataFrame(
+        {**ids, "position": shown, "policy_position": policy, "slate_size": SLATE,
+         "exploration_share": epsilon, "explored": explored, "clicked": clicked.astype(int)}
+    )  # fmt: skip
+    holdout = pd.DataFrame({**ids, "x": logit, "position": shown, "label": clicked.astype(int)})
+
+    def predict(frame):  # the click probability at the frame's position
+        return 1 / (1 + np.exp(-(frame["x"].to_numpy() - SLOPE * frame["position"].to_numpy())))
+
+    return decisions, holdout, predict, truth
+
+
+def test_a_candidate_is_estimated_from_served_decisions_and_its_holdout_rows():
+    decisions, holdout, predict, truth = _world(5, 4000, 0.3)
+    found = off_policy.ranker_estimates(decisions, holdout, predict)
+    assert found["slates"] == 4000 and found["explored_slates"] > 1000
+    for name in off_policy.ESTIMATORS:
+        e = found["candidate"][name]
+        assert e["ci_low"] <= truth <= e["ci_high"], (name, e, truth)
+    # the logging policy's own estimate is its realised CTR's neighbourhood
+    own = found["logging_policy"]["snips"]
+    assert (
+        own["ci_low"] <= found["logged_ctr"] + 0.01 and found["logged_ctr"] - 0.01 <= own["ci_high"]
+    )
+
+
+def test_incomplete_slates_are_left_out_and_no_exploration_is_refused_with_a_reason():
+    decisions, holdout, predict, _ = _world(6, 300, 0.2)
+    partial = holdout[holdout["request_id"] != "r0"].iloc[:-1]  # r0 gone, the last slate cut
+    found = off_policy.ranker_estimates(decisions, partial, predict)
+    assert found["slates"] == 298
+    decisions, holdout, predict, _ = _world(7, 300, 0.0)
+    refused = off_policy.ranker_estimates(decisions, holdout, predict)
+    assert "candidate" not in refused and "RECKIT_EXPLORATION_SHARE" in refused["reason"]
+    empty = off_policy.ranker_estimates(decisions.iloc[:0], holdout, predict)
+    assert empty["reason"] == "no served decisions for this day"

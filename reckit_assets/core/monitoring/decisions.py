@@ -1,0 +1,158 @@
+"""The service's decision log, joined with what users did: live-traffic evidence for a day.
+
+``served_decisions`` (one row per ranked item of a logged ranking whose request reached the day's
+landed events): the service's decision (``serving/decisions.py``: shown and policy positions,
+exploration share, propensity, score, sampled feature vectors, shadow scores) plus ``clicked``.
+Requests that left no attributable event that day are not evidence of that day and are counted,
+not kept.
+
+``skew``: the feature vectors the service scored against the same rows' point-in-time features
+(the training samples of the day, joined on ``(request_id, item_id)``). Per feature: the share of
+rows that differ beyond a tolerance (``numpy.isclose``, relative and absolute), the largest
+difference and a two-sample Kolmogorov-Smirnov distance (``scipy.stats.ks_2samp``, at float32)
+between the served and the recomputed values. ``position`` is left out by design: the service scores every
+candidate as if shown first (``serving.features.SERVING_POSITION``); the samples hold the shown
+position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.stats import ks_2samp
+
+from reckit_assets.core.io.frames import parquet_bytes_to_frame
+from reckit_assets.core.io.storage import Storage
+
+PREFIX = "decisions"  # where the service writes its decision log (serving/decisions.py)
+FEATURE_PREFIX = "f."  # a logged feature vector's columns
+SET_AT_SERVING = ("position",)  # features the service sets by design (not compared)
+KEYS = ["request_id", "item_id"]
+ASSET = "served_decisions"  # the warehouse asset holding a day's served decisions
+
+
+class SkewRules(BaseModel):
+    """Training/serving skew limits: the ``skew`` section of reckit.yaml.
+
+    A served value and its point-in-time recomputation match when ``|a - b| <= atol + rtol |b|``
+    (both missing also match). Defaults: float32 serving vs float64 training differ by ~1e-7
+    relatively, so 1e-4 leaves room; the block limit is measured in docs/benchmarks.md
+    ("Training/serving skew"): 0 false blocks on clean served days, bugs caught the next day.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rtol: float = Field(1e-4, ge=0)
+    atol: float = Field(1e-6, ge=0)
+    max_mismatch_share: float = Field(0.01, ge=0, le=1)  # per feature, of the compared rows
+    min_rows: int = Field(50, ge=1)  # fewer compared rows: reported, never blocking
+
+
+def read_decision_log(feedback: Storage, dt: str) -> pd.DataFrame:
+    """Every file of the day's decision log, in key order (empty frame when there is none)."""
+    keys = sorted(i.key for i in feedback.list(f"{PREFIX}/dt={dt}/") if i.key.endswith(".parquet"))
+    frames = [parquet_bytes_to_frame(feedback.read_bytes(k)) for k in keys]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def served_decisions(log: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The day's logged decisions whose request is in the landed ``events``, with ``clicked``;
+    rows in a canonical order (request, shown position). Returns (frame, counts)."""
+    counts = {"logged_rows": len(log), "logged_rankings": 0, "rankings": 0, "rows": 0}
+    if log.empty:
+        return log, counts
+    counts["logged_rankings"] = int(log["request_id"].nunique())
+    landed = set(events["request_id"].dropna().astype(str))
+    kept = log[log["request_id"].astype(str).isin(landed)]
+    kept = kept.drop_duplicates(KEYS)  # a ranking is logged once; a repeat is a replay
+    clicks = events.loc[events["event_type"] == "click", KEYS].astype(str).drop_duplicates()
+    clicked = pd.MultiIndex.from_frame(clicks)
+    out = kept.sort_values(["request_id", "position"], kind="stable").reset_index(drop=True)
+    out["clicked"] = pd.MultiIndex.from_frame(out[KEYS].astype(str)).isin(clicked).astype("int8")
+    counts |= {
+        "rankings": int(out["request_id"].nunique()),
+        "rows": len(out),
+        "not_landed_rankings": counts["logged_rankings"] - int(out["request_id"].nunique()),
+        "explored_rankings": int(out.groupby("request_id")["explored"].first().sum()),
+        "feature_logged_rankings": int(out.groupby("request_id")["feature_logged"].first().sum()),
+        "clicks": int(out["clicked"].sum()),
+    }
+    return out, counts
+
+
+@dataclass(frozen=True)
+class FeatureSkew:
+    feature: str
+    rows: int  # compared (both sides present)
+    mismatched: int
+    mismatch_share: float
+    max_abs_diff: float
+    ks_statistic: float
+    ks_pvalue: float
+    served_mean: float
+    offline_mean: float
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def skew(decisions: pd.DataFrame, samples: pd.DataFrame, rules: SkewRules) -> dict:
+    """Served feature vectors vs the same rows' point-in-time features. Returns ``rows``
+    (logged rows with features), ``compared`` (of those, found in the samples), ``features``
+    (one :class:`FeatureSkew` dict per compared feature, worst first) and ``failing`` (features
+    whose mismatch share exceeds ``rules.max_mismatch_share``, when enough rows compared)."""
+    served = decisions
+    if "feature_logged" in served:
+        served = served[served["feature_logged"].astype(bool)]
+    columns = [
+        c[len(FEATURE_PREFIX) :]
+        for c in served.columns
+        if c.startswith(FEATURE_PREFIX) and c[len(FEATURE_PREFIX) :] not in SET_AT_SERVING
+    ]
+    report: dict = {"rows": len(served), "compared": 0, "features": [], "failing": []}
+    if served.empty or not columns:
+        return report
+    shared = [c for c in columns if c in samples.columns]
+    report["not_in_samples"] = sorted(set(columns) - set(shared))
+    offline = samples[KEYS + shared].astype({k: str for k in KEYS}).drop_duplicates(KEYS)
+    online = served[KEYS + [FEATURE_PREFIX + c for c in shared]].astype({k: str for k in KEYS})
+    joined = online.merge(offline, on=KEYS, how="inner")
+    report["compared"] = len(joined)
+    results = []
+    for c in shared:
+        a = pd.to_numeric(joined[FEATURE_PREFIX + c], errors="coerce").to_numpy(np.float64)
+        b = pd.to_numeric(joined[c], errors="coerce").to_numpy(np.float64)
+        same = np.isclose(a, b, rtol=rules.rtol, atol=rules.atol, equal_nan=True)
+        both = ~np.isnan(a) & ~np.isnan(b)
+        diff = np.abs(a[both] - b[both])
+        # At the service's precision (float32): finer differences would break ties between
+        # equal values and inflate the distance.
+        ks = (
+            ks_2samp(a[both].astype(np.float32), b[both].astype(np.float32))
+            if both.sum() >= 2
+            else None
+        )
+        results.append(
+            FeatureSkew(
+                feature=c,
+                rows=len(a),
+                mismatched=int((~same).sum()),
+                mismatch_share=float((~same).mean()) if len(a) else 0.0,
+                max_abs_diff=float(diff.max()) if len(diff) else 0.0,
+                ks_statistic=float(ks.statistic) if ks is not None else 0.0,
+                ks_pvalue=float(ks.pvalue) if ks is not None else 1.0,
+                served_mean=float(np.nanmean(a)) if both.any() else float("nan"),
+                offline_mean=float(np.nanmean(b)) if both.any() else float("nan"),
+            )
+        )
+    results.sort(key=lambda r: (-r.mismatch_share, r.feature))
+    report["features"] = [r.as_dict() for r in results]
+    if report["compared"] >= rules.min_rows:
+        report["failing"] = [
+            r.feature for r in results if r.mismatch_share > rules.max_mismatch_share
+        ]
+    return report
