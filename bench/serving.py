@@ -591,7 +591,14 @@ def _decision_rows(feedback: Path, since: float, until: float) -> dict:
     rankings served between ``since`` and ``until`` (epoch seconds), how they were logged."""
     from reckit_assets.core.monitoring.decisions import PREFIX
 
-    columns = ["request_id", "served_at", "explored", "feature_logged", "shadow_version"]
+    columns = [
+        "request_id",
+        "served_at",
+        "explored",
+        "feature_logged",
+        "shadow_version",
+        "slate_size",
+    ]
     files = sorted((feedback / PREFIX).rglob("*.parquet"))
     if not files:
         return {"decision_rows": 0, "decision_files": 0, "decision_rankings_in_wrk_window": 0}
@@ -601,7 +608,7 @@ def _decision_rows(feedback: Path, since: float, until: float) -> dict:
     rankings = window.groupby("request_id").first()
     n = max(len(rankings), 1)
     return {
-        "decision_rows": len(frame),
+        "decision_rows": int(frame["slate_size"].sum()),  # one per ranked item
         "decision_files": len(files),
         "decision_rankings_in_wrk_window": len(rankings),
         "decision_rows_in_wrk_window": len(window),
@@ -660,11 +667,12 @@ def compare_evidence(
     registry = Registry(LocalStorage(registry_uri))
     was = registry.alias("xgboost", SHADOW)
     shadow = _shadow_version(registry)
-    out: dict = {"shadow_version": shadow, "off_env": EVIDENCE_OFF, "on_env": EVIDENCE_ON}
+    on_env = {**EVIDENCE_ON, "RECKIT_DECISION_LOG_SHARE": str(args.evidence_log_share)}
+    out: dict = {"shadow_version": shadow, "off_env": EVIDENCE_OFF, "on_env": on_env}
     out.update(off=[], on=[])
     try:
         for _ in range(args.rounds):
-            for name, settings in (("off", EVIDENCE_OFF), ("on", EVIDENCE_ON)):
+            for name, settings in (("off", EVIDENCE_OFF), ("on", on_env)):
                 _set_shadow(registry, shadow if name == "on" else None)
                 out[name].append(_evidence_run(name, {**env, **settings}, bodies, args))
     finally:
@@ -702,6 +710,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=2, help="alternations for --compare-ref/--compare-evidence"
+    )
+    parser.add_argument(
+        "--evidence-log-share",
+        type=float,
+        default=1.0,
+        help="RECKIT_DECISION_LOG_SHARE of the evidence-on server (the shadow and the feature log "
+        "apply to logged rankings; the Helm values use 0.05)",
     )
     args = parser.parse_args()
 

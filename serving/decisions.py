@@ -1,36 +1,36 @@
 """The decision log: what the service decided for each ranking it served, for the pipeline's
 live-traffic evidence (off-policy estimates, training/serving skew, shadow scoring).
 
-One row per ranked item of a logged request (``RECKIT_DECISION_LOG_SHARE`` of requests, drawn at
-random, so any estimate over them stays unbiased)::
+One row per logged ranking (``RECKIT_DECISION_LOG_SHARE`` of requests, drawn at random, so any
+estimate over them stays unbiased); per-item columns are lists in the order shown::
 
     decisions/dt=YYYY-MM-DD/serving-<host>-<pid>-<start>-<seq>.parquet
 
 ============================  ====================================================================
 ``request_id``                the server's request id (the one feedback events carry)
 ``served_at``                 when it was ranked (UTC, ms)
-``user_id``, ``item_id``,     what was ranked, for whom
-``device``
+``user_id``, ``device``       for whom
 ``model``, ``model_version``  who ranked it, under which alias (``production`` / ``canary``)
 ``alias``
-``position``                  where the item was shown (0 = first)
-``policy_position``           where the model's own order put it (equal unless explored)
 ``slate_size``                items in the ranking
 ``exploration_share``         epsilon in force (``RECKIT_EXPLORATION_SHARE``)
 ``explored``                  whether this ranking was served in a uniformly random order
-``propensity``                P(item shown at ``position``) = (1 - eps) [position ==
-                              policy_position] + eps / slate_size: exact, by construction
-``score``                     the model's score of the item
 ``features_dt``,              the online feature snapshot it was scored with
 ``features_version``
-``feature_logged``            whether this ranking's feature vector is in the row
-``f.<column>``                the exact values the model scored (``RECKIT_FEATURE_LOG_SHARE`` of
-                              rankings; null otherwise), in the model's input columns
-``shadow_version``,           the shadow model's version and score of the item, and its time for
-``shadow_score``,             the ranking, when a shadow scored it (null otherwise; NaN scores:
-``shadow_latency_ms``         it failed); never what users see (``serving/shadow.py``)
+``feature_logged``            whether this ranking's feature vectors are in the row
+``shadow_version``,           the shadow that scored this ranking and its time for it (null: none)
+``shadow_latency_ms``
+``item_id`` (list)            the items, in the order shown (list index = shown position)
+``policy_position`` (list)    where the model's own order put each (equal to the index unless
+                              explored); the propensity of an item at its shown position k is
+                              exact: (1 - eps) [k == policy_position] + eps / slate_size
+``score`` (list)              the model's score of each item
+``shadow_score`` (list)       the shadow's scores (null: no shadow; NaN: it failed); never shown
+``f.<column>`` (list)         the exact values the model scored (``RECKIT_FEATURE_LOG_SHARE`` of
+                              rankings; null otherwise), one list per input column
 ============================  ====================================================================
 
+The pipeline reads it one row per item (``core.monitoring.decisions.read_decision_log``).
 The day is the serving day's UTC date, or ``RECKIT_DECISION_LOG_DAY`` (a replay of a past day).
 Written through ``reckit_assets.core.io.storage`` (atomic) when the buffer is full, on a timer and
 on shutdown; a failed write keeps the rows for the next flush.
@@ -48,9 +48,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 
-from reckit_assets.core.evaluation.off_policy import propensities
 from reckit_assets.core.io.frames import frame_to_parquet_bytes
 from reckit_assets.core.io.storage import Storage
 from reckit_assets.core.monitoring.decisions import FEATURE_PREFIX, PREFIX
@@ -85,68 +84,75 @@ class Decision:
     day: str | None = None  # the partition; None: served_at's UTC date
 
 
-def _frame(decisions: list[Decision]) -> pd.DataFrame:
-    sizes = np.fromiter((len(d.item_ids) for d in decisions), np.int64, len(decisions))
+def _table(decisions: list[Decision]) -> pa.Table:
+    """One row per ranking; the per-item columns are lists in shown order (built from flat
+    arrays and offsets: the flush runs beside requests, so no per-row Python work)."""
+    sizes = np.fromiter((len(d.item_ids) for d in decisions), np.int32, len(decisions))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(sizes, dtype=np.int32)]), pa.int32())
 
-    def each(values: list, dtype: object = object) -> np.ndarray:
-        return np.repeat(np.array(values, dtype=dtype), sizes)
+    def listed(values: object, kind: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
+        flat = pa.array(values, kind)
+        return pa.ListArray.from_arrays(
+            offsets, flat, mask=None if mask is None else pa.array(mask)
+        )
 
-    position = np.concatenate([np.arange(n) for n in sizes])
-    policy = np.concatenate([np.asarray(d.policy_positions, np.int64) for d in decisions])
-    slate = each([len(d.item_ids) for d in decisions], np.int64)
-    eps = each([d.exploration_share for d in decisions], np.float64)
-    frame = pd.DataFrame(
-        {
-            "request_id": pd.array(each([d.request_id for d in decisions]), dtype="string"),
-            "served_at": pd.to_datetime(
-                each([int(d.served_at * 1000) for d in decisions], np.int64), unit="ms", utc=True
-            ).astype("datetime64[ms, UTC]"),
-            "user_id": pd.array(each([d.user_id for d in decisions]), dtype="string"),
-            "item_id": pd.array([i for d in decisions for i in d.item_ids], dtype="string"),
-            "device": pd.array(each([d.device for d in decisions]), dtype="string"),
-            "model": pd.array(each([d.model for d in decisions]), dtype="string"),
-            "model_version": pd.array(each([d.model_version for d in decisions]), dtype="string"),
-            "alias": pd.array(each([d.alias for d in decisions]), dtype="string"),
-            "position": position.astype(np.int64),
-            "policy_position": policy,
-            "slate_size": slate,
-            "exploration_share": eps,
-            "explored": each([d.explored for d in decisions], bool),
-            "propensity": propensities(policy, position, slate, eps),
-            "score": np.concatenate([np.asarray(d.scores, np.float64) for d in decisions]),
-            "features_dt": pd.array(each([d.features_dt for d in decisions]), dtype="string"),
-            "features_version": pd.array(
-                each([d.features_version for d in decisions]), dtype="string"
-            ),
-            "feature_logged": each([d.features is not None for d in decisions], bool),
-            "shadow_version": pd.array(each([d.shadow_version for d in decisions]), dtype="string"),
-            "shadow_latency_ms": each(
-                [np.nan if d.shadow_latency_ms is None else d.shadow_latency_ms for d in decisions],
-                np.float64,
-            ),
-            "shadow_score": np.concatenate(
-                [
-                    np.asarray(d.shadow_scores, np.float64)
-                    if d.shadow_scores is not None
-                    else np.full(len(d.item_ids), np.nan)
-                    for d in decisions
-                ]
-            ),
-        }
-    )
-    columns = sorted({c for d in decisions if d.features is not None for c in d.feature_columns})
-    if columns:
-        values = np.full((len(frame), len(columns)), np.nan)
-        where = {c: k for k, c in enumerate(columns)}
-        start = 0
-        for d, n in zip(decisions, sizes, strict=True):
-            if d.features is not None:
-                cols = [where[c] for c in d.feature_columns]
-                values[start : start + n, cols] = np.asarray(d.features, np.float64)
-            start += n
-        features = pd.DataFrame(values, columns=[FEATURE_PREFIX + c for c in columns])
-        frame = pd.concat([frame, features], axis=1)
-    return frame
+    def column(get, kind: pa.DataType) -> pa.Array:
+        return pa.array([get(d) for d in decisions], kind)
+
+    shadowed = np.fromiter((d.shadow_scores is not None for d in decisions), bool, len(decisions))
+    cols: dict[str, pa.Array] = {
+        "request_id": column(lambda d: d.request_id, pa.string()),
+        "served_at": pa.array(
+            np.fromiter((d.served_at * 1000 for d in decisions), np.int64, len(decisions)),
+            pa.timestamp("ms", tz="UTC"),
+        ),
+        "user_id": column(lambda d: d.user_id, pa.string()),
+        "device": column(lambda d: d.device, pa.string()),
+        "model": column(lambda d: d.model, pa.string()),
+        "model_version": column(lambda d: d.model_version, pa.string()),
+        "alias": column(lambda d: d.alias, pa.string()),
+        "slate_size": pa.array(sizes, pa.int32()),
+        "exploration_share": column(lambda d: d.exploration_share, pa.float64()),
+        "explored": column(lambda d: d.explored, pa.bool_()),
+        "features_dt": column(lambda d: d.features_dt, pa.string()),
+        "features_version": column(lambda d: d.features_version, pa.string()),
+        "feature_logged": column(lambda d: d.features is not None, pa.bool_()),
+        "shadow_version": column(lambda d: d.shadow_version, pa.string()),
+        "shadow_latency_ms": column(lambda d: d.shadow_latency_ms, pa.float64()),
+        "item_id": listed([i for d in decisions for i in d.item_ids], pa.string()),
+        "policy_position": listed(
+            np.concatenate([np.asarray(d.policy_positions, np.int32) for d in decisions]),
+            pa.int32(),
+        ),
+        "score": listed(
+            np.concatenate([np.asarray(d.scores, np.float64) for d in decisions]), pa.float64()
+        ),
+    }
+    if shadowed.any():
+        flat = [
+            np.asarray(d.shadow_scores, np.float64)
+            if d.shadow_scores is not None
+            else np.zeros(len(d.item_ids))
+            for d in decisions
+        ]
+        cols["shadow_score"] = listed(np.concatenate(flat), pa.float64(), ~shadowed)
+    logged = [d for d in decisions if d.features is not None]
+    for name in sorted({c for d in logged for c in d.feature_columns}):
+        flat = []
+        for d in decisions:
+            if d.features is not None and name in d.feature_columns:
+                flat.append(
+                    np.asarray(d.features, np.float64)[:, list(d.feature_columns).index(name)]
+                )
+            else:
+                flat.append(np.zeros(len(d.item_ids)))
+        has = np.fromiter(
+            (d.features is not None and name in d.feature_columns for d in decisions),
+            bool,
+            len(decisions),
+        )
+        cols[FEATURE_PREFIX + name] = listed(np.concatenate(flat), pa.float64(), ~has)
+    return pa.table(cols)
 
 
 class DecisionLog:
@@ -214,8 +220,8 @@ class DecisionLog:
                     f"{self._seq:06d}.parquet"
                 )
                 try:
-                    frame = _frame(part)
-                    self.storage.write_bytes(key, frame_to_parquet_bytes(frame))
+                    table = _table(part)
+                    self.storage.write_bytes(key, frame_to_parquet_bytes(table))
                 except Exception as exc:
                     self.last_error = f"{key}: {type(exc).__name__}: {exc}"
                     log.warning("decision log flush failed, kept for the next: %s", self.last_error)
@@ -223,6 +229,6 @@ class DecisionLog:
                         self._pending[:0] = part
                         self._rows += sum(len(d.item_ids) for d in part)
                     continue
-                written += len(frame)
+                written += sum(len(d.item_ids) for d in part)
             self.rows_written += written
             return written

@@ -87,6 +87,14 @@ class LoadedModel:
             capture.append(columns.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64))
         return self.score(frame)
 
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        """Click probabilities for rows of ``input_columns`` values (what ``score_request``
+        captured)."""
+        booster = _xgb_booster(self.model)
+        if booster is not None:
+            return np.asarray(booster.inplace_predict(x), dtype=np.float64)
+        return self.score(pd.DataFrame(x, columns=list(self.input_columns)))
+
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Click probabilities, one per row of ``frame`` (which holds ``input_columns``)."""
         booster = _xgb_booster(self.model)

@@ -155,8 +155,11 @@ class Service:
         if features is None:
             raise ServiceError(503, "no online feature snapshot is loaded yet", model.version)
         device = req.context.device
-        logged, explored, captured = self._draw()
-        capture: list[np.ndarray] | None = [] if captured else None
+        logged, explored, with_features, shadowed = self._draw()
+        shadow = state.get(self.config.ranker, SHADOW) if shadowed else None
+        # The scored matrix: logged as the ranking's features, and reused by a shadow with the
+        # same inputs (it then only runs its trees)
+        capture: list[np.ndarray] | None = [] if with_features or shadow is not None else None
         scores = model.score_request(features, req.user_id, req.item_ids, device, capture)
         policy = np.argsort(-scores, kind="stable")  # ties keep the caller's order
         order = self._rng_permutation(n) if explored else policy
@@ -166,7 +169,7 @@ class Service:
         if logged:
             self._log_decision(
                 request_id, now, req, model, alias, features, scores, policy, order, explored,
-                capture[0][order] if capture else None, state.get(self.config.ranker, SHADOW),
+                capture[0][order] if capture else None, with_features, shadow,
             )  # fmt: skip
         served = ServedRequest(
             model.name,
@@ -217,13 +220,19 @@ class Service:
             },
         }
 
-    def _draw(self) -> tuple[bool, bool, bool]:
-        """(log this ranking's decision, serve it in a random order, log its features)."""
+    def _draw(self) -> tuple[bool, bool, bool, bool]:
+        """(log this ranking's decision, serve it in a random order, log its features, have
+        the shadow score it); the last two only for logged rankings."""
         c = self.config
         with self._rng_lock:
-            u = self._rng.random(3)
+            u = self._rng.random(4)
         logged = self.decisions.enabled and u[0] < c.decision_log_share
-        return logged, bool(u[1] < c.exploration_share), logged and bool(u[2] < c.feature_log_share)
+        return (
+            logged,
+            bool(u[1] < c.exploration_share),
+            logged and bool(u[2] < c.feature_log_share),
+            logged and bool(u[3] < c.shadow_share),
+        )
 
     def _rng_permutation(self, n: int) -> np.ndarray:
         with self._rng_lock:
@@ -242,6 +251,7 @@ class Service:
         order: np.ndarray,
         explored: bool,
         matrix: np.ndarray | None,
+        with_features: bool,
         shadow: LoadedModel | None,
     ) -> None:
         policy_position = np.empty(len(policy), dtype=np.int64)
@@ -261,13 +271,16 @@ class Service:
             explored=explored,
             features_dt=features.dt,
             features_version=features.data_version,
-            feature_columns=tuple(model.input_columns) if matrix is not None else (),
-            features=matrix,
+            feature_columns=tuple(model.input_columns) if with_features else (),
+            features=matrix if with_features else None,
             day=self.config.decision_log_day,
         )
-        with self._rng_lock:
-            shadowed = shadow is not None and self._rng.random() < self.config.shadow_share
-        queued = shadowed and self.shadow.submit(decision, shadow, features)  # logs it when done
+        same_inputs = shadow is not None and tuple(shadow.input_columns) == tuple(
+            model.input_columns
+        )
+        queued = shadow is not None and self.shadow.submit(
+            decision, shadow, features, matrix if same_inputs else None
+        )  # the shadow logs it when done
         if not queued and self.decisions.append(decision):
             self._flush_soon()
         self.metrics.decisions_logged.labels(model.version, alias, str(explored).lower()).inc()

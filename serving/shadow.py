@@ -40,28 +40,45 @@ class ShadowScorer:
     def pending(self) -> int:
         return self._pending
 
-    def submit(self, decision: Decision, model: LoadedModel, features: OnlineFeatures) -> bool:
+    def submit(
+        self,
+        decision: Decision,
+        model: LoadedModel,
+        features: OnlineFeatures,
+        matrix: np.ndarray | None = None,
+    ) -> bool:
         """Score ``decision``'s items with ``model`` later, then log it; False (and nothing
-        queued) when the queue is full: the caller logs the decision without shadow scores."""
+        queued) when the queue is full: the caller logs the decision without shadow scores.
+        ``matrix``: the served model's input values in shown order, when the shadow has the
+        same input columns (it then only runs its trees on them)."""
         with self._lock:
             if self._pending >= self.capacity:
                 self.metrics.shadow_dropped.labels(model.version).inc()
                 return False
             self._pending += 1
         try:
-            self._pool.submit(self._score, decision, model, features)
+            self._pool.submit(self._score, decision, model, features, matrix)
         except RuntimeError:  # shut down: the caller logs it without shadow scores
             with self._lock:
                 self._pending -= 1
             return False
         return True
 
-    def _score(self, decision: Decision, model: LoadedModel, features: OnlineFeatures) -> None:
+    def _score(
+        self,
+        decision: Decision,
+        model: LoadedModel,
+        features: OnlineFeatures,
+        matrix: np.ndarray | None,
+    ) -> None:
         start = time.perf_counter()
         try:
-            scores = model.score_request(
-                features, decision.user_id, decision.item_ids, decision.device
-            )
+            if matrix is not None:
+                scores = model.score_matrix(matrix)
+            else:
+                scores = model.score_request(
+                    features, decision.user_id, decision.item_ids, decision.device
+                )
             if scores.shape != (len(decision.item_ids),) or not np.isfinite(scores).all():
                 raise ValueError(f"{np.size(scores)} scores, some not finite")
         except Exception as exc:  # the shadow's failure is evidence, never the user's problem

@@ -14,10 +14,14 @@ from serving.decisions import FEATURE_PREFIX
 from serving.tests.support import TestClient, ready, wait_until, with_config
 
 
-def _decisions(root) -> pd.DataFrame:
-    files = sorted((root / "decisions").rglob("*.parquet"))
-    assert files, f"no decision log under {root}"
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+def _decisions(root, dt: str | None = None) -> pd.DataFrame:
+    """The log as the pipeline reads it: one row per ranked item."""
+    from reckit_assets.core.monitoring.decisions import read_decision_log
+
+    days = sorted(p.name.split("=")[1] for p in (root / "decisions").glob("dt=*"))
+    assert days, f"no decision log under {root}"
+    storage = LocalStorage(root)
+    return pd.concat([read_decision_log(storage, d) for d in ([dt] if dt else days)])
 
 
 def _serve(config: ServingConfig, requests: int = 40) -> tuple[list[dict], list[str]]:
@@ -168,7 +172,8 @@ def test_a_failing_shadow_is_counted_and_logged_as_nan_while_users_are_served(
         def broken(*_args, **_kwargs):  # a fault injected into the loaded shadow
             raise RuntimeError("the shadow's booster is corrupt")
 
-        object.__setattr__(shadow, "score_request", broken)  # LoadedModel is frozen
+        for method in ("score_request", "score_matrix"):  # LoadedModel is frozen
+            object.__setattr__(shadow, method, broken)
         for u in list(snap.users["user_id"][:5]):
             assert (
                 client.post("/v1/rank", json={"user_id": u, "item_ids": items}).status_code == 200

@@ -17,14 +17,17 @@ position.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import ks_2samp
 
-from reckit_assets.core.io.frames import parquet_bytes_to_frame
+from reckit_assets.core.evaluation.off_policy import propensities
 from reckit_assets.core.io.storage import Storage
 
 PREFIX = "decisions"  # where the service writes its decision log (serving/decisions.py)
@@ -52,11 +55,47 @@ class SkewRules(BaseModel):
 
 
 def read_decision_log(feedback: Storage, dt: str) -> pd.DataFrame:
-    """Every file of the day's decision log, in key order (empty frame when there is none)."""
+    """Every file of the day's decision log, in key order, one row per ranked item (``position``
+    its index in the shown list, ``propensity`` of it there); empty frame when there is none."""
     keys = sorted(i.key for i in feedback.list(f"{PREFIX}/dt={dt}/") if i.key.endswith(".parquet"))
-    frames = [parquet_bytes_to_frame(feedback.read_bytes(k)) for k in keys]
+    frames = [explode(pq.read_table(io.BytesIO(feedback.read_bytes(k)))) for k in keys]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def explode(table: pa.Table) -> pd.DataFrame:
+    """The service's one-row-per-ranking table (serving/decisions.py) -> one row per item.
+    A list column that is null for a ranking (no shadow, no features logged) gives NaN."""
+    if table.num_rows == 0:
+        return pd.DataFrame()
+    items = table["item_id"].combine_chunks()
+    offsets = items.offsets.to_numpy()
+    sizes = np.diff(offsets)
+    parent = np.repeat(np.arange(table.num_rows), sizes)
+    lists = [n for n in table.column_names if pa.types.is_list(table.schema.field(n).type)]
+    scalars = table.drop_columns(lists).take(pa.array(parent))
+    frame = scalars.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    for name in lists:
+        column = table[name].combine_chunks()
+        if name == "item_id":
+            frame[name] = pd.array(column.flatten().to_numpy(zero_copy_only=False), "string")
+            continue
+        values = np.full(len(parent), np.nan)
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        if valid.any():
+            rows = np.flatnonzero(valid)
+            at = np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows])
+            values[at] = column.flatten().to_numpy(zero_copy_only=False)
+        frame[name] = values
+    frame["position"] = np.arange(len(parent)) - offsets[parent]
+    frame["policy_position"] = frame["policy_position"].astype(np.int64)
+    frame["propensity"] = propensities(
+        frame["policy_position"].to_numpy(),
+        frame["position"].to_numpy(),
+        frame["slate_size"].to_numpy(),
+        frame["exploration_share"].to_numpy(float),
+    )
+    return frame
 
 
 def served_decisions(log: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -132,7 +171,7 @@ def skew(decisions: pd.DataFrame, samples: pd.DataFrame, rules: SkewRules) -> di
         # At the service's precision (float32): finer differences would break ties between
         # equal values and inflate the distance.
         ks = (
-            ks_2samp(a[both].astype(np.float32), b[both].astype(np.float32))
+            ks_2samp(a[both].astype(np.float32), b[both].astype(np.float32), method="asymp")
             if both.sum() >= 2
             else None
         )

@@ -100,15 +100,21 @@ def judge_shadow(
 
 def _why(out: dict, bad: list[str], rules: ShadowRules) -> str:
     text = {
-        "errors": f"errors on {100 * out['error_share']:.2f}% of rankings "
-        f"(shadow.max_error_share: {100 * rules.max_error_share:g}%)",
-        "scores_valid": f"{out['scores_out_of_range']} scores outside [0, 1]",
-        "latency": f"p99 {out['latency_p99_ms']} ms per ranking "
-        f"(shadow.max_latency_p99_ms: {rules.max_latency_p99_ms:g})",
-        "score_shift": f"score PSI {out['score_psi']:.3f} vs its offline holdout "
-        f"(shadow.max_score_psi: {rules.max_score_psi:g})",
+        "errors": lambda: (
+            f"errors on {100 * out['error_share']:.2f}% of rankings "
+            f"(shadow.max_error_share: {100 * rules.max_error_share:g}%)"
+        ),
+        "scores_valid": lambda: f"{out['scores_out_of_range']} scores outside [0, 1]",
+        "latency": lambda: (
+            f"p99 {out['latency_p99_ms']} ms per ranking "
+            f"(shadow.max_latency_p99_ms: {rules.max_latency_p99_ms:g})"
+        ),
+        "score_shift": lambda: (
+            f"score PSI {out['score_psi']:.3f} vs its offline holdout "
+            f"(shadow.max_score_psi: {rules.max_score_psi:g})"
+        ),
     }
-    return "; ".join(text[k] for k in bad)
+    return "; ".join(text[k]() for k in bad)
 
 
 def _off_policy(rows: pd.DataFrame, confidence: float) -> dict | None:

@@ -51,10 +51,10 @@ def _service_figures(monitoring: Monitoring, dt: str) -> dict[str, online.Servic
 
 def offline_scores_of(registry: Registry, store: Storage, model: str, version: str):
     """The version's scores on its offline holdout (None when it or its holdout is unknown)."""
-    manifest = registry.manifest(model, version)
-    if manifest is None or warehouse.manifest(store, SAMPLES, manifest["partition"]) is None:
+    partition = (registry.manifest(model, version) or {}).get("partition")
+    if partition is None or warehouse.manifest(store, SAMPLES, partition) is None:
         return None
-    holdout = warehouse.read(store, SAMPLES, manifest["partition"])
+    holdout = warehouse.read(store, SAMPLES, partition)
     return online.offline_scores(registry.load_files(model, version), model, holdout)
 
 
