@@ -201,6 +201,22 @@ class DecisionLog:
                 self.dropped += len(gone.item_ids)
             return self._rows >= self.flush_rows
 
+    def _buildable(self, part: list[Decision]) -> tuple[pa.Table | None, list[Decision]]:
+        """The table of ``part``; a ranking that cannot be written (it would fail every flush
+        of its day) is dropped and counted, never kept in the buffer."""
+        try:
+            return _table(part), part
+        except Exception:
+            good = []
+            for d in part:
+                try:
+                    _table([d])
+                    good.append(d)
+                except Exception as exc:
+                    self.dropped += len(d.item_ids)
+                    log.warning("decision of request %s not writable: %s", d.request_id, exc)
+            return (_table(good), good) if good else (None, [])
+
     def flush(self) -> int:
         """Write the buffered rankings, one file per day; returns rows written. Blocking."""
         if not self.enabled:
@@ -219,8 +235,10 @@ class DecisionLog:
                     f"{PREFIX}/dt={day}/serving-{self.host}-{self.pid}-{self._run}-"
                     f"{self._seq:06d}.parquet"
                 )
+                table, part = self._buildable(part)
+                if table is None:
+                    continue
                 try:
-                    table = _table(part)
                     self.storage.write_bytes(key, frame_to_parquet_bytes(table))
                 except Exception as exc:
                     self.last_error = f"{key}: {type(exc).__name__}: {exc}"

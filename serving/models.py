@@ -87,6 +87,12 @@ class LoadedModel:
             capture.append(columns.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64))
         return self.score(frame)
 
+    @property
+    def dense(self) -> bool:
+        """Scores from a numeric matrix of ``input_columns`` (an XGBoost booster): what
+        ``score_request`` captures is exactly what it scores."""
+        return _xgb_booster(self.model) is not None
+
     def score_matrix(self, x: np.ndarray) -> np.ndarray:
         """Click probabilities for rows of ``input_columns`` values (what ``score_request``
         captured)."""

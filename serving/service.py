@@ -275,8 +275,11 @@ class Service:
             features=matrix if with_features else None,
             day=self.config.decision_log_day,
         )
-        same_inputs = shadow is not None and tuple(shadow.input_columns) == tuple(
-            model.input_columns
+        same_inputs = (  # the captured matrix is what both would score (numeric inputs only)
+            shadow is not None
+            and model.dense
+            and shadow.dense
+            and tuple(shadow.input_columns) == tuple(model.input_columns)
         )
         queued = shadow is not None and self.shadow.submit(
             decision, shadow, features, matrix if same_inputs else None

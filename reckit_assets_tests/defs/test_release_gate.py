@@ -225,6 +225,26 @@ def test_second_passing_version_goes_to_canary_and_production_is_the_baseline(pr
     assert registry.manifest("xgboost", canary)["metrics"]["production_version"] == prod
 
 
+def test_under_the_shadow_policy_a_released_version_scores_live_traffic_first(prepared):
+    """release.new_version_alias: shadow: a passing later version takes the shadow alias (the
+    shadow judge moves it to canary after a passing live day), never canary directly."""
+    from reckit_assets.core.release.registry import SHADOW
+
+    lake, instance = prepared
+    assert _release(lake, instance, "2026-10-03").success
+    registry = _registry(lake)
+    prod = registry.alias("xgboost", PRODUCTION)
+    resources = lake.resources()
+    lake.write_config({"gate": SMALL_HOLDOUT_GATE, "release": {"new_version_alias": "shadow"}})
+    result = dg.materialize(
+        XGB, partition_key="2026-10-04", resources=resources, instance=instance, run_config=FAST
+    )
+    assert result.success, failed_checks(result)
+    shadow = registry.alias("xgboost", SHADOW)
+    assert shadow not in (None, prod) and registry.alias("xgboost", CANARY) is None
+    assert registry.history("xgboost", SHADOW)[-1].reason.startswith("registered from dt=")
+
+
 def _canary_under_judgement(lake, instance, version: str, share_since: str, share: float):
     """Release 2026-10-03 (production), then make a copy of production the canary under
     judgement at ``share`` since ``share_since``: (registry, its rollout)."""

@@ -163,12 +163,21 @@ def ranker_estimates(
     out: dict = {"logged_rows": len(decisions), "confidence": confidence}
     if decisions.empty:
         return out | {"reason": "no served decisions for this day"}
-    rows = decisions.astype({"request_id": str, "item_id": str}).merge(
-        holdout.astype({"request_id": str, "item_id": str}).drop_duplicates(keys),
-        on=keys,
-        how="left",
-        suffixes=("", "_sample"),
-        indicator=True,
+    # What was served comes from the log; what the candidate scores, from the holdout only.
+    served = ["position", "policy_position", "slate_size", "exploration_share", "explored",
+              "clicked"]  # fmt: skip
+    rows = (
+        decisions[keys + served]
+        .astype({"request_id": str, "item_id": str})
+        .merge(
+            holdout.drop(columns=[c for c in served if c in holdout and c != "position"])
+            .rename(columns={"position": "position_sample"})
+            .astype({"request_id": str, "item_id": str})
+            .drop_duplicates(keys),
+            on=keys,
+            how="left",
+            indicator=True,
+        )
     )
     found = (rows["_merge"] == "both").groupby(rows["request_id"]).transform("all")
     complete = found & (
@@ -182,7 +191,7 @@ def ranker_estimates(
     out["exploration_share"] = float(np.mean(eps))
     out["explored_slates"] = int(rows.groupby("request_id")["explored"].first().sum())
     out["logged_ctr"] = float(rows["clicked"].mean())
-    features = rows.assign(position=0)
+    features = rows.assign(position=0)  # as the service scores: the ranking decides the slot
     score = np.asarray(predict(features), dtype=float)
     order = pd.DataFrame({"r": rows["request_id"], "s": -score, "p": rows["policy_position"]})
     target = order.sort_values(["r", "s", "p"], kind="stable").groupby("r").cumcount()

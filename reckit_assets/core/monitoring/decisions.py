@@ -87,6 +87,18 @@ def explode(table: pa.Table) -> pd.DataFrame:
             at = np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows])
             values[at] = column.flatten().to_numpy(zero_copy_only=False)
         frame[name] = values
+    logged = [n for n in lists if n.startswith(FEATURE_PREFIX)]
+    if logged:
+        # Which features each ranking's model logged (a version without a column logs none of
+        # it: its NaN is "not logged", not a served NaN).
+        valid = [
+            table[n].combine_chunks().is_valid().to_numpy(zero_copy_only=False) for n in logged
+        ]
+        names = [
+            ",".join(n[len(FEATURE_PREFIX) :] for n, v in zip(logged, valid, strict=True) if v[r])
+            for r in range(table.num_rows)
+        ]
+        frame["feature_columns"] = pd.array(np.asarray(names, dtype=object)[parent], "string")
     frame["position"] = np.arange(len(parent)) - offsets[parent]
     frame["policy_position"] = frame["policy_position"].astype(np.int64)
     frame["propensity"] = propensities(
@@ -158,13 +170,22 @@ def skew(decisions: pd.DataFrame, samples: pd.DataFrame, rules: SkewRules) -> di
     shared = [c for c in columns if c in samples.columns]
     report["not_in_samples"] = sorted(set(columns) - set(shared))
     offline = samples[KEYS + shared].astype({k: str for k in KEYS}).drop_duplicates(KEYS)
-    online = served[KEYS + [FEATURE_PREFIX + c for c in shared]].astype({k: str for k in KEYS})
+    extra = ["feature_columns"] if "feature_columns" in served else []
+    online = served[KEYS + extra + [FEATURE_PREFIX + c for c in shared]].astype(
+        {k: str for k in KEYS}
+    )
     joined = online.merge(offline, on=KEYS, how="inner")
     report["compared"] = len(joined)
     results = []
     for c in shared:
-        a = pd.to_numeric(joined[FEATURE_PREFIX + c], errors="coerce").to_numpy(np.float64)
-        b = pd.to_numeric(joined[c], errors="coerce").to_numpy(np.float64)
+        rows = joined
+        if "feature_columns" in joined:  # only the rankings whose model logged c
+            logged_c = (
+                joined["feature_columns"].fillna("").str.split(",").map(lambda f, c=c: c in f)
+            )
+            rows = joined[logged_c.to_numpy(bool)]
+        a = pd.to_numeric(rows[FEATURE_PREFIX + c], errors="coerce").to_numpy(np.float64)
+        b = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
         same = np.isclose(a, b, rtol=rules.rtol, atol=rules.atol, equal_nan=True)
         both = ~np.isnan(a) & ~np.isnan(b)
         diff = np.abs(a[both] - b[both])
@@ -190,8 +211,9 @@ def skew(decisions: pd.DataFrame, samples: pd.DataFrame, rules: SkewRules) -> di
         )
     results.sort(key=lambda r: (-r.mismatch_share, r.feature))
     report["features"] = [r.as_dict() for r in results]
-    if report["compared"] >= rules.min_rows:
-        report["failing"] = [
-            r.feature for r in results if r.mismatch_share > rules.max_mismatch_share
-        ]
+    report["failing"] = [  # judged per feature, on the rows that logged it
+        r.feature
+        for r in results
+        if r.rows >= rules.min_rows and r.mismatch_share > rules.max_mismatch_share
+    ]
     return report

@@ -50,7 +50,7 @@ def judge_shadow(
     """The day's figures and verdict for the one shadow version in ``rows`` (served decisions
     the shadow scored). ``offline_scores``: its scores on its offline holdout (None: unknown,
     the shift is not judged)."""
-    rankings = int(rows["request_id"].nunique())
+    rankings = int(rows["request_id"].nunique()) if "request_id" in rows else 0
     out: dict = {"rankings": rankings, "rows": len(rows), "checks": {}}
     if rankings == 0:
         return out | {"verdict": NOT_JUDGED, "why": "no ranking was scored by the shadow"}

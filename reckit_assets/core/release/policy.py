@@ -33,6 +33,10 @@ class ReleasePolicy:
     # wait for a stale canary, and in steady state the canary finishes its judgement. A forced
     # registration (with its audited reason) always replaces.
     canary_in_judgement: CanaryInJudgement = "replace_if_better"
+    # The models the service shadows (its ranker): under ``new_version_alias: shadow`` only these
+    # take the shadow alias; another model's version goes to canary (it would never be judged).
+    # A shadow waiting for its live day is replaced like a canary under judgement (above).
+    shadow_models: tuple[str, ...] = ("xgboost",)
     # ``replace_if_better`` also hands over a *stalled* canary: one that has served at the same
     # share for this many days (its judge steps the share up every day it cannot decide, so
     # only the top share stays put) without a decision is replaced by the day's gated candidate,

@@ -29,6 +29,7 @@ from reckit_assets.core.release.policy import ReleasePolicy
 from reckit_assets.core.release.registry import (
     CANARY,
     PRODUCTION,
+    SHADOW,
     Registry,
     RegistryError,
     version_id,
@@ -340,12 +341,15 @@ def evaluate(
         markdown = evaluation.ranker_markdown(report)
         if warehouse.manifest(store, decisions.ASSET, dt) is not None:
             # The candidate's CTR estimated from the day's logged traffic, next to its AUC.
-            report["off_policy"] = off_policy.ranker_estimates(
-                warehouse.read(store, decisions.ASSET, dt),
-                holdout,
-                candidate[1].predict,
-                rules.confidence,
-            )
+            try:
+                report["off_policy"] = off_policy.ranker_estimates(
+                    warehouse.read(store, decisions.ASSET, dt),
+                    holdout,
+                    candidate[1].predict,
+                    rules.confidence,
+                )
+            except (KeyError, ValueError) as exc:  # reported, never in the gate's way
+                report["off_policy"] = {"reason": f"{type(exc).__name__}: {exc}"}
             markdown += "\n\n" + evaluation.off_policy_markdown(report["off_policy"])
     outcomes.append(
         gate_outcomes.noop(["production_out_of_time"], ident[0].description)[0]
@@ -507,6 +511,8 @@ def register(
     never = (report.get("production_state") or {}).get("state", "never") == "never"
     first = PRODUCTION not in aliases and never
     target = policy.first_version_alias if first else policy.new_version_alias
+    if target == SHADOW and kind not in policy.shadow_models:
+        target = CANARY  # the service shadows only these: another would never be judged
     moved = None
     # Never back in time: re-running or backfilling an older day registers its version
     # (idempotently) but leaves the aliases on the newer model.
@@ -516,14 +522,17 @@ def register(
     )
     # Under judgement: the canary alias is set and the release stage runs a rollout for it (a
     # model whose canaries are not judged online keeps the old behaviour: the newer one replaces).
-    judged = aliases.get(CANARY) if target == CANARY else None
+    judged = aliases.get(target) if target in (CANARY, SHADOW) else None
     rollout = read_rollout(registry.storage, kind) if judged is not None else None
-    if judged is not None and (rollout is None or rollout.version != judged):
+    if target == CANARY and judged is not None and (rollout is None or rollout.version != judged):
         judged = None
+    # A shadow waits for its live day like a canary for its verdict (no rollout: never stalled)
     better = judged is not None and _better_than_the_canary(registry, kind, judged, report)
     stalled = (
         _stalled(registry, kind, judged, rollout, dt, policy.stalled_canary_days)
-        if judged is not None and policy.canary_in_judgement == "replace_if_better"
+        if judged is not None
+        and target == CANARY
+        and policy.canary_in_judgement == "replace_if_better"
         else ""
     )
     holds = policy.canary_in_judgement == "hold" or (
@@ -536,11 +545,11 @@ def register(
         held = {
             "version": info["version"],
             "canary": judged,
-            "why": f"canary {judged} is still being judged (release.canary_in_judgement: "
+            "why": f"{target} {judged} is still being judged (release.canary_in_judgement: "
             f"{policy.canary_in_judgement}"
             + (
-                ", and this candidate's gain over production is not shown beyond the canary's"
-                f" and the canary is not stalled ({policy.stalled_canary_days} days at one share, "
+                f", and this candidate's gain over production is not shown beyond the {target}'s"
+                f" and the {target} is not stalled ({policy.stalled_canary_days} days at one share, "
                 "release.stalled_canary_days)"
                 if not better
                 else ""

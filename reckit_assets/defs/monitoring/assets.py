@@ -300,9 +300,13 @@ def build(s: Structure) -> list:
         for model in monitoring.model_names():
             # A shadow whose live day passed becomes the canary (release.new_version_alias:
             # shadow), before the canary's rollout is synced; a failed one is cleared.
-            shadow_step = release_shadow(
-                registry, model, shadows.get(model), _by(context, "shadow judge")
-            )
+            try:
+                shadow_step = release_shadow(
+                    registry, model, shadows.get(model), _by(context, "shadow judge")
+                )
+            except RegistryError as exc:  # a concurrent move: tomorrow's run decides again
+                shadow_step = {"action": "waiting", "why": f"registry: {exc}"}
+                context.log.warning(f"{model}: shadow step not applied: {exc}")
             if shadow_step["action"] != "none":
                 context.log.info(f"{model}: shadow {shadow_step}")
             current, started = rollout.sync_rollout(registry, model, dt, cfg)

@@ -5,6 +5,7 @@ evaluation (next to its AUC) from ``served_decisions``."""
 import json
 
 import dagster as dg
+import pandas as pd
 
 from reckit_assets.core.ingest.landing import is_ready, read_landed
 from reckit_assets.core.io import warehouse
@@ -171,8 +172,9 @@ def build(s: Structure) -> list:
         registry = Registry(storage.registry())
         effective = project.load()
         rules = effective.config.shadow
-        warehouse.require(store, decisions.ASSET, dt)
-        rows = warehouse.read(store, decisions.ASSET, dt)
+        # No decisions for the day (no log, or not landed yet): every shadow waits, not judged.
+        found = warehouse.manifest(store, decisions.ASSET, dt) is not None
+        rows = warehouse.read(store, decisions.ASSET, dt) if found else pd.DataFrame()
         out: dict = {}
         for model in monitoring.model_names():
             version = registry.alias(model, SHADOW)
@@ -180,8 +182,8 @@ def build(s: Structure) -> list:
                 continue
             mine = (
                 rows[(rows["model"] == model) & (rows["shadow_version"] == version)]
-                if len(rows)
-                else rows
+                if "shadow_version" in rows
+                else rows.iloc[:0]
             )
             offline = offline_scores_of(registry, store, model, version)
             out[model] = {

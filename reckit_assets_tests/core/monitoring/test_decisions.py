@@ -75,3 +75,19 @@ def test_a_stale_feature_on_a_few_rows_stays_under_the_limit_and_few_rows_never_
     few = decisions.skew(log.iloc[:20], samples, decisions.SkewRules(min_rows=50))
     assert few["compared"] == 20 and few["failing"] == []  # reported, not judged
     assert few["features"][0]["mismatch_share"] == 1.0
+
+
+def test_a_version_that_does_not_log_a_feature_is_no_mismatch_of_it():
+    # A canary with one more input column than production: production's rankings carry no
+    # value of it (not logged), which is not a served value that differs.
+    log, samples = _log(rankings=100)
+    canary = log["request_id"].isin([f"r{k}" for k in range(10)])
+    log["feature_columns"] = np.where(canary, "user_ctr,item_ctr,position", "item_ctr,position")
+    log.loc[~canary, decisions.FEATURE_PREFIX + "user_ctr"] = np.nan
+    report = decisions.skew(log, samples, decisions.SkewRules(min_rows=10))
+    assert report["failing"] == []
+    user_ctr = next(f for f in report["features"] if f["feature"] == "user_ctr")
+    assert user_ctr["rows"] == 40 and user_ctr["mismatched"] == 0
+    # ...while a version that logs it as missing is a feature missing online: skew.
+    log["feature_columns"] = "user_ctr,item_ctr,position"
+    assert decisions.skew(log, samples, decisions.SkewRules(min_rows=10))["failing"] == ["user_ctr"]
