@@ -23,7 +23,12 @@ import statistics
 import numpy as np
 from statsmodels.stats.proportion import proportion_confint
 
-from reckit_assets.core.evaluation.off_policy import ESTIMATORS, estimate, propensities
+from reckit_assets.core.evaluation.off_policy import (
+    ESTIMATORS,
+    MIN_EVIDENCE_CLICKS,
+    estimate,
+    propensities,
+)
 from reckit_assets.simulation.simulate import SimulationConfig, simulate_day
 
 POSITION_SLOPE = 0.25  # the simulator's position effect (logit per position)
@@ -61,7 +66,9 @@ def one_day(config: SimulationConfig, day: int, epsilon: float, seed: int) -> di
     clicked = rng.random(len(base)) < _sigmoid(base - POSITION_SLOPE * shown)
     p = propensities(logging_pos, target_pos, size, epsilon)
     reward = _sigmoid(logging_score - POSITION_SLOPE * target_pos)  # production's predictions
-    found = estimate(slate, shown, clicked, target_pos, p, reward_model=reward)
+    found = estimate(
+        slate, shown, clicked, target_pos, p, reward_model=reward, logging_position=logging_pos
+    )
     truth = float(np.mean(_sigmoid(base - POSITION_SLOPE * target_pos)))
     # Expected CTR of what users see: the logging order, or a random one on explored slates
     # (an item's click probability averaged over the slate's positions).
@@ -96,9 +103,10 @@ def main() -> None:
     )
     print(
         "| epsilon | estimator | coverage | coverage 95% CI | bias | sd | mean half-width "
-        "| candidate true CTR | exploration cost |"
+        "| candidate true CTR | exploration cost | evidence clicks (median) "
+        f"| coverage with >= {MIN_EVIDENCE_CLICKS} | coverage with fewer |"
     )
-    print("|---:|---|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for epsilon in args.epsilons:
         days = [one_day(config, d, epsilon, args.seed) for d in range(args.days)]
         truth = statistics.mean(d["truth"] for d in days)
@@ -113,8 +121,15 @@ def main() -> None:
                 f"| [{low:.0%}, {high:.0%}] | {statistics.mean(errors):+.5f} "
                 f"| {statistics.stdev(errors):.5f} "
                 f"| {statistics.mean((e.ci_high - e.ci_low) / 2 for e in est):.5f} "
-                f"| {truth:.4f} | {cost:+.2%} |"
+                f"| {truth:.4f} | {cost:+.2%} "
+                f"| {statistics.median(e.evidence_clicks for e in est):.0f} "
+                f"| {_share([e.covers(d['truth']) for e, d in zip(est, days, strict=True) if e.reliable])} "
+                f"| {_share([e.covers(d['truth']) for e, d in zip(est, days, strict=True) if not e.reliable])} |"
             )
+
+
+def _share(hits: list[bool]) -> str:
+    return f"{sum(hits)}/{len(hits)}" if hits else "-"
 
 
 if __name__ == "__main__":

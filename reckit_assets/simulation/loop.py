@@ -348,7 +348,11 @@ def _off_policy(store, dt: str) -> dict | None:
     found = report.get("off_policy")
     if not found:
         return None
-    out = {"version": report["candidate"]["version"], "logged_ctr": found.get("logged_ctr")}
+    out = {
+        "version": report["candidate"]["version"],
+        "logged_ctr": found.get("logged_ctr"),
+        "evidence_clicks": found.get("evidence_clicks"),
+    }
     if "candidate" not in found:
         return out | {"reason": found.get("reason")}
     return out | {

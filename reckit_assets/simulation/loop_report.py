@@ -113,9 +113,9 @@ def _off_policy_table(days: list[dict]) -> list[str]:
     """Each day's candidate: its off-policy CTR estimates from that day's logged traffic, and
     its realised CTR (rankings in its own order) on the days it served afterwards."""
     lines = [
-        "| day | candidate | logged CTR | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | "
-        "realised CTR once served (day: CTR, impressions) |",
-        "|---:|---|---:|---|---|---|---|",
+        "| day | candidate | logged CTR | evidence clicks | IPS [95% CI] | SNIPS [95% CI] | "
+        "DR [95% CI] | realised CTR once served (day: CTR, impressions) |",
+        "|---:|---|---:|---:|---|---|---|---|",
     ]
 
     def cell(e: dict | None) -> str:
@@ -134,7 +134,7 @@ def _off_policy_table(days: list[dict]) -> list[str]:
         logged = found.get("logged_ctr")
         lines.append(
             f"| {d['day']} | {version} | {'' if logged is None else f'{logged:.4f}'} | "
-            f"{cell(found.get('ips'))} | {cell(found.get('snips'))} | {cell(found.get('dr'))}"
+            f"{found.get('evidence_clicks', '')} | {cell(found.get('ips'))} | {cell(found.get('snips'))} | {cell(found.get('dr'))}"
             f"{' ' + found['reason'] if 'reason' in found else ''} | "
             f"{'; '.join(later[:4]) or 'not served'} |"
         )

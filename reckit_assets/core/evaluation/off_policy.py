@@ -21,7 +21,11 @@ item shown at exactly ``t(i)`` is evidence of how it does there, weighted by ``1
   reward model; less variable when it is good.
 
 Confidence intervals: slates are independent, so each estimate is a mean (IPS, DR) or a ratio of
-means (SNIPS: delta method) of per-slate sums, with a normal interval (scipy's ``norm``).
+means (SNIPS: delta method) of per-slate sums, with a normal interval (scipy's ``norm``). Given
+the logging order, the interval is widened to at least the exact Poisson (Garwood, ``chi2``)
+interval of the clicks on items the candidate moves (``evidence_clicks``) times their weight:
+those few heavily weighted clicks decide the estimate, and with few of them the slates' spread
+understates it (none observed: no spread at all).
 Validated against the simulator's truth in ``bench/off_policy.py`` (coverage, bias, variance,
 the CTR that exploring costs; docs/benchmarks.md).
 """
@@ -29,13 +33,14 @@ the CTR that exploring costs; docs/benchmarks.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 ESTIMATORS = ("ips", "snips", "dr")
+MIN_EVIDENCE_CLICKS = 30
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,20 @@ class Estimate:
     ci_high: float
     slates: int
     matched: int  # impressions shown where the candidate would show them: the evidence
+    # Clicks on items the candidate moves (shown at its position only by exploration): the
+    # rare, heavily weighted events its change is judged on; -1 when unknown. Below
+    # MIN_EVIDENCE_CLICKS the normal interval is not to be trusted (docs/benchmarks.md).
+    evidence_clicks: int = -1
+
+    @property
+    def reliable(self) -> bool:
+        return self.evidence_clicks >= MIN_EVIDENCE_CLICKS
 
     def covers(self, truth: float) -> bool:
         return self.ci_low <= truth <= self.ci_high
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"reliable": self.reliable}
 
 
 def propensities(
@@ -81,6 +94,7 @@ def estimate(
     propensity: np.ndarray,
     reward_model: np.ndarray | None = None,
     confidence: float = 0.95,
+    logging_position: np.ndarray | None = None,
 ) -> dict[str, Estimate]:
     """IPS, SNIPS and (with a reward model) DR estimates of the candidate's CTR.
 
@@ -88,6 +102,8 @@ def estimate(
     it was ``clicked``, the ``target_position`` the candidate gives the item and the logging
     policy's ``propensity`` of showing it there (:func:`propensities`). ``reward_model``: the
     predicted click probability of the item at its target position (for DR).
+    ``logging_position``: where the logging policy's own order put each item (for
+    ``evidence_clicks``).
     """
     slate = np.asarray(slate)
     p = np.asarray(propensity, dtype=float)
@@ -113,6 +129,20 @@ def estimate(
     clicks_w, weights = per_slate(w * y), per_slate(w)
     z = float(norm.ppf(0.5 + confidence / 2))
     n_matched = int(matched.sum())
+    evidence, widen = -1, None
+    if logging_position is not None:
+        moved = np.asarray(logging_position) != np.asarray(target_position)
+        evidence = int(np.sum(matched & moved & (y > 0)))
+        if moved.any():
+            # The candidate's changes are judged on few, heavily weighted clicks (K): a count,
+            # whose exact (Garwood) Poisson interval bounds what K could have been. With K small
+            # the slates' spread says little (K = 0: no spread at all), so each interval is
+            # widened to at least that count's interval times the weight a click there carries.
+            alpha = 1.0 - confidence
+            low = float(chi2.ppf(alpha / 2, 2 * evidence) / 2) if evidence else 0.0
+            high = float(chi2.ppf(1 - alpha / 2, 2 * evidence + 2) / 2)
+            weight = float(np.mean(1.0 / p[moved]))
+            widen = ((evidence - low) * weight, (high - evidence) * weight)
     out = {
         "ips": _mean_ratio("ips", clicks_w, impressions, z, n_matched, fixed_denominator=True),
         "snips": _mean_ratio("snips", clicks_w, weights, z, n_matched, fixed_denominator=False),
@@ -121,7 +151,18 @@ def estimate(
         r = np.asarray(reward_model, dtype=float)
         dr = per_slate(r + w * (y - r))
         out["dr"] = _mean_ratio("dr", dr, impressions, z, n_matched, fixed_denominator=True)
-    return out
+    denominators = {"ips": impressions.sum(), "snips": weights.sum(), "dr": impressions.sum()}
+    result = {}
+    for k, v in out.items():
+        v = replace(v, evidence_clicks=evidence)
+        if widen is not None and denominators[k] > 0 and np.isfinite(v.value):
+            v = replace(
+                v,
+                ci_low=min(v.ci_low, v.value - widen[0] / denominators[k]),
+                ci_high=max(v.ci_high, v.value + widen[1] / denominators[k]),
+            )
+        result[k] = v
+    return result
 
 
 def _mean_ratio(
@@ -207,10 +248,11 @@ def ranker_estimates(
             "reason": f"{int(np.sum(p <= 0))} of {len(p)} items would move where the logging "
             "policy never shows them (no exploration: RECKIT_EXPLORATION_SHARE = 0)"
         }
-    out["candidate"] = {
-        k: v.as_dict()
-        for k, v in estimate(slate, shown, clicked, target, p, reward, confidence).items()
-    }
+    policy = rows["policy_position"].to_numpy()
+    found = estimate(slate, shown, clicked, target, p, reward, confidence, policy)
+    out["candidate"] = {k: v.as_dict() for k, v in found.items()}
+    out["evidence_clicks"] = found["snips"].evidence_clicks
+    out["reliable"] = found["snips"].reliable
     own = rows["policy_position"].to_numpy()
     p_own = propensities(own, own, rows["slate_size"].to_numpy(), eps)
     out["logging_policy"] = {

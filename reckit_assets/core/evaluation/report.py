@@ -337,7 +337,10 @@ def off_policy_markdown(found: dict) -> str:
     return (
         f"{head}\n\n{found['slates']} logged slates ({found['explored_slates']} explored, share "
         f"{found['exploration_share']:.3f}); realised CTR {found['logged_ctr']:.4f}; the candidate "
-        f"keeps {100 * found['agreement']:.1f}% of items where the logging policy put them.\n\n"
+        f"keeps {100 * found['agreement']:.1f}% of items where the logging policy put them; "
+        f"{found.get('evidence_clicks', '?')} clicks on items it moves, shown there by "
+        "exploration (the estimate's evidence; below 30 each interval is widened to that "
+        "count's exact Poisson bound).\n\n"
         f"| policy | estimator | CTR | {level}% CI | impressions where it would show them |\n"
         "|---|---|---|---|---|\n" + "\n".join(rows)
     )

@@ -124,3 +124,16 @@ def test_incomplete_slates_are_left_out_and_no_exploration_is_refused_with_a_rea
     assert "candidate" not in refused and "RECKIT_EXPLORATION_SHARE" in refused["reason"]
     empty = off_policy.ranker_estimates(decisions.iloc[:0], holdout, predict)
     assert empty["reason"] == "no served decisions for this day"
+
+
+def test_with_no_click_where_the_candidate_moves_items_the_interval_still_allows_them():
+    # The estimate rests on clicks on moved items, heavily weighted; none observed is no
+    # evidence that there are none: the interval is widened to the Poisson bound of that count.
+    decisions, holdout, predict, _ = _world(9, 300, 0.05)
+    moved = decisions["position"] != decisions["policy_position"]
+    decisions.loc[moved, "clicked"] = 0  # whatever the candidate moved got no click
+    found = off_policy.ranker_estimates(decisions, holdout, predict)
+    assert found["evidence_clicks"] == 0 and not found["reliable"]
+    e = found["candidate"]["ips"]
+    half_normal = 1.96 * e["std_error"]
+    assert e["ci_high"] - e["value"] > 3 * half_normal  # the count's bound, not the spread's
