@@ -140,6 +140,7 @@ def _off_policy(rows: pd.DataFrame, confidence: float) -> dict | None:
         target,
         p,
         confidence=confidence,
+        logging_position=rows["policy_position"].to_numpy(),
     )
     return {k: v.as_dict() for k, v in found.items()}
 
