@@ -18,6 +18,7 @@ import serving
 from reckit_assets.core.features import online
 from reckit_assets.core.ingest.landing import read_landed
 from reckit_assets.core.io.storage import LocalStorage
+from reckit_assets.core.monitoring.decisions import read_decision_log
 from serving.feedback import utc_now
 from serving.tests.support import wait_until
 
@@ -76,9 +77,13 @@ def test_python_m_serving_serves_and_flushes_feedback_on_sigterm(registry_dir, t
         LocalStorage(tmp_path / "feedback"), "events", utc_now().date().isoformat()
     )
     frame = pd.concat(
-        [pd.read_parquet(f) for f in sorted((tmp_path / "feedback").rglob("*.parquet"))],
+        [pd.read_parquet(f) for f in sorted((tmp_path / "feedback" / "events").rglob("*.parquet"))],
         ignore_index=True,
     )  # every column the service wrote, extras (``source``) included
+    # ...and the ranking's decision, flushed on shutdown too (serving/decisions.py)
+    decisions = read_decision_log(LocalStorage(tmp_path / "feedback"), utc_now().date().isoformat())
+    assert decisions["request_id"].unique().tolist() == [out["request_id"]]
+    assert decisions["item_id"].tolist() == out["ranked_item_ids"]
     # Each ranked position twice: logged when served (source=served) and reported by the client;
     # the client's impressions carry no ts, so they get the served ones' event ids and the
     # pipeline's dedup keeps one per (request, item).
