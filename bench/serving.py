@@ -234,30 +234,46 @@ def _run_threads(target, n: int) -> None:
         t.join()
 
 
-def _server_p99(before: str, after: str) -> float | None:
-    """Upper bound of the bucket holding the server-side p99 of /v1/rank between two scrapes."""
+RANK_LATENCY = ("reckit_serving_request_latency_seconds", {"endpoint": "/v1/rank"})
+
+
+def _bucket_diff(
+    before: str, after: str, histogram: str, labels: dict[str, str] | None = None
+) -> list[tuple[float, float]]:
+    """(upper bound in seconds, cumulative count) of ``histogram``'s buckets observed between two
+    scrapes of /metrics, summed over the label sets matching ``labels``; ascending."""
     from prometheus_client.parser import text_string_to_metric_families
 
     def buckets(text: str) -> dict[float, float]:
         out: dict[float, float] = {}
         for family in text_string_to_metric_families(text):
-            if family.name != "reckit_serving_request_latency_seconds":
-                continue
             for s in family.samples:
-                if s.name.endswith("_bucket") and s.labels.get("endpoint") == "/v1/rank":
-                    le = float(s.labels["le"])
-                    out[le] = out.get(le, 0.0) + s.value
+                if s.name != f"{histogram}_bucket":
+                    continue
+                if any(s.labels.get(k) != v for k, v in (labels or {}).items()):
+                    continue
+                le = float(s.labels["le"])
+                out[le] = out.get(le, 0.0) + s.value
         return out
 
     b0, b1 = buckets(before), buckets(after)
-    diff = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
+    return sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
+
+
+def _bucket_quantile(
+    before: str, after: str, histogram: str, q: float, labels: dict[str, str] | None = None
+) -> float | None:
+    """Upper bound (ms) of the bucket holding the ``q``-th percentile of ``histogram`` between
+    two scrapes; None when nothing was observed."""
+    diff = _bucket_diff(before, after, histogram, labels)
     if not diff or diff[-1][1] == 0:
         return None
-    total = diff[-1][1]
-    for le, cumulative in diff:
-        if cumulative >= 0.99 * total:
-            return le * 1000.0
-    return None
+    return next(le * 1000.0 for le, n in diff if n >= q / 100.0 * diff[-1][1])
+
+
+def _server_p99(before: str, after: str) -> float | None:
+    """Upper bound of the bucket holding the server-side p99 of /v1/rank between two scrapes."""
+    return _bucket_quantile(before, after, RANK_LATENCY[0], 99, RANK_LATENCY[1])
 
 
 def _free_port() -> int:
@@ -330,31 +346,13 @@ def _children_cpu() -> float:
 def _server_percentiles(before: str, after: str, qs=(50, 90, 99)) -> dict[str, float | None]:
     """Upper bounds (ms) of the histogram buckets holding each server-side percentile of
     /v1/rank between two scrapes of /metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def buckets(text: str) -> dict[float, float]:
-        out: dict[float, float] = {}
-        for family in text_string_to_metric_families(text):
-            if family.name != "reckit_serving_request_latency_seconds":
-                continue
-            for s in family.samples:
-                if s.name.endswith("_bucket") and s.labels.get("endpoint") == "/v1/rank":
-                    le = float(s.labels["le"])
-                    out[le] = out.get(le, 0.0) + s.value
-        return out
-
-    b0, b1 = buckets(before), buckets(after)
-    diff = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
-    out: dict[str, float | None] = {f"server_p{q}_le_ms": None for q in qs}
-    if not diff or diff[-1][1] == 0:
-        return out
-    total = diff[-1][1]
-    for q in qs:
-        for le, cumulative in diff:
-            if cumulative >= q / 100.0 * total:
-                out[f"server_p{q}_le_ms"] = le * 1000.0
-                break
-    out["server_requests"] = total
+    out: dict[str, float | None] = {
+        f"server_p{q}_le_ms": _bucket_quantile(before, after, RANK_LATENCY[0], q, RANK_LATENCY[1])
+        for q in qs
+    }
+    diff = _bucket_diff(before, after, *RANK_LATENCY)
+    if diff and diff[-1][1]:
+        out["server_requests"] = diff[-1][1]
     return out
 
 
@@ -540,27 +538,6 @@ def _metric(text: str, sample: str) -> float:
         for s in family.samples
         if s.name == sample
     )
-
-
-def _bucket_quantile(before: str, after: str, histogram: str, q: float) -> float | None:
-    """Upper bound (ms) of the bucket of ``histogram`` (all label sets) holding its ``q``-th
-    percentile between two scrapes of /metrics; None when nothing was observed."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    def buckets(text: str) -> dict[float, float]:
-        out: dict[float, float] = {}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == f"{histogram}_bucket":
-                    le = float(s.labels["le"])
-                    out[le] = out.get(le, 0.0) + s.value
-        return out
-
-    b0, b1 = buckets(before), buckets(after)
-    diff = sorted((le, b1[le] - b0.get(le, 0.0)) for le in b1)
-    if not diff or diff[-1][1] == 0:
-        return None
-    return next(le * 1000.0 for le, n in diff if n >= q / 100.0 * diff[-1][1])
 
 
 def _evidence_counters(text: str) -> dict[str, float]:

@@ -110,7 +110,9 @@ def test_landing_asset_lists_the_landed_days(page, dagster_ui):
     page.goto(f"{dagster_ui.url}/assets/landing_zone")
     page.get_by_text(f"{len(DAYS)} day(s) landed, {DAYS[0]} to {DAYS[-1]}").wait_for()
     for day in DAYS:  # the table renders after the summary line: wait for each row's cell
-        page.get_by_role("cell", name=day, exact=True).first.wait_for(timeout=30_000)
+        cell = page.get_by_role("cell", name=day, exact=True)
+        cell.first.wait_for(timeout=30_000)
+        assert cell.count() >= 1, day
     screenshot(page, "landing_zone", full_page=True)
 
 
